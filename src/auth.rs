@@ -1,0 +1,346 @@
+//! The authentication decision: token state + presented secret + client IP +
+//! now -> allow or deny with a reason (pure, no I/O).
+//!
+//! The embedded store calls this inside its write transaction; the Redis store
+//! runs the same rules in `store/check_and_consume.lua` so the check and the
+//! use count happen in one atomic step. The shared store conformance suite
+//! holds both to the same answers.
+
+use crate::model::{Identity, Membership, Millis, TokenRecord};
+use crate::token::SecretHash;
+use std::net::IpAddr;
+use subtle::ConstantTimeEq;
+
+/// Why a request is refused. Messages never contain the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deny {
+    /// No such token, wrong secret, or its identity is gone.
+    UnknownToken,
+    Revoked,
+    Expired,
+    MaxTtlReached,
+    UsageLimitReached,
+    IpNotTrusted(IpAddr),
+    NoProjectAccess,
+}
+
+impl Deny {
+    /// The HTTP status the contract gives this refusal.
+    pub fn status(&self) -> u16 {
+        match self {
+            Deny::IpNotTrusted(_) | Deny::NoProjectAccess => 403,
+            _ => 401,
+        }
+    }
+
+    /// A short stable name, used as a bounded metrics label.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Deny::UnknownToken => "unknown_token",
+            Deny::Revoked => "revoked",
+            Deny::Expired => "expired",
+            Deny::MaxTtlReached => "max_ttl",
+            Deny::UsageLimitReached => "usage_limit",
+            Deny::IpNotTrusted(_) => "ip_not_trusted",
+            Deny::NoProjectAccess => "no_project_access",
+        }
+    }
+
+    /// The message shown to the client.
+    pub fn message(&self) -> String {
+        match self {
+            Deny::UnknownToken => "invalid access token".into(),
+            Deny::Revoked => "access token has been revoked".into(),
+            Deny::Expired => "token expired".into(),
+            Deny::MaxTtlReached => "token reached its maximum TTL".into(),
+            Deny::UsageLimitReached => "token usage limit reached".into(),
+            Deny::IpNotTrusted(ip) => format!("IP {ip} is not in the token's trusted IPs"),
+            Deny::NoProjectAccess => "identity has no access to this project".into(),
+        }
+    }
+}
+
+/// What an allowed request learns about its caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub identity_name: String,
+    pub org_role: String,
+    /// Active project roles (comma-separated) when a project was asked for.
+    pub project_roles: Option<String>,
+}
+
+/// Is this token usable right now by this client? Checks, in the contract's
+/// order: exists and matches, not revoked, not expired, IP trusted, uses left.
+pub fn check_token(
+    token: &TokenRecord,
+    presented: &SecretHash,
+    client_ip: IpAddr,
+    now: Millis,
+) -> Result<(), Deny> {
+    if !bool::from(token.secret_hash.ct_eq(presented)) {
+        return Err(Deny::UnknownToken);
+    }
+    if token.revoked {
+        return Err(Deny::Revoked);
+    }
+    if let Some(e) = token.expiry() {
+        if now >= e.at {
+            return Err(if e.by_max_ttl {
+                Deny::MaxTtlReached
+            } else {
+                Deny::Expired
+            });
+        }
+    }
+    let ip = client_ip.to_canonical();
+    if !token.trusted_ips.iter().any(|net| net.contains(&ip)) {
+        return Err(Deny::IpNotTrusted(ip));
+    }
+    if token.num_uses_limit > 0 && token.num_uses >= token.num_uses_limit {
+        return Err(Deny::UsageLimitReached);
+    }
+    Ok(())
+}
+
+/// May this token be renewed at `now`? It must match, not be revoked and not
+/// be expired (a token past its MaxTTL never renews). IP and use limit do not
+/// apply: renewal grants no access by itself.
+pub fn check_renewable(token: &TokenRecord, presented: &SecretHash, now: Millis) -> Result<(), Deny> {
+    if !bool::from(token.secret_hash.ct_eq(presented)) {
+        return Err(Deny::UnknownToken);
+    }
+    if token.revoked {
+        return Err(Deny::Revoked);
+    }
+    match token.expiry() {
+        Some(e) if now >= e.at => Err(if e.by_max_ttl {
+            Deny::MaxTtlReached
+        } else {
+            Deny::Expired
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The whole decision for one request. `project` is `None` when the request
+/// names no project, else the identity's membership there (if any).
+/// On `Ok` the caller must count the use in the same atomic step.
+pub fn decide(
+    token: Option<&TokenRecord>,
+    identity: Option<&Identity>,
+    presented: &SecretHash,
+    client_ip: IpAddr,
+    now: Millis,
+    project: Option<Option<&Membership>>,
+) -> Result<Grant, Deny> {
+    let (Some(token), Some(identity)) = (token, identity) else {
+        return Err(Deny::UnknownToken);
+    };
+    check_token(token, presented, client_ip, now)?;
+    let project_roles = match project {
+        None => None,
+        Some(m) => Some(
+            m.and_then(|m| m.active_roles(now))
+                .ok_or(Deny::NoProjectAccess)?,
+        ),
+    };
+    Ok(Grant {
+        identity_name: identity.name.clone(),
+        org_role: identity.role.clone(),
+        project_roles,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{default_trusted_ips, RoleGrant};
+    use crate::token::Id;
+
+    const NOW: Millis = 10_000_000;
+    const HASH: SecretHash = [7; 32];
+
+    fn token() -> TokenRecord {
+        TokenRecord {
+            id: Id([1; 16]),
+            identity_id: Id([2; 16]),
+            name: "t".into(),
+            secret_hash: HASH,
+            created_at: NOW - 5_000,
+            last_renewed_at: None,
+            last_used_at: None,
+            num_uses: 0,
+            num_uses_limit: 0,
+            ttl: 60,
+            max_ttl: 120,
+            period: 0,
+            trusted_ips: default_trusted_ips(),
+            revoked: false,
+        }
+    }
+
+    fn identity() -> Identity {
+        Identity {
+            id: Id([2; 16]),
+            name: "ci".into(),
+            org_id: "org".into(),
+            role: "member".into(),
+            has_delete_protection: false,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn run(t: &TokenRecord, client: &str, now: Millis) -> Result<Grant, Deny> {
+        decide(Some(t), Some(&identity()), &HASH, ip(client), now, None)
+    }
+
+    #[test]
+    fn valid_token_is_allowed_with_identity() {
+        let g = run(&token(), "10.0.0.1", NOW).unwrap();
+        assert_eq!((g.identity_name.as_str(), g.org_role.as_str()), ("ci", "member"));
+        assert_eq!(g.project_roles, None);
+    }
+
+    #[test]
+    fn unknown_wrong_secret_or_missing_identity() {
+        let t = token();
+        assert_eq!(
+            decide(Some(&t), Some(&identity()), &[8; 32], ip("1.1.1.1"), NOW, None),
+            Err(Deny::UnknownToken)
+        );
+        assert_eq!(
+            decide(None, Some(&identity()), &HASH, ip("1.1.1.1"), NOW, None),
+            Err(Deny::UnknownToken)
+        );
+        assert_eq!(
+            decide(Some(&t), None, &HASH, ip("1.1.1.1"), NOW, None),
+            Err(Deny::UnknownToken)
+        );
+    }
+
+    #[test]
+    fn revoked_comes_before_everything_else() {
+        let mut t = token();
+        t.revoked = true;
+        t.num_uses_limit = 1;
+        t.num_uses = 1;
+        assert_eq!(run(&t, "1.1.1.1", NOW + 10_000_000), Err(Deny::Revoked));
+    }
+
+    #[test]
+    fn ttl_and_max_ttl() {
+        let t = token();
+        assert!(run(&t, "1.1.1.1", t.created_at + 59_999).is_ok());
+        assert_eq!(run(&t, "1.1.1.1", t.created_at + 60_000), Err(Deny::Expired));
+        let mut r = token();
+        r.last_renewed_at = Some(r.created_at + 100_000);
+        assert!(run(&r, "1.1.1.1", r.created_at + 110_000).is_ok());
+        assert_eq!(
+            run(&r, "1.1.1.1", r.created_at + 120_000),
+            Err(Deny::MaxTtlReached)
+        );
+    }
+
+    #[test]
+    fn ip_allowlist_v4_v6_and_mapped() {
+        let mut t = token();
+        t.trusted_ips = vec!["127.0.0.1/32".parse().unwrap(), "fd00::/8".parse().unwrap()];
+        assert!(run(&t, "127.0.0.1", NOW).is_ok());
+        assert!(run(&t, "::ffff:127.0.0.1", NOW).is_ok());
+        assert!(run(&t, "fd12::1", NOW).is_ok());
+        assert_eq!(
+            run(&t, "127.0.0.2", NOW),
+            Err(Deny::IpNotTrusted(ip("127.0.0.2")))
+        );
+        assert_eq!(run(&t, "::1", NOW).unwrap_err().status(), 403);
+    }
+
+    #[test]
+    fn ipv4_any_does_not_admit_ipv6() {
+        let mut t = token();
+        t.trusted_ips = vec!["0.0.0.0/0".parse().unwrap()];
+        assert!(run(&t, "8.8.8.8", NOW).is_ok());
+        assert!(run(&t, "2001:db8::1", NOW).is_err());
+    }
+
+    #[test]
+    fn use_limit() {
+        let mut t = token();
+        t.num_uses_limit = 5;
+        t.num_uses = 4;
+        assert!(run(&t, "1.1.1.1", NOW).is_ok());
+        t.num_uses = 5;
+        assert_eq!(run(&t, "1.1.1.1", NOW), Err(Deny::UsageLimitReached));
+    }
+
+    #[test]
+    fn expiry_is_checked_before_ip_and_ip_before_limit() {
+        let mut t = token();
+        t.trusted_ips = vec!["10.0.0.0/8".parse().unwrap()];
+        t.num_uses_limit = 1;
+        t.num_uses = 1;
+        assert_eq!(run(&t, "1.1.1.1", NOW + 1_000_000), Err(Deny::Expired));
+        assert_eq!(run(&t, "1.1.1.1", NOW).unwrap_err().code(), "ip_not_trusted");
+        assert_eq!(run(&t, "10.1.1.1", NOW), Err(Deny::UsageLimitReached));
+    }
+
+    #[test]
+    fn project_membership() {
+        let t = token();
+        let id = identity();
+        let grant = |role: &str, window: Option<(Millis, Millis)>| RoleGrant {
+            id: Id([3; 16]),
+            role: role.into(),
+            is_temporary: window.is_some(),
+            temporary_mode: window.map(|_| "relative".into()),
+            temporary_range: None,
+            temporary_access_start_time: window.map(|w| w.0),
+            temporary_access_end_time: window.map(|w| w.1),
+        };
+        let mut m = Membership {
+            id: Id([4; 16]),
+            project_id: "p1".into(),
+            identity_id: id.id,
+            roles: vec![grant("viewer", None)],
+            created_at: 0,
+            updated_at: 0,
+        };
+        let d = |m: Option<&Membership>| decide(Some(&t), Some(&id), &HASH, ip("1.1.1.1"), NOW, Some(m));
+        assert_eq!(d(Some(&m)).unwrap().project_roles.as_deref(), Some("viewer"));
+        assert_eq!(d(None), Err(Deny::NoProjectAccess));
+        m.roles = vec![grant("no-access", None)];
+        assert_eq!(d(Some(&m)), Err(Deny::NoProjectAccess));
+        m.roles = vec![grant("admin", Some((NOW - 10, NOW)))];
+        assert_eq!(d(Some(&m)), Err(Deny::NoProjectAccess));
+        m.roles = vec![grant("admin", Some((NOW - 10, NOW + 1)))];
+        assert_eq!(d(Some(&m)).unwrap().project_roles.as_deref(), Some("admin"));
+    }
+
+    #[test]
+    fn renewal_rules() {
+        let t = token();
+        assert!(check_renewable(&t, &HASH, t.created_at + 59_000).is_ok());
+        assert_eq!(check_renewable(&t, &HASH, t.created_at + 60_000), Err(Deny::Expired));
+        assert_eq!(check_renewable(&t, &[0; 32], t.created_at), Err(Deny::UnknownToken));
+        let mut r = t.clone();
+        r.last_renewed_at = Some(r.created_at + 100_000);
+        assert_eq!(check_renewable(&r, &HASH, r.created_at + 120_000), Err(Deny::MaxTtlReached));
+    }
+
+    #[test]
+    fn messages_and_statuses() {
+        assert_eq!(Deny::Expired.message(), "token expired");
+        assert_eq!(Deny::UsageLimitReached.message(), "token usage limit reached");
+        assert_eq!(
+            Deny::IpNotTrusted(ip("10.1.2.3")).message(),
+            "IP 10.1.2.3 is not in the token's trusted IPs"
+        );
+        assert_eq!(Deny::Revoked.status(), 401);
+        assert_eq!(Deny::NoProjectAccess.status(), 403);
+    }
+}

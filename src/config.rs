@@ -1,0 +1,662 @@
+//! Configuration: the YAML file model (serde, unknown keys refused) and its
+//! validation into a `Config`, naming the key path of every problem. The only
+//! module that parses YAML.
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The validated configuration the gateway runs on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: Vec<SocketAddr>,
+    pub threads: usize,
+    pub grace_period_seconds: u64,
+    pub admin_listen: Option<SocketAddr>,
+    pub admin_key_env: Option<String>,
+    pub admin_key_file: Option<PathBuf>,
+    pub upstream: Upstream,
+    pub store: StoreConfig,
+    pub trusted_proxies: Vec<IpNet>,
+    pub public_routes: Vec<String>,
+    pub project_sources: Vec<ProjectSource>,
+    pub max_body_bytes: usize,
+    pub headers: HeaderNames,
+    pub forward_authorization: bool,
+}
+
+/// Where requests are forwarded.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    pub sni: String,
+    pub tls_verify: bool,
+    pub connect_timeout_ms: u64,
+    pub read_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    Embedded {
+        path: PathBuf,
+    },
+    Redis {
+        url: String,
+        connect_timeout_ms: u64,
+        response_timeout_ms: u64,
+        retries: usize,
+    },
+}
+
+/// One way of finding the project a request is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProjectSource {
+    /// Path segments; `None` is the `{projectId}` placeholder.
+    Path(Vec<Option<String>>),
+    Query(String),
+    Header(String),
+    Body(String),
+}
+
+/// Names of the injected headers (lowercase).
+#[derive(Debug, Clone)]
+pub struct HeaderNames {
+    pub identity_id: String,
+    pub identity_name: String,
+    pub org_role: String,
+    pub token_id: String,
+    pub project_id: String,
+    pub project_role: String,
+}
+
+impl HeaderNames {
+    pub fn all(&self) -> [&str; 6] {
+        [
+            &self.identity_id,
+            &self.identity_name,
+            &self.org_role,
+            &self.token_id,
+            &self.project_id,
+            &self.project_role,
+        ]
+    }
+}
+
+// ---- the file model ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    server: ServerFile,
+    #[serde(default)]
+    admin: AdminFile,
+    upstream: UpstreamFile,
+    #[serde(default)]
+    store: StoreFile,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
+    #[serde(default)]
+    public_routes: Vec<String>,
+    #[serde(default)]
+    project: ProjectFile,
+    #[serde(default)]
+    headers: HeadersFile,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerFile {
+    listen: Vec<String>,
+    #[serde(default = "default_threads")]
+    threads: i64,
+    #[serde(default = "default_grace")]
+    grace_period_seconds: i64,
+}
+
+fn default_threads() -> i64 {
+    2
+}
+fn default_grace() -> i64 {
+    5
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminFile {
+    listen: Option<String>,
+    #[serde(default = "default_key_env")]
+    api_key_env: Option<String>,
+    api_key_file: Option<PathBuf>,
+}
+
+impl Default for AdminFile {
+    fn default() -> Self {
+        AdminFile {
+            listen: None,
+            api_key_env: default_key_env(),
+            api_key_file: None,
+        }
+    }
+}
+
+fn default_key_env() -> Option<String> {
+    Some("TOKENGATE_ADMIN_KEY".into())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpstreamFile {
+    url: String,
+    #[serde(default = "yes")]
+    tls_verify: bool,
+    sni: Option<String>,
+    #[serde(default = "default_connect")]
+    connect_timeout_ms: i64,
+    #[serde(default = "default_read")]
+    read_timeout_ms: i64,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_connect() -> i64 {
+    2000
+}
+fn default_read() -> i64 {
+    30000
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreFile {
+    #[serde(default = "default_kind")]
+    kind: String,
+    path: Option<PathBuf>,
+    url: Option<String>,
+    #[serde(default = "default_store_timeout")]
+    connect_timeout_ms: i64,
+    #[serde(default = "default_store_timeout")]
+    response_timeout_ms: i64,
+    #[serde(default = "default_retries")]
+    retries: i64,
+}
+
+impl Default for StoreFile {
+    fn default() -> Self {
+        StoreFile {
+            kind: default_kind(),
+            path: None,
+            url: None,
+            connect_timeout_ms: default_store_timeout(),
+            response_timeout_ms: default_store_timeout(),
+            retries: default_retries(),
+        }
+    }
+}
+
+fn default_kind() -> String {
+    "embedded".into()
+}
+fn default_store_timeout() -> i64 {
+    1000
+}
+fn default_retries() -> i64 {
+    2
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProjectFile {
+    #[serde(default)]
+    sources: Vec<SourceFile>,
+    #[serde(default = "default_body")]
+    max_body_bytes: i64,
+}
+
+impl Default for ProjectFile {
+    fn default() -> Self {
+        ProjectFile {
+            sources: Vec::new(),
+            max_body_bytes: default_body(),
+        }
+    }
+}
+
+fn default_body() -> i64 {
+    65536
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourceFile {
+    path: Option<String>,
+    query: Option<String>,
+    header: Option<String>,
+    body: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeadersFile {
+    #[serde(default = "h_identity_id")]
+    identity_id: String,
+    #[serde(default = "h_identity_name")]
+    identity_name: String,
+    #[serde(default = "h_org_role")]
+    org_role: String,
+    #[serde(default = "h_token_id")]
+    token_id: String,
+    #[serde(default = "h_project_id")]
+    project_id: String,
+    #[serde(default = "h_project_role")]
+    project_role: String,
+    #[serde(default)]
+    forward_authorization: bool,
+}
+
+impl Default for HeadersFile {
+    fn default() -> Self {
+        HeadersFile {
+            identity_id: h_identity_id(),
+            identity_name: h_identity_name(),
+            org_role: h_org_role(),
+            token_id: h_token_id(),
+            project_id: h_project_id(),
+            project_role: h_project_role(),
+            forward_authorization: false,
+        }
+    }
+}
+
+fn h_identity_id() -> String {
+    "x-tokengate-identity-id".into()
+}
+fn h_identity_name() -> String {
+    "x-tokengate-identity-name".into()
+}
+fn h_org_role() -> String {
+    "x-tokengate-org-role".into()
+}
+fn h_token_id() -> String {
+    "x-tokengate-token-id".into()
+}
+fn h_project_id() -> String {
+    "x-tokengate-project-id".into()
+}
+fn h_project_role() -> String {
+    "x-tokengate-project-role".into()
+}
+
+// ---- validation ----
+
+/// Every problem found in a configuration, one line each, naming the key path.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("invalid configuration:\n  {}", .0.join("\n  "))]
+pub struct ConfigError(pub Vec<String>);
+
+/// Parses and validates YAML text. Does no I/O.
+pub fn parse(yaml: &str) -> Result<Config, ConfigError> {
+    let file: File = serde_yaml::from_str(yaml).map_err(|e| ConfigError(vec![e.to_string()]))?;
+    validate(file)
+}
+
+/// Reads, parses and validates a configuration file.
+pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(vec![format!("cannot read {}: {e}", path.display())]))?;
+    parse(&text)
+}
+
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn add(&mut self, key: &str, msg: impl std::fmt::Display) {
+        self.0.push(format!("{key}: {msg}"));
+    }
+
+    fn range(&mut self, key: &str, v: i64, lo: i64, hi: i64) -> u64 {
+        if v < lo || v > hi {
+            self.add(key, format!("{v} is out of range ({lo} to {hi})"));
+            return lo.max(0) as u64;
+        }
+        v as u64
+    }
+
+    fn addr(&mut self, key: &str, s: &str) -> Option<SocketAddr> {
+        match s.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.add(key, format!("'{s}' is not an ip:port address"));
+                None
+            }
+        }
+    }
+
+    fn header(&mut self, key: &str, s: &str) -> String {
+        let lower = s.to_ascii_lowercase();
+        if lower.is_empty() || http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
+            self.add(key, format!("'{s}' is not a valid header name"));
+        }
+        lower
+    }
+}
+
+fn validate(f: File) -> Result<Config, ConfigError> {
+    let mut p = Problems(Vec::new());
+
+    if f.server.listen.is_empty() {
+        p.add("server.listen", "at least one address is required");
+    }
+    let listen: Vec<SocketAddr> = f
+        .server
+        .listen
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| p.addr(&format!("server.listen[{i}]"), s))
+        .collect();
+    let threads = p.range("server.threads", f.server.threads, 1, 256) as usize;
+    let grace = p.range("server.grace_period_seconds", f.server.grace_period_seconds, 0, 3600);
+    let admin_listen = f.admin.listen.as_deref().and_then(|s| p.addr("admin.listen", s));
+    if let Some(env) = &f.admin.api_key_env {
+        if env.is_empty() || env.contains('=') {
+            p.add("admin.api_key_env", format!("'{env}' is not an environment variable name"));
+        }
+    }
+
+    let upstream = validate_upstream(&mut p, &f.upstream);
+    let store = validate_store(&mut p, &f.store);
+
+    let trusted_proxies = f
+        .trusted_proxies
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| match crate::model::parse_trusted_ip(s) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                p.add(&format!("trusted_proxies[{i}]"), format!("'{s}' is not an IP address or CIDR block"));
+                None
+            }
+        })
+        .collect();
+
+    for (i, r) in f.public_routes.iter().enumerate() {
+        if !r.starts_with('/') {
+            p.add(&format!("public_routes[{i}]"), format!("'{r}' must start with '/'"));
+        }
+    }
+
+    let mut project_sources = Vec::new();
+    for (i, s) in f.project.sources.iter().enumerate() {
+        let key = format!("project.sources[{i}]");
+        let set = [&s.path, &s.query, &s.header, &s.body]
+            .iter()
+            .filter(|v| v.is_some())
+            .count();
+        if set != 1 {
+            p.add(&key, "set exactly one of path, query, header, body");
+            continue;
+        }
+        if let Some(t) = &s.path {
+            match parse_path_template(t) {
+                Ok(segs) => project_sources.push(ProjectSource::Path(segs)),
+                Err(e) => p.add(&format!("{key}.path"), e),
+            }
+        } else if let Some(q) = &s.query {
+            if q.is_empty() {
+                p.add(&format!("{key}.query"), "must not be empty");
+            }
+            project_sources.push(ProjectSource::Query(q.clone()));
+        } else if let Some(h) = &s.header {
+            let h = p.header(&format!("{key}.header"), h);
+            project_sources.push(ProjectSource::Header(h));
+        } else if let Some(b) = &s.body {
+            if b.is_empty() {
+                p.add(&format!("{key}.body"), "must not be empty");
+            }
+            project_sources.push(ProjectSource::Body(b.clone()));
+        }
+    }
+    let max_body_bytes = p.range("project.max_body_bytes", f.project.max_body_bytes, 1, 65536) as usize;
+
+    let h = &f.headers;
+    let headers = HeaderNames {
+        identity_id: p.header("headers.identity_id", &h.identity_id),
+        identity_name: p.header("headers.identity_name", &h.identity_name),
+        org_role: p.header("headers.org_role", &h.org_role),
+        token_id: p.header("headers.token_id", &h.token_id),
+        project_id: p.header("headers.project_id", &h.project_id),
+        project_role: p.header("headers.project_role", &h.project_role),
+    };
+    let names = headers.all();
+    for (i, n) in names.iter().enumerate() {
+        if names[..i].contains(n) {
+            p.add("headers", format!("'{n}' is used for two headers"));
+        }
+        if matches!(*n, "authorization" | "host" | "content-length" | "transfer-encoding" | "connection") {
+            p.add("headers", format!("'{n}' cannot be an injected header"));
+        }
+    }
+
+    if !p.0.is_empty() {
+        return Err(ConfigError(p.0));
+    }
+    Ok(Config {
+        listen,
+        threads,
+        grace_period_seconds: grace,
+        admin_listen,
+        admin_key_env: f.admin.api_key_env.clone(),
+        admin_key_file: f.admin.api_key_file.clone(),
+        upstream: upstream.unwrap_or_else(|| unreachable_upstream()),
+        store: store.unwrap_or(StoreConfig::Embedded { path: PathBuf::new() }),
+        trusted_proxies,
+        public_routes: f.public_routes,
+        project_sources,
+        max_body_bytes,
+        headers,
+        forward_authorization: h.forward_authorization,
+    })
+}
+
+// Only reached when a problem was already recorded; never returned to callers.
+fn unreachable_upstream() -> Upstream {
+    Upstream {
+        tls: false,
+        host: String::new(),
+        port: 0,
+        sni: String::new(),
+        tls_verify: true,
+        connect_timeout_ms: 0,
+        read_timeout_ms: 0,
+    }
+}
+
+fn validate_upstream(p: &mut Problems, u: &UpstreamFile) -> Option<Upstream> {
+    let connect = p.range("upstream.connect_timeout_ms", u.connect_timeout_ms, 1, 600_000);
+    let read = p.range("upstream.read_timeout_ms", u.read_timeout_ms, 1, 3_600_000);
+    let url = match url::Url::parse(&u.url) {
+        Ok(url) => url,
+        Err(e) => {
+            p.add("upstream.url", format!("'{}' is not a URL: {e}", u.url));
+            return None;
+        }
+    };
+    let tls = match url.scheme() {
+        "http" => false,
+        "https" => true,
+        s => {
+            p.add("upstream.url", format!("scheme '{s}' is not http or https"));
+            return None;
+        }
+    };
+    let Some(host) = url.host_str().map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string()) else {
+        p.add("upstream.url", "has no host");
+        return None;
+    };
+    if url.path() != "/" || url.query().is_some() {
+        p.add("upstream.url", "must not have a path or query (requests keep their own path)");
+    }
+    let port = url.port_or_known_default().unwrap_or(if tls { 443 } else { 80 });
+    let sni = u.sni.clone().unwrap_or_else(|| host.clone());
+    Some(Upstream {
+        tls,
+        host,
+        port,
+        sni,
+        tls_verify: u.tls_verify,
+        connect_timeout_ms: connect,
+        read_timeout_ms: read,
+    })
+}
+
+fn validate_store(p: &mut Problems, s: &StoreFile) -> Option<StoreConfig> {
+    let connect = p.range("store.connect_timeout_ms", s.connect_timeout_ms, 1, 60_000);
+    let response = p.range("store.response_timeout_ms", s.response_timeout_ms, 1, 60_000);
+    let retries = p.range("store.retries", s.retries, 0, 10) as usize;
+    match s.kind.as_str() {
+        "embedded" => {
+            if s.url.is_some() {
+                p.add("store.url", "only applies to kind: redis");
+            }
+            let path = s.path.clone().unwrap_or_else(|| PathBuf::from("tokengate.redb"));
+            if path.as_os_str().is_empty() {
+                p.add("store.path", "must not be empty");
+            }
+            Some(StoreConfig::Embedded { path })
+        }
+        "redis" => {
+            if s.path.is_some() {
+                p.add("store.path", "only applies to kind: embedded");
+            }
+            let Some(url) = &s.url else {
+                p.add("store.url", "is required for kind: redis");
+                return None;
+            };
+            match url::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host_str().is_some() => {}
+                _ => {
+                    p.add("store.url", format!("'{url}' is not a redis:// or rediss:// URL"));
+                    return None;
+                }
+            }
+            Some(StoreConfig::Redis {
+                url: url.clone(),
+                connect_timeout_ms: connect,
+                response_timeout_ms: response,
+                retries,
+            })
+        }
+        k => {
+            p.add("store.kind", format!("'{k}' is not embedded or redis"));
+            None
+        }
+    }
+}
+
+/// Splits "/api/v1/projects/{projectId}/x" into segments with one placeholder.
+fn parse_path_template(t: &str) -> Result<Vec<Option<String>>, String> {
+    if !t.starts_with('/') {
+        return Err(format!("'{t}' must start with '/'"));
+    }
+    let segs: Vec<Option<String>> = t
+        .trim_matches('/')
+        .split('/')
+        .map(|s| (s != "{projectId}").then(|| s.to_string()))
+        .collect();
+    match segs.iter().filter(|s| s.is_none()).count() {
+        1 => Ok(segs),
+        _ => Err(format!("'{t}' must contain {{projectId}} exactly once")),
+    }
+}
+
+/// Reads the management API admin key from the configured environment
+/// variable or file (never from the YAML). Empty values count as unset.
+pub fn read_admin_key(cfg: &Config) -> Result<Option<String>, String> {
+    if let Some(path) = &cfg.admin_key_file {
+        let key = std::fs::read_to_string(path)
+            .map_err(|e| format!("admin.api_key_file: cannot read {}: {e}", path.display()))?;
+        let key = key.trim().to_string();
+        if key.len() < 16 {
+            return Err("admin.api_key_file: the key must be at least 16 characters".into());
+        }
+        return Ok(Some(key));
+    }
+    if let Some(var) = &cfg.admin_key_env {
+        if let Ok(key) = std::env::var(var) {
+            let key = key.trim().to_string();
+            if key.is_empty() {
+                return Ok(None);
+            }
+            if key.len() < 16 {
+                return Err(format!("admin key from ${var} must be at least 16 characters"));
+            }
+            return Ok(Some(key));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "server: {listen: ['127.0.0.1:8080']}\nupstream: {url: 'http://127.0.0.1:3000'}\n";
+
+    fn errors(yaml: &str) -> String {
+        parse(yaml).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.threads, 2);
+        assert!(matches!(c.store, StoreConfig::Embedded { .. }));
+        assert_eq!(c.headers.identity_id, "x-tokengate-identity-id");
+        assert!(!c.forward_authorization);
+        assert_eq!(c.upstream.port, 3000);
+    }
+
+    #[test]
+    fn example_config_is_valid() {
+        let text = include_str!("../config/tokengate.yaml");
+        let c = parse(text).unwrap();
+        assert_eq!(c.project_sources.len(), 7);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = errors(&format!("{MINIMAL}server2: 1\n"));
+        assert!(e.contains("server2"), "{e}");
+        let e = errors("server: {listen: ['127.0.0.1:1'], lisen: 1}\nupstream: {url: 'http://a'}\n");
+        assert!(e.contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_their_keys() {
+        let e = errors(
+            "server: {listen: ['nope'], threads: 0}\nupstream: {url: 'ftp://x'}\ntrusted_proxies: ['10.0.0.0/33']\nstore: {kind: redis}\n",
+        );
+        for key in ["server.listen[0]", "server.threads", "upstream.url", "trusted_proxies[0]", "store.url"] {
+            assert!(e.contains(key), "{key} missing in {e}");
+        }
+    }
+
+    #[test]
+    fn path_templates() {
+        assert_eq!(
+            parse_path_template("/api/v1/projects/{projectId}").unwrap(),
+            vec![Some("api".into()), Some("v1".into()), Some("projects".into()), None]
+        );
+        assert!(parse_path_template("/api/{projectId}/{projectId}").is_err());
+        assert!(parse_path_template("/api").is_err());
+    }
+
+    #[test]
+    fn duplicate_header_names_are_refused() {
+        let e = errors(&format!("{MINIMAL}headers: {{org_role: X-Tokengate-Identity-Id}}\n"));
+        assert!(e.contains("headers"), "{e}");
+    }
+}

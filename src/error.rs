@@ -1,0 +1,74 @@
+//! Error answers: the one place that turns a status and message into
+//! Infisical's JSON error shape `{reqId, statusCode, message, error}`.
+
+use serde::Serialize;
+
+/// Infisical's error body. `details` is only set for validation failures.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody<'a> {
+    pub req_id: &'a str,
+    pub status_code: u16,
+    pub message: &'a str,
+    pub error: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
+}
+
+/// The `error` name Infisical uses for a status.
+pub fn error_name(status: u16) -> &'static str {
+    match status {
+        400 => "BadRequest",
+        401 => "Unauthorized",
+        403 => "PermissionDenied",
+        404 => "NotFound",
+        405 => "MethodNotAllowed",
+        413 => "PayloadTooLarge",
+        422 => "ValidationFailure",
+        429 => "RateLimitExceeded",
+        502 => "BadGateway",
+        503 => "ServiceUnavailable",
+        504 => "GatewayTimeout",
+        _ => "InternalServerError",
+    }
+}
+
+/// Serialises an error answer.
+pub fn error_json(status: u16, message: &str, req_id: &str, details: Option<serde_json::Value>) -> Vec<u8> {
+    let body = ErrorBody {
+        req_id,
+        status_code: status,
+        message,
+        error: error_name(status),
+        details,
+    };
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+/// A fresh request id for error answers and logs ("req-" + 16 hex digits).
+pub fn new_request_id() -> String {
+    let mut b = [0u8; 8];
+    crate::token::fill_random(&mut b);
+    let mut s = String::with_capacity(20);
+    s.push_str("req-");
+    for x in b {
+        s.push_str(&format!("{x:02x}"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shape_matches_infisical() {
+        let v: serde_json::Value = serde_json::from_slice(&error_json(401, "token expired", "req-1", None)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"reqId": "req-1", "statusCode": 401, "message": "token expired", "error": "Unauthorized"})
+        );
+        assert_eq!(error_name(422), "ValidationFailure");
+        assert_eq!(new_request_id().len(), 20);
+    }
+}

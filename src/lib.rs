@@ -1,0 +1,22 @@
+//! tokengate: a Pingora reverse proxy that enforces Token Auth for machine identities.
+//!
+//! Module map (each module owns one thing):
+//! - `config`:  YAML file model -> validated `Config` (the only YAML parser)
+//! - `token`:   access token format: generate, parse, checksum, hash (pure)
+//! - `model`:   identities, Token Auth config, tokens, memberships, bounds (pure)
+//! - `auth`:    the decision: token + client IP + now -> allow | deny (pure)
+//! - `store`:   the `Store` trait; `store::redis` and `store::embedded`
+//! - `proxy`:   Pingora `ProxyHttp` glue; `proxy::client_ip`, `proxy::project`, `proxy::headers`
+//! - `api`:     the Infisical-compatible management API answered by the gateway
+//! - `admin`:   the admin listener: /metrics and /healthz
+//! - `metrics`: the Prometheus metrics, registered on an explicit registry
+//! - `error`:   the JSON error body and status mapping shared by proxy and API
+//! - `server`:  assembles the Pingora server from a `Config`
+//! - `cli`:     the `tokengate` command line (serve, check-config, operator commands)
+
+pub mod auth;
+pub mod config;
+pub mod model;
+pub mod store;
+pub mod token;
+pub mod error;

@@ -1,0 +1,95 @@
+//! The `Store` trait: everything tokengate keeps (identities, Token Auth
+//! configuration, tokens, memberships) and the one atomic check-and-consume
+//! of the request path. Implementations: `store/redis.rs`, `store/embedded.rs`;
+//! `tests/store_contract.rs` runs one conformance suite against both.
+
+pub mod embedded;
+pub mod redis;
+
+use crate::auth::{Deny, Grant};
+use crate::model::{Identity, Membership, Millis, TokenAuthConfig, TokenRecord};
+use crate::token::{AccessToken, Id};
+use async_trait::async_trait;
+use std::net::IpAddr;
+
+/// The store could not answer. The request path fails closed on it (503).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// One authentication attempt: what the request path knows before the store.
+#[derive(Debug)]
+pub struct AuthRequest<'a> {
+    pub token: &'a AccessToken,
+    pub client_ip: IpAddr,
+    pub now: Millis,
+    /// The project the request names, if any; its membership is checked in the same step.
+    pub project: Option<&'a str>,
+}
+
+/// The outcome of a check: allowed (and counted) or refused (and not counted).
+pub type AuthOutcome = Result<Grant, Deny>;
+
+/// Whether `put_token_auth` attaches a new configuration or changes the existing one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutMode {
+    Create,
+    Update,
+}
+
+/// A page of results with the total count before paging.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// The request path: atomically check the token (secret, revocation, expiry,
+    /// trusted IPs, use limit) and the project membership, and only if all pass
+    /// count the use and stamp `lastUsedAt`. One round trip for Redis.
+    async fn authenticate(&self, req: &AuthRequest<'_>) -> Result<AuthOutcome, StoreError>;
+
+    async fn create_identity(&self, identity: &Identity) -> Result<(), StoreError>;
+    async fn get_identity(&self, id: Id) -> Result<Option<Identity>, StoreError>;
+    /// Replaces an existing identity; `false` when it does not exist.
+    async fn update_identity(&self, identity: &Identity) -> Result<bool, StoreError>;
+    /// Deletes the identity, its Token Auth configuration and memberships, and
+    /// revokes all its tokens in one step. Returns what was deleted.
+    async fn delete_identity(&self, id: Id) -> Result<Option<Identity>, StoreError>;
+    /// Identities, oldest first.
+    async fn list_identities(&self, offset: u64, limit: u64) -> Result<Page<Identity>, StoreError>;
+
+    /// Create: `false` if one is already attached or the identity is gone.
+    /// Update: `false` if none is attached.
+    async fn put_token_auth(&self, cfg: &TokenAuthConfig, mode: PutMode) -> Result<bool, StoreError>;
+    async fn get_token_auth(&self, identity: Id) -> Result<Option<TokenAuthConfig>, StoreError>;
+    /// Removes the configuration and revokes every token of the identity at once.
+    async fn remove_token_auth(&self, identity: Id) -> Result<Option<TokenAuthConfig>, StoreError>;
+
+    /// Stores a new token; `false` if the identity has no Token Auth configuration.
+    async fn create_token(&self, token: &TokenRecord) -> Result<bool, StoreError>;
+    async fn get_token(&self, token_id: Id) -> Result<Option<TokenRecord>, StoreError>;
+    /// The identity's tokens, newest first.
+    async fn list_tokens(&self, identity: Id, offset: u64, limit: u64) -> Result<Vec<TokenRecord>, StoreError>;
+    async fn rename_token(&self, token_id: Id, name: &str) -> Result<Option<TokenRecord>, StoreError>;
+    /// Marks the token revoked; `false` if it does not exist.
+    async fn revoke_token(&self, token_id: Id) -> Result<bool, StoreError>;
+    /// Sets `lastRenewedAt` of an existing token; `false` if it does not exist.
+    async fn set_renewed(&self, token_id: Id, at: Millis) -> Result<bool, StoreError>;
+
+    /// Creates or replaces the membership of `m.identity_id` in `m.project_id`.
+    async fn put_membership(&self, m: &Membership) -> Result<(), StoreError>;
+    async fn get_membership(&self, project: &str, identity: Id) -> Result<Option<Membership>, StoreError>;
+    async fn delete_membership(&self, project: &str, identity: Id) -> Result<Option<Membership>, StoreError>;
+    /// A project's memberships, oldest first.
+    async fn list_memberships(&self, project: &str, offset: u64, limit: u64) -> Result<Page<Membership>, StoreError>;
+
+    /// A cheap liveness probe for health endpoints.
+    async fn ping(&self) -> Result<(), StoreError>;
+}

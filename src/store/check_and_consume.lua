@@ -1,0 +1,84 @@
+-- tokengate: check an access token and count its use, atomically.
+-- The Redis twin of auth::decide (src/auth.rs); tests/store_contract.rs holds
+-- both to the same answers. One call per authenticated request.
+--
+-- KEYS[1] token hash      tg:{IID}:t:TID
+-- KEYS[2] identity hash   tg:{IID}:i
+-- KEYS[3] membership hash tg:{IID}:m:PROJECT (ignored unless ARGV[4] == "1")
+-- ARGV[1] SHA-256 of the presented secret (32 bytes)
+-- ARGV[2] client IP: family byte (4 or 6) + 16 address bytes
+-- ARGV[3] now, milliseconds since the epoch
+-- ARGV[4] "1" when the request names a project
+-- Returns {0, identity name, org role, project roles} when allowed (and counted),
+-- else {code, ""}: 1 unknown, 2 revoked, 3 expired, 4 max TTL, 5 IP, 6 use limit,
+-- 7 no project access.
+
+local t = redis.call('HMGET', KEYS[1], 'h', 'x', 'c', 'r', 't', 'm', 'd', 'i', 'k', 'u')
+local hash, revoked, created, renewed = t[1], t[2], tonumber(t[3]), tonumber(t[4])
+if not hash or hash ~= ARGV[1] or not created then return {1, ''} end
+local ident = redis.call('HMGET', KEYS[2], 'n', 'r')
+if not ident[1] then return {1, ''} end
+if revoked then return {2, ''} end
+
+local now = tonumber(ARGV[3])
+local ttl, maxttl, period = tonumber(t[5] or '0'), tonumber(t[6] or '0'), tonumber(t[7] or '0')
+local base = renewed or created
+if period > 0 then
+  if now >= base + period * 1000 then return {3, ''} end
+else
+  local cap = nil
+  if maxttl > 0 then cap = created + maxttl * 1000 end
+  if ttl > 0 and now >= base + ttl * 1000 and (cap == nil or base + ttl * 1000 < cap) then
+    return {3, ''}
+  end
+  if cap ~= nil and now >= cap then return {4, ''} end
+end
+
+-- Trusted IPs: absent means anywhere; else 18-byte entries of
+-- family (1), address (16), prefix length (1). Families must match.
+local ips = t[8]
+if ips then
+  local client = ARGV[2]
+  local fam = string.byte(client, 1)
+  local ok = false
+  for off = 1, #ips, 18 do
+    if string.byte(ips, off) == fam then
+      local plen = string.byte(ips, off + 17)
+      local whole = math.floor(plen / 8)
+      if string.sub(ips, off + 1, off + whole) == string.sub(client, 2, 1 + whole) then
+        local rest = plen % 8
+        if rest == 0 then ok = true break end
+        local div = 2 ^ (8 - rest)
+        if math.floor(string.byte(ips, off + 1 + whole) / div) == math.floor(string.byte(client, 2 + whole) / div) then
+          ok = true break
+        end
+      end
+    end
+  end
+  if not ok then return {5, ''} end
+end
+
+local limit, uses = tonumber(t[9] or '0'), tonumber(t[10] or '0')
+if limit > 0 and uses >= limit then return {6, ''} end
+
+-- Project membership: grants are lines "start,end,role" (0,0 = permanent);
+-- active roles are joined with commas, no-access gives nothing.
+local roles = ''
+if ARGV[4] == '1' then
+  local grants = redis.call('HGET', KEYS[3], 'g')
+  if grants then
+    for s, e, role in string.gmatch(grants, '(%d+),(%d+),([^\n]*)\n') do
+      s, e = tonumber(s), tonumber(e)
+      local active = (s == 0 and e == 0) or (now >= s and now < e)
+      if active and role ~= 'no-access' then
+        if roles ~= '' then roles = roles .. ',' end
+        roles = roles .. role
+      end
+    end
+  end
+  if roles == '' then return {7, ''} end
+end
+
+redis.call('HINCRBY', KEYS[1], 'u', 1)
+redis.call('HSET', KEYS[1], 'l', ARGV[3])
+return {0, ident[1], ident[2], roles}
