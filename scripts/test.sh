@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# The one command that checks tokengate on a fresh Debian machine: installs
+# the system tools the tests need, then runs format, lint, build, config
+# checks and the whole test suite. CI runs it through .ci/run.
+#
+# Environment:
+#   TOKENGATE_TEST_THREADS  parallel tests (default: 2 x cores, 2 to 8)
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+section() {
+    printf '\n==== %s ====\n' "$*"
+}
+
+# ---------------------------------------------------------------------------
+section "system packages"
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO=(sudo)
+fi
+
+APT_UPDATED=0
+apt_install() {
+    if [ "$APT_UPDATED" -eq 0 ]; then
+        "${SUDO[@]}" apt-get update -qq
+        APT_UPDATED=1
+    fi
+    # No stdin in CI: never let a package ask a question.
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "$@"
+}
+
+# command -> Debian package providing it
+need_command() {
+    local cmd="$1" pkg="$2"
+    if command -v "$cmd" >/dev/null 2>&1; then
+        echo "found $cmd: $(command -v "$cmd")"
+    else
+        echo "installing $pkg (for $cmd)"
+        apt_install "$pkg"
+    fi
+}
+
+need_command redis-server redis-server
+need_command cmake cmake
+need_command pkg-config pkg-config
+
+# Python venv support, for the Infisical SDK compatibility test.
+if ! command -v python3 >/dev/null 2>&1; then
+    apt_install python3 python3-venv
+elif ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    apt_install python3-venv
+fi
+echo "python3: $(python3 --version 2>&1)"
+
+# >>> HOOK(sdk-test): set up the Python environment for the Infisical SDK test.
+# Not active yet. When the SDK test lands, create .venv here (it is in
+# .gitignore), install the SDK into it with pip, and export the interpreter's
+# path for the test, e.g.:
+#   python3 -m venv .venv
+#   .venv/bin/pip install --quiet infisicalsdk
+#   export TOKENGATE_SDK_PYTHON="$PWD/.venv/bin/python"
+# <<< HOOK(sdk-test)
+
+echo "redis-server: $(redis-server --version)"
+echo "cargo: $(cargo --version)"
+
+# ---------------------------------------------------------------------------
+section "cargo fmt --check"
+cargo fmt --all -- --check
+
+section "cargo clippy"
+cargo clippy --all-targets -- -D warnings
+
+section "cargo build"
+cargo build --all-targets
+
+section "check-config"
+shopt -s nullglob
+configs=(config/*.yaml)
+shopt -u nullglob
+if [ "${#configs[@]}" -eq 0 ]; then
+    echo "no config/*.yaml to check" >&2
+    exit 1
+fi
+for cfg in "${configs[@]}"; do
+    echo "-- $cfg"
+    cargo run --quiet -- check-config "$cfg"
+done
+
+# ---------------------------------------------------------------------------
+# Each test starts its own redis-server and gateway on free ports, so tests
+# run in parallel; they mostly wait on sockets, so more than one per core.
+cores="$(nproc 2>/dev/null || echo 2)"
+threads="${TOKENGATE_TEST_THREADS:-$((cores * 2))}"
+if [ "$threads" -lt 2 ]; then threads=2; fi
+if [ -z "${TOKENGATE_TEST_THREADS:-}" ] && [ "$threads" -gt 8 ]; then threads=8; fi
+
+if cargo nextest --version >/dev/null 2>&1; then
+    section "cargo nextest run (test threads: $threads)"
+    cargo nextest run --test-threads "$threads"
+else
+    section "cargo test (nextest not installed; test threads: $threads)"
+    cargo test --no-fail-fast -- --test-threads "$threads"
+fi
+
+# nextest does not run doctests.
+if [ -f src/lib.rs ] && cargo nextest --version >/dev/null 2>&1; then
+    section "doctests"
+    cargo test --doc
+fi
+
+section "all checks passed"

@@ -1,0 +1,575 @@
+//! The store conformance suite: every case runs against the Redis store (a
+//! real redis-server) and the embedded store (a real redb file), so both
+//! implementations give the same answers to the same questions.
+
+mod common;
+
+use common::Redis;
+use std::net::IpAddr;
+use std::sync::Arc;
+use tokengate::auth::Deny;
+use tokengate::model::{
+    default_trusted_ips, Identity, Membership, Millis, RoleGrant, TokenAuthConfig, TokenRecord,
+};
+use tokengate::store::embedded::EmbeddedStore;
+use tokengate::store::redis::{RedisSettings, RedisStore};
+use tokengate::store::{AuthOutcome, AuthRequest, PutMode, Store};
+use tokengate::token::{AccessToken, Id};
+
+const T0: Millis = 1_800_000_000_000;
+
+/// A store under test, with whatever keeps it alive.
+struct Subject {
+    store: Arc<dyn Store>,
+    _redis: Option<Redis>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn redis_subject() -> Subject {
+    let redis = Redis::start();
+    let store = RedisStore::new(RedisSettings {
+        url: redis.url(),
+        connect_timeout: std::time::Duration::from_secs(2),
+        response_timeout: std::time::Duration::from_secs(2),
+        retries: 1,
+    })
+    .unwrap();
+    Subject {
+        store: Arc::new(store),
+        _redis: Some(redis),
+        _dir: None,
+    }
+}
+
+fn embedded_subject() -> Subject {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(&dir.path().join("store.redb")).unwrap();
+    Subject {
+        store: Arc::new(store),
+        _redis: None,
+        _dir: Some(dir),
+    }
+}
+
+fn identity(role: &str) -> Identity {
+    Identity {
+        id: Id::random(),
+        name: format!("ident-{role}"),
+        org_id: "org".into(),
+        role: role.into(),
+        has_delete_protection: false,
+        created_at: T0,
+        updated_at: T0,
+    }
+}
+
+fn config(identity: Id) -> TokenAuthConfig {
+    TokenAuthConfig {
+        id: Id::random(),
+        identity_id: identity,
+        ttl: 3600,
+        max_ttl: 7200,
+        num_uses_limit: 0,
+        trusted_ips: default_trusted_ips(),
+        period: 0,
+        created_at: T0,
+        updated_at: T0,
+    }
+}
+
+/// An identity with Token Auth and one token shaped by `shape`.
+async fn setup(s: &dyn Store, shape: impl FnOnce(&mut TokenRecord)) -> (AccessToken, TokenRecord) {
+    let ident = identity("member");
+    s.create_identity(&ident).await.unwrap();
+    assert!(s
+        .put_token_auth(&config(ident.id), PutMode::Create)
+        .await
+        .unwrap());
+    let token = AccessToken::generate(ident.id);
+    let mut rec = TokenRecord {
+        id: token.token_id,
+        identity_id: ident.id,
+        name: "t".into(),
+        secret_hash: token.secret_hash(),
+        created_at: T0,
+        last_renewed_at: None,
+        last_used_at: None,
+        num_uses: 0,
+        num_uses_limit: 0,
+        ttl: 3600,
+        max_ttl: 7200,
+        period: 0,
+        trusted_ips: default_trusted_ips(),
+        revoked: false,
+    };
+    shape(&mut rec);
+    assert!(s.create_token(&rec).await.unwrap());
+    (token, rec)
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+async fn auth(
+    s: &dyn Store,
+    t: &AccessToken,
+    from: &str,
+    now: Millis,
+    project: Option<&str>,
+) -> AuthOutcome {
+    s.authenticate(&AuthRequest {
+        token: t,
+        client_ip: ip(from),
+        now,
+        project,
+    })
+    .await
+    .unwrap()
+}
+
+async fn uses(s: &dyn Store, t: &AccessToken) -> u64 {
+    s.get_token(t.token_id).await.unwrap().unwrap().num_uses
+}
+
+// ---- the cases ----
+
+async fn allowed_request_counts_one_use(s: &dyn Store) {
+    let (t, _) = setup(s, |_| {}).await;
+    let g = auth(s, &t, "10.0.0.1", T0 + 1000, None).await.unwrap();
+    assert_eq!(
+        (g.identity_name.as_str(), g.org_role.as_str()),
+        ("ident-member", "member")
+    );
+    assert_eq!(g.project_roles, None);
+    let rec = s.get_token(t.token_id).await.unwrap().unwrap();
+    assert_eq!((rec.num_uses, rec.last_used_at), (1, Some(T0 + 1000)));
+}
+
+async fn wrong_secret_and_unknown_token(s: &dyn Store) {
+    let (t, _) = setup(s, |_| {}).await;
+    // Same identity and token id, another secret: only the stored hash tells them apart.
+    let forged = AccessToken::from_parts(t.identity_id, t.token_id, [9; 32]);
+    assert_eq!(
+        auth(s, &forged, "10.0.0.1", T0, None).await,
+        Err(Deny::UnknownToken)
+    );
+    let stranger = AccessToken::generate(t.identity_id);
+    assert_eq!(
+        auth(s, &stranger, "10.0.0.1", T0, None).await,
+        Err(Deny::UnknownToken)
+    );
+    let no_identity = AccessToken::generate(Id::random());
+    assert_eq!(
+        auth(s, &no_identity, "10.0.0.1", T0, None).await,
+        Err(Deny::UnknownToken)
+    );
+    assert_eq!(uses(s, &t).await, 0);
+}
+
+async fn revoked_expired_and_max_ttl_do_not_consume(s: &dyn Store) {
+    let (t, _) = setup(s, |r| {
+        r.ttl = 10;
+        r.max_ttl = 15;
+    })
+    .await;
+    assert_eq!(
+        auth(s, &t, "10.0.0.1", T0 + 10_000, None).await,
+        Err(Deny::Expired)
+    );
+    assert!(s.set_renewed(t.token_id, T0 + 9_000).await.unwrap());
+    assert!(auth(s, &t, "10.0.0.1", T0 + 14_000, None).await.is_ok());
+    assert_eq!(
+        auth(s, &t, "10.0.0.1", T0 + 15_000, None).await,
+        Err(Deny::MaxTtlReached)
+    );
+    assert!(s.revoke_token(t.token_id).await.unwrap());
+    assert_eq!(
+        auth(s, &t, "10.0.0.1", T0 + 1_000, None).await,
+        Err(Deny::Revoked)
+    );
+    assert_eq!(uses(s, &t).await, 1);
+}
+
+async fn periodic_token_lives_one_period_from_renewal(s: &dyn Store) {
+    let (t, _) = setup(s, |r| {
+        r.period = 60;
+        r.max_ttl = 61;
+    })
+    .await;
+    assert_eq!(
+        auth(s, &t, "10.0.0.1", T0 + 60_000, None).await,
+        Err(Deny::Expired)
+    );
+    s.set_renewed(t.token_id, T0 + 100_000).await.unwrap();
+    assert!(auth(s, &t, "10.0.0.1", T0 + 150_000, None).await.is_ok());
+}
+
+async fn trusted_ips_checked_before_use_is_counted(s: &dyn Store) {
+    let (t, _) = setup(s, |r| {
+        r.trusted_ips = vec![
+            "127.0.0.1/32".parse().unwrap(),
+            "192.168.16.0/20".parse().unwrap(),
+            "fd00::/7".parse().unwrap(),
+            "2001:db8::/127".parse().unwrap(),
+        ];
+        r.num_uses_limit = 100;
+    })
+    .await;
+    for ok in [
+        "127.0.0.1",
+        "::ffff:127.0.0.1",
+        "192.168.31.255",
+        "fdff::1",
+        "2001:db8::1",
+    ] {
+        assert!(
+            auth(s, &t, ok, T0, None).await.is_ok(),
+            "{ok} should be trusted"
+        );
+    }
+    for bad in ["127.0.0.2", "192.168.32.0", "fe00::1", "2001:db8::2", "::1"] {
+        assert_eq!(
+            auth(s, &t, bad, T0, None).await,
+            Err(Deny::IpNotTrusted(ip(bad))),
+            "{bad} should be refused"
+        );
+    }
+    assert_eq!(uses(s, &t).await, 5);
+}
+
+async fn ipv4_only_list_refuses_ipv6(s: &dyn Store) {
+    let (t, _) = setup(s, |r| r.trusted_ips = vec!["0.0.0.0/0".parse().unwrap()]).await;
+    assert!(auth(s, &t, "8.8.8.8", T0, None).await.is_ok());
+    assert!(matches!(
+        auth(s, &t, "2001:db8::9", T0, None).await,
+        Err(Deny::IpNotTrusted(_))
+    ));
+}
+
+async fn use_limit_is_exact(s: &dyn Store) {
+    let (t, _) = setup(s, |r| r.num_uses_limit = 5).await;
+    for _ in 0..5 {
+        assert!(auth(s, &t, "10.0.0.1", T0, None).await.is_ok());
+    }
+    assert_eq!(
+        auth(s, &t, "10.0.0.1", T0, None).await,
+        Err(Deny::UsageLimitReached)
+    );
+    assert_eq!(uses(s, &t).await, 5);
+}
+
+async fn concurrent_uses_never_exceed_the_limit(s: Arc<dyn Store>) {
+    let (t, _) = setup(&*s, |r| r.num_uses_limit = 50).await;
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let s = s.clone();
+        let t = t.clone();
+        tasks.push(tokio::spawn(async move {
+            auth(&*s, &t, "10.0.0.1", T0, None).await.is_ok()
+        }));
+    }
+    let mut allowed = 0;
+    for task in tasks {
+        allowed += task.await.unwrap() as u32;
+    }
+    assert_eq!(allowed, 50);
+    assert_eq!(uses(&*s, &t).await, 50);
+}
+
+fn grant(role: &str, window: Option<(Millis, Millis)>) -> RoleGrant {
+    RoleGrant {
+        id: Id::random(),
+        role: role.into(),
+        is_temporary: window.is_some(),
+        temporary_mode: window.map(|_| "relative".into()),
+        temporary_range: window.map(|_| "1h".into()),
+        temporary_access_start_time: window.map(|w| w.0),
+        temporary_access_end_time: window.map(|w| w.1),
+    }
+}
+
+async fn project_membership_in_the_same_step(s: &dyn Store) {
+    let (t, rec) = setup(s, |_| {}).await;
+    let mut m = Membership {
+        id: Id::random(),
+        project_id: "proj-a".into(),
+        identity_id: rec.identity_id,
+        roles: vec![
+            grant("viewer", None),
+            grant("admin", Some((T0, T0 + 1_000_000))),
+        ],
+        created_at: T0,
+        updated_at: T0,
+    };
+    s.put_membership(&m).await.unwrap();
+    let g = auth(s, &t, "10.0.0.1", T0 + 1, Some("proj-a"))
+        .await
+        .unwrap();
+    assert_eq!(g.project_roles.as_deref(), Some("viewer,admin"));
+    let g = auth(s, &t, "10.0.0.1", T0 + 1_000_000, Some("proj-a"))
+        .await
+        .unwrap();
+    assert_eq!(g.project_roles.as_deref(), Some("viewer"));
+    assert_eq!(
+        auth(s, &t, "10.0.0.1", T0, Some("proj-b")).await,
+        Err(Deny::NoProjectAccess)
+    );
+    m.roles = vec![grant("admin", Some((T0, T0 + 1000)))];
+    s.put_membership(&m).await.unwrap();
+    assert!(auth(s, &t, "10.0.0.1", T0 + 999, Some("proj-a"))
+        .await
+        .is_ok());
+    assert_eq!(
+        auth(s, &t, "10.0.0.1", T0 + 1000, Some("proj-a")).await,
+        Err(Deny::NoProjectAccess)
+    );
+    m.roles = vec![grant("no-access", None)];
+    s.put_membership(&m).await.unwrap();
+    assert_eq!(
+        auth(s, &t, "10.0.0.1", T0, Some("proj-a")).await,
+        Err(Deny::NoProjectAccess)
+    );
+    // Refusals for the project never consumed a use.
+    assert_eq!(uses(s, &t).await, 3);
+}
+
+async fn membership_crud_and_listing(s: &dyn Store) {
+    let a = identity("member");
+    let b = identity("member");
+    s.create_identity(&a).await.unwrap();
+    s.create_identity(&b).await.unwrap();
+    for (i, who) in [&a, &b].iter().enumerate() {
+        let m = Membership {
+            id: Id::random(),
+            project_id: "p1".into(),
+            identity_id: who.id,
+            roles: vec![grant("member", None)],
+            created_at: T0 + i as u64,
+            updated_at: T0,
+        };
+        s.put_membership(&m).await.unwrap();
+    }
+    let page = s.list_memberships("p1", 0, 10).await.unwrap();
+    assert_eq!(page.total, 2);
+    assert_eq!(
+        page.items.iter().map(|m| m.identity_id).collect::<Vec<_>>(),
+        vec![a.id, b.id]
+    );
+    assert_eq!(
+        s.list_memberships("p1", 1, 10).await.unwrap().items.len(),
+        1
+    );
+    let got = s.get_membership("p1", a.id).await.unwrap().unwrap();
+    assert_eq!(got.roles[0].role, "member");
+    assert_eq!(
+        s.delete_membership("p1", a.id)
+            .await
+            .unwrap()
+            .map(|m| m.identity_id),
+        Some(a.id)
+    );
+    assert_eq!(s.get_membership("p1", a.id).await.unwrap(), None);
+    assert_eq!(s.list_memberships("p1", 0, 10).await.unwrap().total, 1);
+    assert_eq!(s.list_memberships("p2", 0, 10).await.unwrap().total, 0);
+}
+
+async fn identity_crud_and_listing(s: &dyn Store) {
+    let mut a = identity("member");
+    let mut b = identity("admin");
+    b.created_at = T0 + 5;
+    s.create_identity(&a).await.unwrap();
+    s.create_identity(&b).await.unwrap();
+    assert_eq!(s.get_identity(a.id).await.unwrap(), Some(a.clone()));
+    let page = s.list_identities(0, 10).await.unwrap();
+    assert_eq!((page.total, page.items.len()), (2, 2));
+    assert_eq!(page.items[0].id, a.id);
+    assert_eq!(s.list_identities(1, 1).await.unwrap().items[0].id, b.id);
+    a.role = "admin".into();
+    a.name = "renamed".into();
+    assert!(s.update_identity(&a).await.unwrap());
+    assert_eq!(s.get_identity(a.id).await.unwrap().unwrap().name, "renamed");
+    let ghost = identity("member");
+    assert!(!s.update_identity(&ghost).await.unwrap());
+    assert_eq!(s.get_identity(ghost.id).await.unwrap(), None);
+    b.has_delete_protection = true;
+    assert!(s.update_identity(&b).await.unwrap());
+    assert!(
+        s.get_identity(b.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .has_delete_protection
+    );
+}
+
+async fn role_change_is_seen_on_the_next_check(s: &dyn Store) {
+    let (t, rec) = setup(s, |_| {}).await;
+    let mut ident = s.get_identity(rec.identity_id).await.unwrap().unwrap();
+    ident.role = "admin".into();
+    s.update_identity(&ident).await.unwrap();
+    assert_eq!(
+        auth(s, &t, "10.0.0.1", T0, None).await.unwrap().org_role,
+        "admin"
+    );
+}
+
+async fn token_auth_config_create_update_remove(s: &dyn Store) {
+    let ident = identity("member");
+    let cfg = config(ident.id);
+    assert!(
+        !s.put_token_auth(&cfg, PutMode::Create).await.unwrap(),
+        "no identity yet"
+    );
+    s.create_identity(&ident).await.unwrap();
+    assert!(
+        !s.put_token_auth(&cfg, PutMode::Update).await.unwrap(),
+        "nothing to update"
+    );
+    assert!(s.put_token_auth(&cfg, PutMode::Create).await.unwrap());
+    assert!(
+        !s.put_token_auth(&cfg, PutMode::Create).await.unwrap(),
+        "attached twice"
+    );
+    let mut changed = cfg.clone();
+    changed.num_uses_limit = 9;
+    changed.trusted_ips = vec!["10.0.0.0/8".parse().unwrap()];
+    assert!(s.put_token_auth(&changed, PutMode::Update).await.unwrap());
+    assert_eq!(
+        s.get_token_auth(ident.id).await.unwrap(),
+        Some(changed.clone())
+    );
+    assert_eq!(s.remove_token_auth(ident.id).await.unwrap(), Some(changed));
+    assert_eq!(s.get_token_auth(ident.id).await.unwrap(), None);
+    assert_eq!(s.remove_token_auth(ident.id).await.unwrap(), None);
+}
+
+async fn tokens_need_token_auth_and_list_newest_first(s: &dyn Store) {
+    let (t1, rec) = setup(s, |_| {}).await;
+    let t2 = AccessToken::generate(rec.identity_id);
+    let mut rec2 = rec.clone();
+    rec2.id = t2.token_id;
+    rec2.secret_hash = t2.secret_hash();
+    rec2.created_at = T0 + 10;
+    rec2.name = String::new();
+    assert!(s.create_token(&rec2).await.unwrap());
+    let list = s.list_tokens(rec.identity_id, 0, 10).await.unwrap();
+    assert_eq!(
+        list.iter().map(|t| t.id).collect::<Vec<_>>(),
+        vec![t2.token_id, t1.token_id]
+    );
+    assert_eq!(list[0], rec2, "a stored token reads back unchanged");
+    assert_eq!(
+        s.list_tokens(rec.identity_id, 1, 10).await.unwrap().len(),
+        1
+    );
+    assert_eq!(
+        s.rename_token(t1.token_id, "renamed")
+            .await
+            .unwrap()
+            .unwrap()
+            .name,
+        "renamed"
+    );
+    assert_eq!(s.rename_token(Id::random(), "x").await.unwrap(), None);
+    assert!(!s.revoke_token(Id::random()).await.unwrap());
+    assert!(!s.set_renewed(Id::random(), T0).await.unwrap());
+
+    let lonely = identity("member");
+    s.create_identity(&lonely).await.unwrap();
+    let mut orphan = rec.clone();
+    orphan.identity_id = lonely.id;
+    orphan.id = Id::random();
+    assert!(
+        !s.create_token(&orphan).await.unwrap(),
+        "no Token Auth, no token"
+    );
+}
+
+async fn removing_token_auth_revokes_every_token(s: &dyn Store) {
+    let (t, rec) = setup(s, |_| {}).await;
+    s.remove_token_auth(rec.identity_id).await.unwrap();
+    assert_eq!(auth(s, &t, "10.0.0.1", T0, None).await, Err(Deny::Revoked));
+    assert!(s.get_token(t.token_id).await.unwrap().unwrap().revoked);
+}
+
+async fn deleting_an_identity_removes_everything(s: &dyn Store) {
+    let (t, rec) = setup(s, |_| {}).await;
+    let m = Membership {
+        id: Id::random(),
+        project_id: "pz".into(),
+        identity_id: rec.identity_id,
+        roles: vec![grant("member", None)],
+        created_at: T0,
+        updated_at: T0,
+    };
+    s.put_membership(&m).await.unwrap();
+    let gone = s.delete_identity(rec.identity_id).await.unwrap().unwrap();
+    assert_eq!(gone.id, rec.identity_id);
+    assert_eq!(
+        auth(s, &t, "10.0.0.1", T0, None).await,
+        Err(Deny::UnknownToken)
+    );
+    assert_eq!(s.get_identity(rec.identity_id).await.unwrap(), None);
+    assert_eq!(s.get_token(t.token_id).await.unwrap(), None);
+    assert_eq!(s.get_token_auth(rec.identity_id).await.unwrap(), None);
+    assert_eq!(s.list_memberships("pz", 0, 10).await.unwrap().total, 0);
+    assert_eq!(s.list_identities(0, 10).await.unwrap().total, 0);
+    assert_eq!(s.delete_identity(rec.identity_id).await.unwrap(), None);
+}
+
+async fn ping_answers(s: &dyn Store) {
+    s.ping().await.unwrap();
+}
+
+macro_rules! contract {
+    ($($case:ident),* $(,)?) => {
+        mod redis_store {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let s = super::redis_subject();
+                    super::$case(&*s.store).await;
+                }
+            )*
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_uses_never_exceed_the_limit() {
+                let s = super::redis_subject();
+                super::concurrent_uses_never_exceed_the_limit(s.store.clone()).await;
+            }
+        }
+        mod embedded_store {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let s = super::embedded_subject();
+                    super::$case(&*s.store).await;
+                }
+            )*
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_uses_never_exceed_the_limit() {
+                let s = super::embedded_subject();
+                super::concurrent_uses_never_exceed_the_limit(s.store.clone()).await;
+            }
+        }
+    };
+}
+
+contract!(
+    allowed_request_counts_one_use,
+    wrong_secret_and_unknown_token,
+    revoked_expired_and_max_ttl_do_not_consume,
+    periodic_token_lives_one_period_from_renewal,
+    trusted_ips_checked_before_use_is_counted,
+    ipv4_only_list_refuses_ipv6,
+    use_limit_is_exact,
+    project_membership_in_the_same_step,
+    membership_crud_and_listing,
+    identity_crud_and_listing,
+    role_change_is_seen_on_the_next_check,
+    token_auth_config_create_update_remove,
+    tokens_need_token_auth_and_list_newest_first,
+    removing_token_auth_revokes_every_token,
+    deleting_an_identity_removes_everything,
+    ping_answers,
+);
