@@ -105,7 +105,11 @@ pub fn check_token(
 /// May this token be renewed at `now`? It must match, not be revoked and not
 /// be expired (a token past its MaxTTL never renews). IP and use limit do not
 /// apply: renewal grants no access by itself.
-pub fn check_renewable(token: &TokenRecord, presented: &SecretHash, now: Millis) -> Result<(), Deny> {
+pub fn check_renewable(
+    token: &TokenRecord,
+    presented: &SecretHash,
+    now: Millis,
+) -> Result<(), Deny> {
     if !bool::from(token.secret_hash.ct_eq(presented)) {
         return Err(Deny::UnknownToken);
     }
@@ -202,7 +206,10 @@ mod tests {
     #[test]
     fn valid_token_is_allowed_with_identity() {
         let g = run(&token(), "10.0.0.1", NOW).unwrap();
-        assert_eq!((g.identity_name.as_str(), g.org_role.as_str()), ("ci", "member"));
+        assert_eq!(
+            (g.identity_name.as_str(), g.org_role.as_str()),
+            ("ci", "member")
+        );
         assert_eq!(g.project_roles, None);
     }
 
@@ -210,7 +217,14 @@ mod tests {
     fn unknown_wrong_secret_or_missing_identity() {
         let t = token();
         assert_eq!(
-            decide(Some(&t), Some(&identity()), &[8; 32], ip("1.1.1.1"), NOW, None),
+            decide(
+                Some(&t),
+                Some(&identity()),
+                &[8; 32],
+                ip("1.1.1.1"),
+                NOW,
+                None
+            ),
             Err(Deny::UnknownToken)
         );
         assert_eq!(
@@ -236,7 +250,10 @@ mod tests {
     fn ttl_and_max_ttl() {
         let t = token();
         assert!(run(&t, "1.1.1.1", t.created_at + 59_999).is_ok());
-        assert_eq!(run(&t, "1.1.1.1", t.created_at + 60_000), Err(Deny::Expired));
+        assert_eq!(
+            run(&t, "1.1.1.1", t.created_at + 60_000),
+            Err(Deny::Expired)
+        );
         let mut r = token();
         r.last_renewed_at = Some(r.created_at + 100_000);
         assert!(run(&r, "1.1.1.1", r.created_at + 110_000).is_ok());
@@ -285,7 +302,10 @@ mod tests {
         t.num_uses_limit = 1;
         t.num_uses = 1;
         assert_eq!(run(&t, "1.1.1.1", NOW + 1_000_000), Err(Deny::Expired));
-        assert_eq!(run(&t, "1.1.1.1", NOW).unwrap_err().code(), "ip_not_trusted");
+        assert_eq!(
+            run(&t, "1.1.1.1", NOW).unwrap_err().code(),
+            "ip_not_trusted"
+        );
         assert_eq!(run(&t, "10.1.1.1", NOW), Err(Deny::UsageLimitReached));
     }
 
@@ -310,8 +330,13 @@ mod tests {
             created_at: 0,
             updated_at: 0,
         };
-        let d = |m: Option<&Membership>| decide(Some(&t), Some(&id), &HASH, ip("1.1.1.1"), NOW, Some(m));
-        assert_eq!(d(Some(&m)).unwrap().project_roles.as_deref(), Some("viewer"));
+        let d = |m: Option<&Membership>| {
+            decide(Some(&t), Some(&id), &HASH, ip("1.1.1.1"), NOW, Some(m))
+        };
+        assert_eq!(
+            d(Some(&m)).unwrap().project_roles.as_deref(),
+            Some("viewer")
+        );
         assert_eq!(d(None), Err(Deny::NoProjectAccess));
         m.roles = vec![grant("no-access", None)];
         assert_eq!(d(Some(&m)), Err(Deny::NoProjectAccess));
@@ -325,17 +350,29 @@ mod tests {
     fn renewal_rules() {
         let t = token();
         assert!(check_renewable(&t, &HASH, t.created_at + 59_000).is_ok());
-        assert_eq!(check_renewable(&t, &HASH, t.created_at + 60_000), Err(Deny::Expired));
-        assert_eq!(check_renewable(&t, &[0; 32], t.created_at), Err(Deny::UnknownToken));
+        assert_eq!(
+            check_renewable(&t, &HASH, t.created_at + 60_000),
+            Err(Deny::Expired)
+        );
+        assert_eq!(
+            check_renewable(&t, &[0; 32], t.created_at),
+            Err(Deny::UnknownToken)
+        );
         let mut r = t.clone();
         r.last_renewed_at = Some(r.created_at + 100_000);
-        assert_eq!(check_renewable(&r, &HASH, r.created_at + 120_000), Err(Deny::MaxTtlReached));
+        assert_eq!(
+            check_renewable(&r, &HASH, r.created_at + 120_000),
+            Err(Deny::MaxTtlReached)
+        );
     }
 
     #[test]
     fn messages_and_statuses() {
         assert_eq!(Deny::Expired.message(), "token expired");
-        assert_eq!(Deny::UsageLimitReached.message(), "token usage limit reached");
+        assert_eq!(
+            Deny::UsageLimitReached.message(),
+            "token usage limit reached"
+        );
         assert_eq!(
             Deny::IpNotTrusted(ip("10.1.2.3")).message(),
             "IP 10.1.2.3 is not in the token's trusted IPs"

@@ -358,11 +358,23 @@ fn validate(f: File) -> Result<Config, ConfigError> {
         .filter_map(|(i, s)| p.addr(&format!("server.listen[{i}]"), s))
         .collect();
     let threads = p.range("server.threads", f.server.threads, 1, 256) as usize;
-    let grace = p.range("server.grace_period_seconds", f.server.grace_period_seconds, 0, 3600);
-    let admin_listen = f.admin.listen.as_deref().and_then(|s| p.addr("admin.listen", s));
+    let grace = p.range(
+        "server.grace_period_seconds",
+        f.server.grace_period_seconds,
+        0,
+        3600,
+    );
+    let admin_listen = f
+        .admin
+        .listen
+        .as_deref()
+        .and_then(|s| p.addr("admin.listen", s));
     if let Some(env) = &f.admin.api_key_env {
         if env.is_empty() || env.contains('=') {
-            p.add("admin.api_key_env", format!("'{env}' is not an environment variable name"));
+            p.add(
+                "admin.api_key_env",
+                format!("'{env}' is not an environment variable name"),
+            );
         }
     }
 
@@ -376,7 +388,10 @@ fn validate(f: File) -> Result<Config, ConfigError> {
         .filter_map(|(i, s)| match crate::model::parse_trusted_ip(s) {
             Ok(n) => Some(n),
             Err(_) => {
-                p.add(&format!("trusted_proxies[{i}]"), format!("'{s}' is not an IP address or CIDR block"));
+                p.add(
+                    &format!("trusted_proxies[{i}]"),
+                    format!("'{s}' is not an IP address or CIDR block"),
+                );
                 None
             }
         })
@@ -384,7 +399,10 @@ fn validate(f: File) -> Result<Config, ConfigError> {
 
     for (i, r) in f.public_routes.iter().enumerate() {
         if !r.starts_with('/') {
-            p.add(&format!("public_routes[{i}]"), format!("'{r}' must start with '/'"));
+            p.add(
+                &format!("public_routes[{i}]"),
+                format!("'{r}' must start with '/'"),
+            );
         }
     }
 
@@ -419,7 +437,8 @@ fn validate(f: File) -> Result<Config, ConfigError> {
             project_sources.push(ProjectSource::Body(b.clone()));
         }
     }
-    let max_body_bytes = p.range("project.max_body_bytes", f.project.max_body_bytes, 1, 65536) as usize;
+    let max_body_bytes =
+        p.range("project.max_body_bytes", f.project.max_body_bytes, 1, 65536) as usize;
 
     let h = &f.headers;
     let headers = HeaderNames {
@@ -435,7 +454,10 @@ fn validate(f: File) -> Result<Config, ConfigError> {
         if names[..i].contains(n) {
             p.add("headers", format!("'{n}' is used for two headers"));
         }
-        if matches!(*n, "authorization" | "host" | "content-length" | "transfer-encoding" | "connection") {
+        if matches!(
+            *n,
+            "authorization" | "host" | "content-length" | "transfer-encoding" | "connection"
+        ) {
             p.add("headers", format!("'{n}' cannot be an injected header"));
         }
     }
@@ -450,8 +472,10 @@ fn validate(f: File) -> Result<Config, ConfigError> {
         admin_listen,
         admin_key_env: f.admin.api_key_env.clone(),
         admin_key_file: f.admin.api_key_file.clone(),
-        upstream: upstream.unwrap_or_else(|| unreachable_upstream()),
-        store: store.unwrap_or(StoreConfig::Embedded { path: PathBuf::new() }),
+        upstream: upstream.unwrap_or_else(unreachable_upstream),
+        store: store.unwrap_or(StoreConfig::Embedded {
+            path: PathBuf::new(),
+        }),
         trusted_proxies,
         public_routes: f.public_routes,
         project_sources,
@@ -475,7 +499,12 @@ fn unreachable_upstream() -> Upstream {
 }
 
 fn validate_upstream(p: &mut Problems, u: &UpstreamFile) -> Option<Upstream> {
-    let connect = p.range("upstream.connect_timeout_ms", u.connect_timeout_ms, 1, 600_000);
+    let connect = p.range(
+        "upstream.connect_timeout_ms",
+        u.connect_timeout_ms,
+        1,
+        600_000,
+    );
     let read = p.range("upstream.read_timeout_ms", u.read_timeout_ms, 1, 3_600_000);
     let url = match url::Url::parse(&u.url) {
         Ok(url) => url,
@@ -492,14 +521,22 @@ fn validate_upstream(p: &mut Problems, u: &UpstreamFile) -> Option<Upstream> {
             return None;
         }
     };
-    let Some(host) = url.host_str().map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string()) else {
+    let Some(host) = url
+        .host_str()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string())
+    else {
         p.add("upstream.url", "has no host");
         return None;
     };
     if url.path() != "/" || url.query().is_some() {
-        p.add("upstream.url", "must not have a path or query (requests keep their own path)");
+        p.add(
+            "upstream.url",
+            "must not have a path or query (requests keep their own path)",
+        );
     }
-    let port = url.port_or_known_default().unwrap_or(if tls { 443 } else { 80 });
+    let port = url
+        .port_or_known_default()
+        .unwrap_or(if tls { 443 } else { 80 });
     let sni = u.sni.clone().unwrap_or_else(|| host.clone());
     Some(Upstream {
         tls,
@@ -514,14 +551,22 @@ fn validate_upstream(p: &mut Problems, u: &UpstreamFile) -> Option<Upstream> {
 
 fn validate_store(p: &mut Problems, s: &StoreFile) -> Option<StoreConfig> {
     let connect = p.range("store.connect_timeout_ms", s.connect_timeout_ms, 1, 60_000);
-    let response = p.range("store.response_timeout_ms", s.response_timeout_ms, 1, 60_000);
+    let response = p.range(
+        "store.response_timeout_ms",
+        s.response_timeout_ms,
+        1,
+        60_000,
+    );
     let retries = p.range("store.retries", s.retries, 0, 10) as usize;
     match s.kind.as_str() {
         "embedded" => {
             if s.url.is_some() {
                 p.add("store.url", "only applies to kind: redis");
             }
-            let path = s.path.clone().unwrap_or_else(|| PathBuf::from("tokengate.redb"));
+            let path = s
+                .path
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("tokengate.redb"));
             if path.as_os_str().is_empty() {
                 p.add("store.path", "must not be empty");
             }
@@ -538,7 +583,10 @@ fn validate_store(p: &mut Problems, s: &StoreFile) -> Option<StoreConfig> {
             match url::Url::parse(url) {
                 Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host_str().is_some() => {}
                 _ => {
-                    p.add("store.url", format!("'{url}' is not a redis:// or rediss:// URL"));
+                    p.add(
+                        "store.url",
+                        format!("'{url}' is not a redis:// or rediss:// URL"),
+                    );
                     return None;
                 }
             }
@@ -591,7 +639,9 @@ pub fn read_admin_key(cfg: &Config) -> Result<Option<String>, String> {
                 return Ok(None);
             }
             if key.len() < 16 {
-                return Err(format!("admin key from ${var} must be at least 16 characters"));
+                return Err(format!(
+                    "admin key from ${var} must be at least 16 characters"
+                ));
             }
             return Ok(Some(key));
         }
@@ -603,7 +653,8 @@ pub fn read_admin_key(cfg: &Config) -> Result<Option<String>, String> {
 mod tests {
     use super::*;
 
-    const MINIMAL: &str = "server: {listen: ['127.0.0.1:8080']}\nupstream: {url: 'http://127.0.0.1:3000'}\n";
+    const MINIMAL: &str =
+        "server: {listen: ['127.0.0.1:8080']}\nupstream: {url: 'http://127.0.0.1:3000'}\n";
 
     fn errors(yaml: &str) -> String {
         parse(yaml).unwrap_err().to_string()
@@ -630,7 +681,8 @@ mod tests {
     fn unknown_key_is_named() {
         let e = errors(&format!("{MINIMAL}server2: 1\n"));
         assert!(e.contains("server2"), "{e}");
-        let e = errors("server: {listen: ['127.0.0.1:1'], lisen: 1}\nupstream: {url: 'http://a'}\n");
+        let e =
+            errors("server: {listen: ['127.0.0.1:1'], lisen: 1}\nupstream: {url: 'http://a'}\n");
         assert!(e.contains("lisen"), "{e}");
     }
 
@@ -639,7 +691,13 @@ mod tests {
         let e = errors(
             "server: {listen: ['nope'], threads: 0}\nupstream: {url: 'ftp://x'}\ntrusted_proxies: ['10.0.0.0/33']\nstore: {kind: redis}\n",
         );
-        for key in ["server.listen[0]", "server.threads", "upstream.url", "trusted_proxies[0]", "store.url"] {
+        for key in [
+            "server.listen[0]",
+            "server.threads",
+            "upstream.url",
+            "trusted_proxies[0]",
+            "store.url",
+        ] {
             assert!(e.contains(key), "{key} missing in {e}");
         }
     }
@@ -648,7 +706,12 @@ mod tests {
     fn path_templates() {
         assert_eq!(
             parse_path_template("/api/v1/projects/{projectId}").unwrap(),
-            vec![Some("api".into()), Some("v1".into()), Some("projects".into()), None]
+            vec![
+                Some("api".into()),
+                Some("v1".into()),
+                Some("projects".into()),
+                None
+            ]
         );
         assert!(parse_path_template("/api/{projectId}/{projectId}").is_err());
         assert!(parse_path_template("/api").is_err());
@@ -656,7 +719,9 @@ mod tests {
 
     #[test]
     fn duplicate_header_names_are_refused() {
-        let e = errors(&format!("{MINIMAL}headers: {{org_role: X-Tokengate-Identity-Id}}\n"));
+        let e = errors(&format!(
+            "{MINIMAL}headers: {{org_role: X-Tokengate-Identity-Id}}\n"
+        ));
         assert!(e.contains("headers"), "{e}");
     }
 }

@@ -34,7 +34,12 @@ pub fn error_name(status: u16) -> &'static str {
 }
 
 /// Serialises an error answer.
-pub fn error_json(status: u16, message: &str, req_id: &str, details: Option<serde_json::Value>) -> Vec<u8> {
+pub fn error_json(
+    status: u16,
+    message: &str,
+    req_id: &str,
+    details: Option<serde_json::Value>,
+) -> Vec<u8> {
     let body = ErrorBody {
         req_id,
         status_code: status,
@@ -63,7 +68,8 @@ mod tests {
 
     #[test]
     fn shape_matches_infisical() {
-        let v: serde_json::Value = serde_json::from_slice(&error_json(401, "token expired", "req-1", None)).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&error_json(401, "token expired", "req-1", None)).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"reqId": "req-1", "statusCode": 401, "message": "token expired", "error": "Unauthorized"})

@@ -8,15 +8,21 @@
 //! - `store`:   the `Store` trait; `store::redis` and `store::embedded`
 //! - `proxy`:   Pingora `ProxyHttp` glue; `proxy::client_ip`, `proxy::project`, `proxy::headers`
 //! - `api`:     the Infisical-compatible management API answered by the gateway
-//! - `admin`:   the admin listener: /metrics and /healthz
+//! - `admin`:   the admin listener: /healthz, /readyz, /metrics
 //! - `metrics`: the Prometheus metrics, registered on an explicit registry
-//! - `error`:   the JSON error body and status mapping shared by proxy and API
+//! - `error`:   the JSON error body shared by proxy and API
 //! - `server`:  assembles the Pingora server from a `Config`
 //! - `cli`:     the `tokengate` command line (serve, check-config, operator commands)
 
+pub mod admin;
+pub mod api;
 pub mod auth;
+pub mod cli;
 pub mod config;
+pub mod error;
+pub mod metrics;
 pub mod model;
+pub mod proxy;
+pub mod server;
 pub mod store;
 pub mod token;
-pub mod error;

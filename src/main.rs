@@ -1,1 +1,6 @@
-fn main() {}
+//! The `tokengate` binary: hands the command line to `tokengate::cli`.
+//! Not `#[tokio::main]`: Pingora builds its own runtimes.
+
+fn main() -> std::process::ExitCode {
+    tokengate::cli::main()
+}

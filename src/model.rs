@@ -161,7 +161,8 @@ impl TokenRecord {
             });
         }
         let by_ttl = (self.ttl > 0).then(|| base.saturating_add(self.ttl * 1000));
-        let by_max = (self.max_ttl > 0).then(|| self.created_at.saturating_add(self.max_ttl * 1000));
+        let by_max =
+            (self.max_ttl > 0).then(|| self.created_at.saturating_add(self.max_ttl * 1000));
         match (by_ttl, by_max) {
             (None, None) => None,
             (Some(t), None) => Some(Expiry {
@@ -343,8 +344,14 @@ mod tests {
 
     #[test]
     fn trusted_ip_parsing() {
-        assert_eq!(parse_trusted_ip("10.0.0.1").unwrap().to_string(), "10.0.0.1/32");
-        assert_eq!(parse_trusted_ip("10.1.2.3/8").unwrap().to_string(), "10.0.0.0/8");
+        assert_eq!(
+            parse_trusted_ip("10.0.0.1").unwrap().to_string(),
+            "10.0.0.1/32"
+        );
+        assert_eq!(
+            parse_trusted_ip("10.1.2.3/8").unwrap().to_string(),
+            "10.0.0.0/8"
+        );
         assert_eq!(parse_trusted_ip("::1").unwrap().to_string(), "::1/128");
         let e = parse_trusted_ip("10.0.0.300").unwrap_err();
         assert!(e.message.contains("10.0.0.300"));

@@ -67,7 +67,11 @@ pub trait Store: Send + Sync {
 
     /// Create: `false` if one is already attached or the identity is gone.
     /// Update: `false` if none is attached.
-    async fn put_token_auth(&self, cfg: &TokenAuthConfig, mode: PutMode) -> Result<bool, StoreError>;
+    async fn put_token_auth(
+        &self,
+        cfg: &TokenAuthConfig,
+        mode: PutMode,
+    ) -> Result<bool, StoreError>;
     async fn get_token_auth(&self, identity: Id) -> Result<Option<TokenAuthConfig>, StoreError>;
     /// Removes the configuration and revokes every token of the identity at once.
     async fn remove_token_auth(&self, identity: Id) -> Result<Option<TokenAuthConfig>, StoreError>;
@@ -76,8 +80,17 @@ pub trait Store: Send + Sync {
     async fn create_token(&self, token: &TokenRecord) -> Result<bool, StoreError>;
     async fn get_token(&self, token_id: Id) -> Result<Option<TokenRecord>, StoreError>;
     /// The identity's tokens, newest first.
-    async fn list_tokens(&self, identity: Id, offset: u64, limit: u64) -> Result<Vec<TokenRecord>, StoreError>;
-    async fn rename_token(&self, token_id: Id, name: &str) -> Result<Option<TokenRecord>, StoreError>;
+    async fn list_tokens(
+        &self,
+        identity: Id,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<TokenRecord>, StoreError>;
+    async fn rename_token(
+        &self,
+        token_id: Id,
+        name: &str,
+    ) -> Result<Option<TokenRecord>, StoreError>;
     /// Marks the token revoked; `false` if it does not exist.
     async fn revoke_token(&self, token_id: Id) -> Result<bool, StoreError>;
     /// Sets `lastRenewedAt` of an existing token; `false` if it does not exist.
@@ -85,10 +98,23 @@ pub trait Store: Send + Sync {
 
     /// Creates or replaces the membership of `m.identity_id` in `m.project_id`.
     async fn put_membership(&self, m: &Membership) -> Result<(), StoreError>;
-    async fn get_membership(&self, project: &str, identity: Id) -> Result<Option<Membership>, StoreError>;
-    async fn delete_membership(&self, project: &str, identity: Id) -> Result<Option<Membership>, StoreError>;
+    async fn get_membership(
+        &self,
+        project: &str,
+        identity: Id,
+    ) -> Result<Option<Membership>, StoreError>;
+    async fn delete_membership(
+        &self,
+        project: &str,
+        identity: Id,
+    ) -> Result<Option<Membership>, StoreError>;
     /// A project's memberships, oldest first.
-    async fn list_memberships(&self, project: &str, offset: u64, limit: u64) -> Result<Page<Membership>, StoreError>;
+    async fn list_memberships(
+        &self,
+        project: &str,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Page<Membership>, StoreError>;
 
     /// A cheap liveness probe for health endpoints.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -122,7 +122,8 @@ fn page<T>(mut items: Vec<T>, offset: u64, limit: u64) -> Page<T> {
 
 /// Marks every token of `identity` revoked inside `txn`.
 fn revoke_all(txn: &Txn, identity: Id) -> Result<(), StoreError> {
-    let tokens: Vec<TokenRecord> = scan(txn, TOKENS, |_, t: &TokenRecord| t.identity_id == identity)?;
+    let tokens: Vec<TokenRecord> =
+        scan(txn, TOKENS, |_, t: &TokenRecord| t.identity_id == identity)?;
     for mut t in tokens {
         t.revoked = true;
         put(txn, TOKENS, &t.id.0, &t)?;
@@ -197,7 +198,11 @@ fn flush_loop(inner: Weak<Inner>) {
             return;
         };
         if inner.dirty.swap(false, Ordering::AcqRel) {
-            let done = inner.db.begin_write().map_err(err).and_then(|t| t.commit().map_err(err));
+            let done = inner
+                .db
+                .begin_write()
+                .map_err(err)
+                .and_then(|t| t.commit().map_err(err));
             if let Err(e) = done {
                 inner.dirty.store(true, Ordering::Release);
                 log::error!("embedded store flush failed: {e}");
@@ -234,7 +239,14 @@ impl Store for EmbeddedStore {
                 None => None,
             };
             let project_check = project.as_ref().map(|_| membership.as_ref());
-            let decision = auth::decide(token.as_ref(), identity.as_ref(), &hash, ip, now, project_check);
+            let decision = auth::decide(
+                token.as_ref(),
+                identity.as_ref(),
+                &hash,
+                ip,
+                now,
+                project_check,
+            );
             match (&decision, token) {
                 (Ok(_), Some(mut t)) => {
                     t.num_uses += 1;
@@ -259,7 +271,8 @@ impl Store for EmbeddedStore {
 
     async fn create_identity(&self, identity: &Identity) -> Result<(), StoreError> {
         let i = identity.clone();
-        self.write(move |txn| put(txn, IDENTITIES, &i.id.0, &i)).await
+        self.write(move |txn| put(txn, IDENTITIES, &i.id.0, &i))
+            .await
     }
 
     async fn get_identity(&self, id: Id) -> Result<Option<Identity>, StoreError> {
@@ -284,11 +297,13 @@ impl Store for EmbeddedStore {
                 return Ok(None);
             };
             remove::<TokenAuthConfig>(txn, CONFIGS, &id.0)?;
-            let tokens: Vec<TokenRecord> = scan(txn, TOKENS, |_, t: &TokenRecord| t.identity_id == id)?;
+            let tokens: Vec<TokenRecord> =
+                scan(txn, TOKENS, |_, t: &TokenRecord| t.identity_id == id)?;
             for t in tokens {
                 remove::<TokenRecord>(txn, TOKENS, &t.id.0)?;
             }
-            let ms: Vec<Membership> = scan(txn, MEMBERSHIPS, |_, m: &Membership| m.identity_id == id)?;
+            let ms: Vec<Membership> =
+                scan(txn, MEMBERSHIPS, |_, m: &Membership| m.identity_id == id)?;
             for m in ms {
                 remove::<Membership>(txn, MEMBERSHIPS, &membership_key(&m.project_id, id))?;
             }
@@ -306,7 +321,11 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn put_token_auth(&self, cfg: &TokenAuthConfig, mode: PutMode) -> Result<bool, StoreError> {
+    async fn put_token_auth(
+        &self,
+        cfg: &TokenAuthConfig,
+        mode: PutMode,
+    ) -> Result<bool, StoreError> {
         let c = cfg.clone();
         self.write(move |txn| {
             let key = c.identity_id.0;
@@ -354,22 +373,35 @@ impl Store for EmbeddedStore {
         self.read(move |txn| get(txn, TOKENS, &token_id.0)).await
     }
 
-    async fn list_tokens(&self, identity: Id, offset: u64, limit: u64) -> Result<Vec<TokenRecord>, StoreError> {
+    async fn list_tokens(
+        &self,
+        identity: Id,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<TokenRecord>, StoreError> {
         self.read(move |txn| {
-            let mut all: Vec<TokenRecord> = scan(txn, TOKENS, |_, t: &TokenRecord| t.identity_id == identity)?;
+            let mut all: Vec<TokenRecord> =
+                scan(txn, TOKENS, |_, t: &TokenRecord| t.identity_id == identity)?;
             all.sort_by_key(|t| std::cmp::Reverse((t.created_at, t.id)));
             Ok(page(all, offset, limit).items)
         })
         .await
     }
 
-    async fn rename_token(&self, token_id: Id, name: &str) -> Result<Option<TokenRecord>, StoreError> {
+    async fn rename_token(
+        &self,
+        token_id: Id,
+        name: &str,
+    ) -> Result<Option<TokenRecord>, StoreError> {
         let name = name.to_string();
         self.update_token(token_id, move |t| t.name = name).await
     }
 
     async fn revoke_token(&self, token_id: Id) -> Result<bool, StoreError> {
-        Ok(self.update_token(token_id, |t| t.revoked = true).await?.is_some())
+        Ok(self
+            .update_token(token_id, |t| t.revoked = true)
+            .await?
+            .is_some())
     }
 
     async fn set_renewed(&self, token_id: Id, at: Millis) -> Result<bool, StoreError> {
@@ -381,24 +413,46 @@ impl Store for EmbeddedStore {
 
     async fn put_membership(&self, m: &Membership) -> Result<(), StoreError> {
         let m = m.clone();
-        self.write(move |txn| put(txn, MEMBERSHIPS, &membership_key(&m.project_id, m.identity_id), &m))
-            .await
+        self.write(move |txn| {
+            put(
+                txn,
+                MEMBERSHIPS,
+                &membership_key(&m.project_id, m.identity_id),
+                &m,
+            )
+        })
+        .await
     }
 
-    async fn get_membership(&self, project: &str, identity: Id) -> Result<Option<Membership>, StoreError> {
+    async fn get_membership(
+        &self,
+        project: &str,
+        identity: Id,
+    ) -> Result<Option<Membership>, StoreError> {
         let key = membership_key(project, identity);
         self.read(move |txn| get(txn, MEMBERSHIPS, &key)).await
     }
 
-    async fn delete_membership(&self, project: &str, identity: Id) -> Result<Option<Membership>, StoreError> {
+    async fn delete_membership(
+        &self,
+        project: &str,
+        identity: Id,
+    ) -> Result<Option<Membership>, StoreError> {
         let key = membership_key(project, identity);
         self.write(move |txn| remove(txn, MEMBERSHIPS, &key)).await
     }
 
-    async fn list_memberships(&self, project: &str, offset: u64, limit: u64) -> Result<Page<Membership>, StoreError> {
+    async fn list_memberships(
+        &self,
+        project: &str,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Page<Membership>, StoreError> {
         let project = project.to_string();
         self.read(move |txn| {
-            let mut all: Vec<Membership> = scan(txn, MEMBERSHIPS, |_, m: &Membership| m.project_id == project)?;
+            let mut all: Vec<Membership> = scan(txn, MEMBERSHIPS, |_, m: &Membership| {
+                m.project_id == project
+            })?;
             all.sort_by_key(|m| (m.created_at, m.identity_id));
             Ok(page(all, offset, limit))
         })

@@ -157,7 +157,9 @@ impl RedisStore {
     }
 
     async fn token_identity(&self, tid: Id) -> Result<Option<Id>, StoreError> {
-        let iid: Option<String> = self.query(redis::cmd("HGET").arg(TOKEN_INDEX).arg(tid.hex())).await?;
+        let iid: Option<String> = self
+            .query(redis::cmd("HGET").arg(TOKEN_INDEX).arg(tid.hex()))
+            .await?;
         Ok(iid.as_deref().and_then(Id::parse))
     }
 }
@@ -243,11 +245,18 @@ fn token_fields(t: &TokenRecord) -> Vec<(&'static str, Vec<u8>)> {
     f
 }
 
-fn token_from_hash(iid: Id, tid: Id, h: &HashMap<String, Vec<u8>>) -> Result<Option<TokenRecord>, StoreError> {
+fn token_from_hash(
+    iid: Id,
+    tid: Id,
+    h: &HashMap<String, Vec<u8>>,
+) -> Result<Option<TokenRecord>, StoreError> {
     let Some(hash) = h.get("h") else {
         return Ok(None);
     };
-    let secret_hash: SecretHash = hash.as_slice().try_into().map_err(|_| corrupt("token hash"))?;
+    let secret_hash: SecretHash = hash
+        .as_slice()
+        .try_into()
+        .map_err(|_| corrupt("token hash"))?;
     let num = |k: &str| -> Result<u64, StoreError> {
         match h.get(k) {
             None => Ok(0),
@@ -261,7 +270,10 @@ fn token_from_hash(iid: Id, tid: Id, h: &HashMap<String, Vec<u8>>) -> Result<Opt
     Ok(Some(TokenRecord {
         id: tid,
         identity_id: iid,
-        name: h.get("n").map(|n| String::from_utf8_lossy(n).into_owned()).unwrap_or_default(),
+        name: h
+            .get("n")
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .unwrap_or_default(),
         secret_hash,
         created_at: num("c")?,
         last_renewed_at: opt(num("r")?),
@@ -294,7 +306,11 @@ fn identity_from_hash(id: Id, h: &HashMap<String, String>) -> Result<Option<Iden
     let Some(name) = h.get("n") else {
         return Ok(None);
     };
-    let num = |k: &str| h.get(k).and_then(|v| v.parse().ok()).ok_or_else(|| corrupt(k));
+    let num = |k: &str| {
+        h.get(k)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| corrupt(k))
+    };
     Ok(Some(Identity {
         id,
         name: name.clone(),
@@ -386,20 +402,32 @@ impl Store for RedisStore {
     async fn create_identity(&self, identity: &Identity) -> Result<(), StoreError> {
         // Record first, index second: a crash in between leaves an unlisted
         // identity rather than a listed one that does not exist.
-        self.query::<()>(redis::cmd("HSET").arg(identity_key(identity.id)).arg(identity_fields(identity)))
-            .await?;
-        self.query::<()>(redis::cmd("ZADD").arg(IDENTITIES).arg(identity.created_at).arg(identity.id.hex()))
-            .await
+        self.query::<()>(
+            redis::cmd("HSET")
+                .arg(identity_key(identity.id))
+                .arg(identity_fields(identity)),
+        )
+        .await?;
+        self.query::<()>(
+            redis::cmd("ZADD")
+                .arg(IDENTITIES)
+                .arg(identity.created_at)
+                .arg(identity.id.hex()),
+        )
+        .await
     }
 
     async fn get_identity(&self, id: Id) -> Result<Option<Identity>, StoreError> {
-        let h: HashMap<String, String> = self.query(redis::cmd("HGETALL").arg(identity_key(id))).await?;
+        let h: HashMap<String, String> = self
+            .query(redis::cmd("HGETALL").arg(identity_key(id)))
+            .await?;
         identity_from_hash(id, &h)
     }
 
     async fn update_identity(&self, identity: &Identity) -> Result<bool, StoreError> {
         let mut inv = HSET_IF_EXISTS.prepare_invoke();
-        inv.key(identity_key(identity.id)).arg(identity_fields(identity));
+        inv.key(identity_key(identity.id))
+            .arg(identity_fields(identity));
         let n: i64 = self.script(&inv).await?;
         Ok(n == 1)
     }
@@ -422,7 +450,10 @@ impl Store for RedisStore {
             p.cmd("HDEL").arg(TOKEN_INDEX).arg(&tids).ignore();
         }
         for project in &projects {
-            p.cmd("ZREM").arg(project_key(project)).arg(id.hex()).ignore();
+            p.cmd("ZREM")
+                .arg(project_key(project))
+                .arg(id.hex())
+                .ignore();
         }
         self.run_pipe(p).await?;
         Ok(Some(identity))
@@ -431,7 +462,12 @@ impl Store for RedisStore {
     async fn list_identities(&self, offset: u64, limit: u64) -> Result<Page<Identity>, StoreError> {
         let total: u64 = self.query(redis::cmd("ZCARD").arg(IDENTITIES)).await?;
         let ids: Vec<String> = self
-            .query(redis::cmd("ZRANGE").arg(IDENTITIES).arg(offset).arg(range_end(offset, limit)))
+            .query(
+                redis::cmd("ZRANGE")
+                    .arg(IDENTITIES)
+                    .arg(offset)
+                    .arg(range_end(offset, limit)),
+            )
             .await?;
         let mut items = Vec::with_capacity(ids.len());
         for id in ids.iter().filter_map(|s| Id::parse(s)) {
@@ -442,24 +478,36 @@ impl Store for RedisStore {
         Ok(Page { items, total })
     }
 
-    async fn put_token_auth(&self, cfg: &TokenAuthConfig, mode: PutMode) -> Result<bool, StoreError> {
+    async fn put_token_auth(
+        &self,
+        cfg: &TokenAuthConfig,
+        mode: PutMode,
+    ) -> Result<bool, StoreError> {
         let mut inv = PUT_CONFIG.prepare_invoke();
         inv.key(identity_key(cfg.identity_id))
             .key(config_key(cfg.identity_id))
-            .arg(if mode == PutMode::Create { "create" } else { "update" })
+            .arg(if mode == PutMode::Create {
+                "create"
+            } else {
+                "update"
+            })
             .arg(to_json(cfg)?);
         let n: i64 = self.script(&inv).await?;
         Ok(n == 1)
     }
 
     async fn get_token_auth(&self, identity: Id) -> Result<Option<TokenAuthConfig>, StoreError> {
-        let s: Option<String> = self.query(redis::cmd("GET").arg(config_key(identity))).await?;
+        let s: Option<String> = self
+            .query(redis::cmd("GET").arg(config_key(identity)))
+            .await?;
         s.as_deref().map(from_json).transpose()
     }
 
     async fn remove_token_auth(&self, identity: Id) -> Result<Option<TokenAuthConfig>, StoreError> {
         let mut inv = REMOVE_CONFIG.prepare_invoke();
-        inv.key(config_key(identity)).key(token_list_key(identity)).arg(prefix(identity));
+        inv.key(config_key(identity))
+            .key(token_list_key(identity))
+            .arg(prefix(identity));
         let s: Option<String> = self.script(&inv).await?;
         s.as_deref().map(from_json).transpose()
     }
@@ -476,8 +524,13 @@ impl Store for RedisStore {
         if n == 0 {
             return Ok(false);
         }
-        self.query::<()>(redis::cmd("HSET").arg(TOKEN_INDEX).arg(t.id.hex()).arg(t.identity_id.hex()))
-            .await?;
+        self.query::<()>(
+            redis::cmd("HSET")
+                .arg(TOKEN_INDEX)
+                .arg(t.id.hex())
+                .arg(t.identity_id.hex()),
+        )
+        .await?;
         Ok(true)
     }
 
@@ -485,11 +538,18 @@ impl Store for RedisStore {
         let Some(iid) = self.token_identity(token_id).await? else {
             return Ok(None);
         };
-        let h: HashMap<String, Vec<u8>> = self.query(redis::cmd("HGETALL").arg(token_key(iid, token_id))).await?;
+        let h: HashMap<String, Vec<u8>> = self
+            .query(redis::cmd("HGETALL").arg(token_key(iid, token_id)))
+            .await?;
         token_from_hash(iid, token_id, &h)
     }
 
-    async fn list_tokens(&self, identity: Id, offset: u64, limit: u64) -> Result<Vec<TokenRecord>, StoreError> {
+    async fn list_tokens(
+        &self,
+        identity: Id,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<TokenRecord>, StoreError> {
         let tids: Vec<String> = self
             .query(
                 redis::cmd("ZRANGE")
@@ -505,7 +565,8 @@ impl Store for RedisStore {
             p.cmd("HGETALL").arg(token_key(identity, *tid));
         }
         let mut c = self.conn().await?;
-        let hashes: Vec<HashMap<String, Vec<u8>>> = p.query_async(&mut c).await.map_err(unavailable)?;
+        let hashes: Vec<HashMap<String, Vec<u8>>> =
+            p.query_async(&mut c).await.map_err(unavailable)?;
         let mut out = Vec::with_capacity(tids.len());
         for (tid, h) in tids.iter().zip(&hashes) {
             if let Some(t) = token_from_hash(identity, *tid, h)? {
@@ -515,7 +576,11 @@ impl Store for RedisStore {
         Ok(out)
     }
 
-    async fn rename_token(&self, token_id: Id, name: &str) -> Result<Option<TokenRecord>, StoreError> {
+    async fn rename_token(
+        &self,
+        token_id: Id,
+        name: &str,
+    ) -> Result<Option<TokenRecord>, StoreError> {
         if !self.hset_token(token_id, &[("n", name)]).await? {
             return Ok(None);
         }
@@ -540,34 +605,72 @@ impl Store for RedisStore {
             .arg("g")
             .arg(encode_grants(m))
             .ignore();
-        p.cmd("SADD").arg(identity_projects_key(iid)).arg(&m.project_id).ignore();
-        p.cmd("ZADD").arg(project_key(&m.project_id)).arg("NX").arg(m.created_at).arg(iid.hex()).ignore();
+        p.cmd("SADD")
+            .arg(identity_projects_key(iid))
+            .arg(&m.project_id)
+            .ignore();
+        p.cmd("ZADD")
+            .arg(project_key(&m.project_id))
+            .arg("NX")
+            .arg(m.created_at)
+            .arg(iid.hex())
+            .ignore();
         self.run_pipe(p).await
     }
 
-    async fn get_membership(&self, project: &str, identity: Id) -> Result<Option<Membership>, StoreError> {
+    async fn get_membership(
+        &self,
+        project: &str,
+        identity: Id,
+    ) -> Result<Option<Membership>, StoreError> {
         let s: Option<String> = self
-            .query(redis::cmd("HGET").arg(membership_key(identity, project)).arg("j"))
+            .query(
+                redis::cmd("HGET")
+                    .arg(membership_key(identity, project))
+                    .arg("j"),
+            )
             .await?;
         s.as_deref().map(from_json).transpose()
     }
 
-    async fn delete_membership(&self, project: &str, identity: Id) -> Result<Option<Membership>, StoreError> {
+    async fn delete_membership(
+        &self,
+        project: &str,
+        identity: Id,
+    ) -> Result<Option<Membership>, StoreError> {
         let Some(m) = self.get_membership(project, identity).await? else {
             return Ok(None);
         };
         let mut p = redis::pipe();
         p.cmd("DEL").arg(membership_key(identity, project)).ignore();
-        p.cmd("SREM").arg(identity_projects_key(identity)).arg(project).ignore();
-        p.cmd("ZREM").arg(project_key(project)).arg(identity.hex()).ignore();
+        p.cmd("SREM")
+            .arg(identity_projects_key(identity))
+            .arg(project)
+            .ignore();
+        p.cmd("ZREM")
+            .arg(project_key(project))
+            .arg(identity.hex())
+            .ignore();
         self.run_pipe(p).await?;
         Ok(Some(m))
     }
 
-    async fn list_memberships(&self, project: &str, offset: u64, limit: u64) -> Result<Page<Membership>, StoreError> {
-        let total: u64 = self.query(redis::cmd("ZCARD").arg(project_key(project))).await?;
+    async fn list_memberships(
+        &self,
+        project: &str,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Page<Membership>, StoreError> {
+        let total: u64 = self
+            .query(redis::cmd("ZCARD").arg(project_key(project)))
+            .await?;
         let ids: Vec<String> = self
-            .query(redis::cmd("ZRANGE").arg(project_key(project)).arg(offset).arg(range_end(offset, limit)))
+            .query(
+                redis::cmd("ZRANGE")
+                    .arg(project_key(project))
+                    .arg(offset)
+                    .arg(range_end(offset, limit)),
+            )
             .await?;
         let mut items = Vec::with_capacity(ids.len());
         for iid in ids.iter().filter_map(|s| Id::parse(s)) {

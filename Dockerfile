@@ -1,0 +1,21 @@
+# Multi-stage build of the tokengate gateway.
+# (Not built in CI: the CI machines have no Docker engine.)
+FROM rust:1.95-bookworm AS build
+RUN apt-get update && apt-get install -y --no-install-recommends cmake pkg-config && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY benches ./benches
+COPY config ./config
+RUN cargo build --release --locked --bin tokengate
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --home /var/lib/tokengate --create-home tokengate
+COPY --from=build /src/target/release/tokengate /usr/local/bin/tokengate
+COPY config/tokengate.yaml /etc/tokengate/tokengate.yaml
+USER tokengate
+WORKDIR /var/lib/tokengate
+EXPOSE 8080 9090
+ENTRYPOINT ["tokengate"]
+CMD ["serve", "--config", "/etc/tokengate/tokengate.yaml"]

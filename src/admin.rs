@@ -1,0 +1,57 @@
+//! The admin listener, for operators and orchestrators:
+//! - `GET /healthz` liveness: 200 while the process serves.
+//! - `GET /readyz`  readiness: 200 when the store answers, else 503.
+//! - `GET /metrics` Prometheus text exposition.
+
+use crate::store::Store;
+use async_trait::async_trait;
+use http::Response;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use prometheus::Registry;
+use std::sync::Arc;
+
+pub struct AdminApp {
+    pub store: Arc<dyn Store>,
+    pub registry: Registry,
+}
+
+fn reply(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .header("content-length", body.len())
+        .body(body)
+        .unwrap_or_else(|_| Response::new(Vec::new()))
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let path = session.req_header().uri.path().to_string();
+        match path.as_str() {
+            "/healthz" => reply(200, "application/json", br#"{"status":"ok"}"#.to_vec()),
+            "/readyz" => match self.store.ping().await {
+                Ok(()) => reply(200, "application/json", br#"{"status":"ready"}"#.to_vec()),
+                Err(e) => {
+                    log::warn!("readiness: {e}");
+                    reply(
+                        503,
+                        "application/json",
+                        br#"{"status":"store unavailable"}"#.to_vec(),
+                    )
+                }
+            },
+            "/metrics" => reply(
+                200,
+                "text/plain; version=0.0.4",
+                crate::metrics::render(&self.registry).into_bytes(),
+            ),
+            _ => reply(
+                404,
+                "application/json",
+                br#"{"status":"not found"}"#.to_vec(),
+            ),
+        }
+    }
+}

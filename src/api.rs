@@ -1,0 +1,233 @@
+//! The Infisical-compatible management API, answered by the gateway itself:
+//! routing, who may call, and dispatch to one module per resource. Transport
+//! independent: the proxy glue turns a request into an [`ApiRequest`] and
+//! writes back the [`ApiResponse`].
+//!
+//! Routes (all JSON; `admin` = the admin key or an identity with org role admin):
+//! - `GET    /api/v1/identities`                                       admin: list identities (`offset`, `limit`)
+//! - `POST   /api/v1/identities`                                       admin: create an identity
+//! - `GET    /api/v1/identities/{identityId}`                          admin: one identity
+//! - `PATCH  /api/v1/identities/{identityId}`                          admin: rename, change role or delete protection
+//! - `DELETE /api/v1/identities/{identityId}`                          admin: delete it and revoke its tokens
+//! - `POST   /api/v1/auth/token-auth/identities/{identityId}`          admin: attach Token Auth
+//! - `GET    /api/v1/auth/token-auth/identities/{identityId}`          admin: the Token Auth configuration
+//! - `PATCH  /api/v1/auth/token-auth/identities/{identityId}`          admin: change it (new tokens only)
+//! - `DELETE /api/v1/auth/token-auth/identities/{identityId}`          admin: remove it and revoke its tokens
+//! - `POST   /api/v1/auth/token-auth/identities/{identityId}/tokens`   admin: issue a token (the secret is shown once)
+//! - `GET    /api/v1/auth/token-auth/identities/{identityId}/tokens`   admin: list its tokens, newest first
+//! - `GET    /api/v1/auth/token-auth/tokens/{tokenId}`                 admin: one token
+//! - `PATCH  /api/v1/auth/token-auth/tokens/{tokenId}`                 admin: rename a token
+//! - `POST   /api/v1/auth/token-auth/tokens/{tokenId}/revoke`          admin: revoke a token by id
+//! - `POST   /api/v1/auth/token/renew`                                 anyone holding the token: renew it
+//! - `POST   /api/v1/auth/token/revoke`                                anyone holding the token: revoke it
+//! - `GET    /api/v1/projects/{projectId}/memberships/identities`                admin: list a project's memberships
+//! - `POST   /api/v1/projects/{projectId}/memberships/identities/{identityId}`   admin: add a membership
+//! - `GET    /api/v1/projects/{projectId}/memberships/identities/{identityId}`   admin: one membership
+//! - `PATCH  /api/v1/projects/{projectId}/memberships/identities/{identityId}`   admin: replace its roles
+//! - `DELETE /api/v1/projects/{projectId}/memberships/identities/{identityId}`   admin: remove it
+
+mod caller;
+mod identities;
+mod input;
+mod memberships;
+mod renewal;
+mod reply;
+mod token_auth;
+mod tokens;
+mod views;
+
+#[cfg(test)]
+mod tests;
+
+use crate::model::Millis;
+use crate::store::Store;
+use caller::Caller;
+use reply::ApiError;
+use sha2::{Digest, Sha256};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// The management API over one store.
+pub struct Api {
+    store: Arc<dyn Store>,
+    /// SHA-256 of the admin key: comparing fixed-width digests in constant
+    /// time hides the key's length as well as its content.
+    admin_key_hash: Option<[u8; 32]>,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api")
+            .field("admin_key", &self.admin_key_hash.map(|_| "<set>"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// One management request, as the transport hands it over.
+#[derive(Debug, Clone)]
+pub struct ApiRequest<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    /// The raw `Authorization` header value.
+    pub authorization: Option<&'a str>,
+    pub body: &'a [u8],
+    pub client_ip: IpAddr,
+    pub now: Millis,
+    pub req_id: &'a str,
+}
+
+/// The answer: a status and a JSON body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiResponse {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// What a handler needs: the store, the request and who is calling.
+pub(crate) struct Ctx<'r> {
+    pub store: &'r dyn Store,
+    pub req: &'r ApiRequest<'r>,
+    pub caller: Caller,
+}
+
+/// A recognised route with its raw (not yet validated) path parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route<'p> {
+    Identities,
+    Identity(&'p str),
+    TokenAuth(&'p str),
+    IdentityTokens(&'p str),
+    Token(&'p str),
+    TokenRevoke(&'p str),
+    Renew,
+    RevokeSelf,
+    Memberships(&'p str),
+    Membership(&'p str, &'p str),
+}
+
+impl<'p> Route<'p> {
+    fn parse(path: &'p str) -> Option<Route<'p>> {
+        let rest = path.strip_prefix("/api/v1/")?;
+        // No route has more than six segments; longer paths are not ours to split.
+        let mut segs = [""; 7];
+        let mut n = 0;
+        for s in rest.split('/') {
+            if n == segs.len() {
+                return None;
+            }
+            segs[n] = s;
+            n += 1;
+        }
+        Some(match &segs[..n] {
+            ["identities"] => Route::Identities,
+            ["identities", id] => Route::Identity(id),
+            ["auth", "token-auth", "identities", id] => Route::TokenAuth(id),
+            ["auth", "token-auth", "identities", id, "tokens"] => Route::IdentityTokens(id),
+            ["auth", "token-auth", "tokens", id] => Route::Token(id),
+            ["auth", "token-auth", "tokens", id, "revoke"] => Route::TokenRevoke(id),
+            ["auth", "token", "renew"] => Route::Renew,
+            ["auth", "token", "revoke"] => Route::RevokeSelf,
+            ["projects", p, "memberships", "identities"] => Route::Memberships(p),
+            ["projects", p, "memberships", "identities", id] => Route::Membership(p, id),
+            _ => return None,
+        })
+    }
+
+    fn methods(self) -> &'static [&'static str] {
+        match self {
+            Route::Identities => &["GET", "POST"],
+            Route::Identity(_) => &["GET", "PATCH", "DELETE"],
+            Route::TokenAuth(_) | Route::Membership(..) => &["POST", "GET", "PATCH", "DELETE"],
+            Route::IdentityTokens(_) => &["POST", "GET"],
+            Route::Token(_) => &["GET", "PATCH"],
+            Route::TokenRevoke(_) | Route::Renew | Route::RevokeSelf => &["POST"],
+            Route::Memberships(_) => &["GET"],
+        }
+    }
+}
+
+/// `rest` is `prefix` or lies below it (segment-wise, so `identitiesx` is not).
+fn under(rest: &str, prefix: &str) -> bool {
+    rest.strip_prefix(prefix)
+        .is_some_and(|t| t.is_empty() || t.starts_with('/'))
+}
+
+impl Api {
+    /// An empty admin key counts as none: it must never match an empty bearer.
+    pub fn new(store: Arc<dyn Store>, admin_key: Option<String>) -> Api {
+        let admin_key_hash = admin_key
+            .filter(|k| !k.is_empty())
+            .map(|k| Sha256::digest(k.as_bytes()).into());
+        Api {
+            store,
+            admin_key_hash,
+        }
+    }
+
+    /// True for paths the gateway answers itself instead of forwarding.
+    /// Whole namespaces are claimed, so an unknown route below them is a 404
+    /// from the gateway rather than a request leaking to the upstream.
+    pub fn is_management_path(path: &str) -> bool {
+        let Some(rest) = path.strip_prefix("/api/v1/") else {
+            return false;
+        };
+        if under(rest, "identities") || under(rest, "auth/token-auth") {
+            return true;
+        }
+        if rest == "auth/token/renew" || rest == "auth/token/revoke" {
+            return true;
+        }
+        rest.strip_prefix("projects/")
+            .and_then(|p| p.split_once('/'))
+            .is_some_and(|(_, tail)| under(tail, "memberships/identities"))
+    }
+
+    /// Answers one management request. Never panics and never answers 500.
+    pub async fn handle(&self, req: &ApiRequest<'_>) -> ApiResponse {
+        match self.dispatch(req).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(req.req_id),
+        }
+    }
+
+    async fn dispatch(&self, req: &ApiRequest<'_>) -> Result<ApiResponse, ApiError> {
+        let route = Route::parse(req.path).ok_or_else(|| ApiError::not_found("route not found"))?;
+        let method = req.method;
+        let allowed = route.methods();
+        if !allowed.contains(&method) {
+            return Err(ApiError::method_not_allowed(allowed));
+        }
+        let store = self.store.as_ref();
+        // Renewal and self-revocation are authorised by the token in the body.
+        match route {
+            Route::Renew => return renewal::renew(store, req).await,
+            Route::RevokeSelf => return renewal::revoke_self(store, req).await,
+            _ => {}
+        }
+        let caller = caller::authorize(store, self.admin_key_hash.as_ref(), req).await?;
+        let cx = Ctx { store, req, caller };
+        match (route, method) {
+            (Route::Identities, "GET") => identities::list(&cx).await,
+            (Route::Identities, "POST") => identities::create(&cx).await,
+            (Route::Identity(id), "GET") => identities::get(&cx, id).await,
+            (Route::Identity(id), "PATCH") => identities::update(&cx, id).await,
+            (Route::Identity(id), "DELETE") => identities::delete(&cx, id).await,
+            (Route::TokenAuth(id), "POST") => token_auth::attach(&cx, id).await,
+            (Route::TokenAuth(id), "GET") => token_auth::get(&cx, id).await,
+            (Route::TokenAuth(id), "PATCH") => token_auth::update(&cx, id).await,
+            (Route::TokenAuth(id), "DELETE") => token_auth::remove(&cx, id).await,
+            (Route::IdentityTokens(id), "POST") => tokens::create(&cx, id).await,
+            (Route::IdentityTokens(id), "GET") => tokens::list(&cx, id).await,
+            (Route::Token(id), "GET") => tokens::get(&cx, id).await,
+            (Route::Token(id), "PATCH") => tokens::rename(&cx, id).await,
+            (Route::TokenRevoke(id), "POST") => tokens::revoke(&cx, id).await,
+            (Route::Memberships(p), "GET") => memberships::list(&cx, p).await,
+            (Route::Membership(p, id), "POST") => memberships::create(&cx, p, id).await,
+            (Route::Membership(p, id), "GET") => memberships::get(&cx, p, id).await,
+            (Route::Membership(p, id), "PATCH") => memberships::update(&cx, p, id).await,
+            (Route::Membership(p, id), "DELETE") => memberships::delete(&cx, p, id).await,
+            _ => Err(ApiError::method_not_allowed(allowed)),
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! `/api/v1/identities[/{identityId}]`: create, read, change, delete and list
+//! machine identities; deletion honours `hasDeleteProtection` and revokes
+//! every token of the identity (the store does it in one step).
+
+use super::input::{self, paging, path_id, Body};
+use super::reply::{ok, ApiError, Keyed};
+use super::views::{IdentityList, IdentityView};
+use super::{ApiResponse, Ctx};
+use crate::model::Identity;
+use crate::store::Store;
+use crate::token::Id;
+
+/// Org role of an identity created without one: no access until granted.
+pub const DEFAULT_ROLE: &str = "no-access";
+
+/// The identity with `raw` id, or 404.
+pub(crate) async fn load(store: &dyn Store, raw: &str) -> Result<Identity, ApiError> {
+    let id = path_id(raw, "identity")?;
+    store
+        .get_identity(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("identity {id} not found")))
+}
+
+pub(crate) async fn has_token_auth(store: &dyn Store, id: Id) -> Result<bool, ApiError> {
+    Ok(store.get_token_auth(id).await?.is_some())
+}
+
+fn answer(identity: &Identity, has_token_auth: bool) -> Result<ApiResponse, ApiError> {
+    ok(&Keyed(
+        "identity",
+        IdentityView::new(identity, has_token_auth),
+    ))
+}
+
+pub(crate) async fn create(cx: &Ctx<'_>) -> Result<ApiResponse, ApiError> {
+    let body = Body::parse(cx.req.body)?;
+    let f = body.fields();
+    let name = input::name("name", f.required_str("name")?, false)?;
+    let org_id = input::scope_id("organizationId", f.required_str("organizationId")?.trim())?;
+    let role = match f.str("role")? {
+        Some(r) => input::role_slug("role", r)?,
+        None => DEFAULT_ROLE.to_string(),
+    };
+    let has_delete_protection = f.bool("hasDeleteProtection")?.unwrap_or(false);
+    cx.caller.may_grant(&role)?;
+    let now = cx.req.now;
+    let identity = Identity {
+        id: Id::random(),
+        name,
+        org_id,
+        role,
+        has_delete_protection,
+        created_at: now,
+        updated_at: now,
+    };
+    cx.store.create_identity(&identity).await?;
+    log::info!(
+        "{}: {} created identity {}",
+        cx.req.req_id,
+        cx.caller,
+        identity.id
+    );
+    answer(&identity, false)
+}
+
+pub(crate) async fn get(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiError> {
+    let identity = load(cx.store, raw).await?;
+    answer(&identity, has_token_auth(cx.store, identity.id).await?)
+}
+
+pub(crate) async fn update(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiError> {
+    let mut identity = load(cx.store, raw).await?;
+    cx.caller.may_act_on(&identity.role)?;
+    let body = Body::parse(cx.req.body)?;
+    let f = body.fields();
+    if let Some(name) = f.str("name")? {
+        identity.name = input::name("name", name, false)?;
+    }
+    if let Some(role) = f.str("role")? {
+        let role = input::role_slug("role", role)?;
+        cx.caller.may_grant(&role)?;
+        identity.role = role;
+    }
+    if let Some(protect) = f.bool("hasDeleteProtection")? {
+        identity.has_delete_protection = protect;
+    }
+    identity.updated_at = cx.req.now;
+    if !cx.store.update_identity(&identity).await? {
+        return Err(ApiError::not_found(format!(
+            "identity {} not found",
+            identity.id
+        )));
+    }
+    log::info!(
+        "{}: {} updated identity {}",
+        cx.req.req_id,
+        cx.caller,
+        identity.id
+    );
+    answer(&identity, has_token_auth(cx.store, identity.id).await?)
+}
+
+pub(crate) async fn delete(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiError> {
+    let identity = load(cx.store, raw).await?;
+    cx.caller.may_act_on(&identity.role)?;
+    if identity.has_delete_protection {
+        return Err(ApiError::bad_request(format!(
+            "identity {} has delete protection; turn hasDeleteProtection off first",
+            identity.id
+        )));
+    }
+    // Reported as it was just before deletion.
+    let had_token_auth = has_token_auth(cx.store, identity.id).await?;
+    let deleted = cx
+        .store
+        .delete_identity(identity.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("identity {} not found", identity.id)))?;
+    log::info!(
+        "{}: {} deleted identity {} and revoked its tokens",
+        cx.req.req_id,
+        cx.caller,
+        deleted.id
+    );
+    answer(&deleted, had_token_auth)
+}
+
+pub(crate) async fn list(cx: &Ctx<'_>) -> Result<ApiResponse, ApiError> {
+    let (offset, limit) = paging(cx.req.query)?;
+    let page = cx.store.list_identities(offset, limit).await?;
+    let mut flags = Vec::with_capacity(page.items.len());
+    for i in &page.items {
+        flags.push(has_token_auth(cx.store, i.id).await?);
+    }
+    let identities = page
+        .items
+        .iter()
+        .zip(flags)
+        .map(|(i, t)| IdentityView::new(i, t))
+        .collect();
+    ok(&IdentityList {
+        identities,
+        total_count: page.total,
+    })
+}

@@ -1,0 +1,129 @@
+//! What a management handler answers: success bodies, and the mapping of every
+//! failure (client mistake, refusal, store outage) to a status and JSON error.
+
+use super::ApiResponse;
+use crate::auth::Deny;
+use crate::error::error_json;
+use crate::model::FieldError;
+use crate::store::StoreError;
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
+
+/// Why a management request failed. Messages never contain a token.
+#[derive(Debug)]
+pub(crate) enum ApiError {
+    /// A client-facing refusal with its status.
+    Status(u16, String),
+    /// 422 naming the offending field.
+    Validation(FieldError),
+    /// The store could not answer: 503 with a generic message.
+    Store(StoreError),
+}
+
+impl ApiError {
+    pub fn bad_request(msg: impl Into<String>) -> ApiError {
+        ApiError::Status(400, msg.into())
+    }
+
+    pub fn unauthorized(msg: impl Into<String>) -> ApiError {
+        ApiError::Status(401, msg.into())
+    }
+
+    pub fn forbidden(msg: impl Into<String>) -> ApiError {
+        ApiError::Status(403, msg.into())
+    }
+
+    pub fn not_found(msg: impl Into<String>) -> ApiError {
+        ApiError::Status(404, msg.into())
+    }
+
+    /// Without an `Allow` header in [`ApiResponse`], the message carries the list.
+    pub fn method_not_allowed(allowed: &[&str]) -> ApiError {
+        ApiError::Status(
+            405,
+            format!(
+                "method not allowed on this route; use {}",
+                allowed.join(", ")
+            ),
+        )
+    }
+
+    pub fn into_response(self, req_id: &str) -> ApiResponse {
+        match self {
+            ApiError::Status(status, msg) => ApiResponse {
+                status,
+                body: error_json(status, &msg, req_id, None),
+            },
+            ApiError::Validation(e) => {
+                let mut detail = Map::new();
+                detail.insert("field".into(), Value::String(e.field.clone()));
+                detail.insert("message".into(), Value::String(e.message.clone()));
+                let details = Value::Array(vec![Value::Object(detail)]);
+                ApiResponse {
+                    status: 422,
+                    body: error_json(422, &e.to_string(), req_id, Some(details)),
+                }
+            }
+            ApiError::Store(e) => {
+                // The detail is for the operator; the client learns only to retry.
+                log::error!("management API {req_id}: {e}");
+                ApiResponse {
+                    status: 503,
+                    body: error_json(
+                        503,
+                        "the token store is unavailable; try again later",
+                        req_id,
+                        None,
+                    ),
+                }
+            }
+        }
+    }
+}
+
+impl From<FieldError> for ApiError {
+    fn from(e: FieldError) -> ApiError {
+        ApiError::Validation(e)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        ApiError::Store(e)
+    }
+}
+
+impl From<Deny> for ApiError {
+    fn from(d: Deny) -> ApiError {
+        ApiError::Status(d.status(), d.message())
+    }
+}
+
+/// A JSON object with one key, Infisical's envelope (`{"identity": {...}}`).
+pub(crate) struct Keyed<T>(pub &'static str, pub T);
+
+impl<T: Serialize> Serialize for Keyed<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry(self.0, &self.1)?;
+        m.end()
+    }
+}
+
+/// A 200 answer with `body` as JSON.
+pub(crate) fn ok<T: Serialize>(body: &T) -> Result<ApiResponse, ApiError> {
+    match serde_json::to_vec(body) {
+        Ok(body) => Ok(ApiResponse { status: 200, body }),
+        // Our views hold only strings, numbers and lists, so this cannot
+        // happen; if it ever does, fail like an outage rather than a 500.
+        Err(e) => Err(ApiError::Store(StoreError::Corrupt(format!(
+            "cannot serialise the answer: {e}"
+        )))),
+    }
+}
+
+/// A 200 answer `{message}`.
+pub(crate) fn message(msg: &'static str) -> Result<ApiResponse, ApiError> {
+    ok(&Keyed("message", msg))
+}

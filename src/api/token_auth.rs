@@ -1,0 +1,148 @@
+//! `/api/v1/auth/token-auth/identities/{identityId}`: attach, read, change and
+//! remove an identity's Token Auth configuration, with the contract's
+//! defaults and bounds. A change applies to tokens issued afterwards only;
+//! removal revokes every token the configuration issued.
+
+use super::identities;
+use super::input::{Body, Fields};
+use super::reply::{ok, ApiError, Keyed};
+use super::views::TokenAuthView;
+use super::{ApiResponse, Ctx};
+use crate::model::{
+    default_trusted_ips, parse_trusted_ip, FieldError, TokenAuthConfig, DEFAULT_TTL_SECONDS,
+};
+use crate::store::PutMode;
+use crate::token::Id;
+use serde_json::Value;
+
+const TRUSTED_IPS: &str = "accessTokenTrustedIps";
+
+fn answer(cfg: &TokenAuthConfig) -> Result<ApiResponse, ApiError> {
+    ok(&Keyed("identityTokenAuth", TokenAuthView::new(cfg)))
+}
+
+fn not_configured(identity: Id) -> ApiError {
+    ApiError::not_found(format!(
+        "identity {identity} has no Token Auth configuration"
+    ))
+}
+
+/// Infisical's `[{ipAddress: "10.0.0.0/8"}, ...]`; each entry must parse.
+fn trusted_ips(entries: &[Value]) -> Result<Vec<ipnet::IpNet>, FieldError> {
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let addr = e.get("ipAddress").and_then(Value::as_str).ok_or_else(|| {
+                FieldError::new(
+                    TRUSTED_IPS,
+                    format!("entry {i} must be an object with a string ipAddress"),
+                )
+            })?;
+            parse_trusted_ip(addr)
+        })
+        .collect()
+}
+
+/// Overwrites the fields present in the body, then checks the whole result
+/// (so a PATCH of MaxTTL alone is still held against the stored TTL).
+fn apply(f: &Fields<'_>, cfg: &mut TokenAuthConfig) -> Result<(), FieldError> {
+    if let Some(v) = f.u64("accessTokenTTL")? {
+        cfg.ttl = v;
+    }
+    if let Some(v) = f.u64("accessTokenMaxTTL")? {
+        cfg.max_ttl = v;
+    }
+    if let Some(v) = f.u64("accessTokenNumUsesLimit")? {
+        cfg.num_uses_limit = v;
+    }
+    if let Some(v) = f.u64("accessTokenPeriod")? {
+        cfg.period = v;
+    }
+    if let Some(entries) = f.array(TRUSTED_IPS)? {
+        cfg.trusted_ips = trusted_ips(entries)?;
+    }
+    cfg.validate()
+}
+
+pub(crate) async fn attach(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiError> {
+    let identity = identities::load(cx.store, raw).await?;
+    cx.caller.may_act_on(&identity.role)?;
+    let body = Body::parse(cx.req.body)?;
+    let now = cx.req.now;
+    let mut cfg = TokenAuthConfig {
+        id: Id::random(),
+        identity_id: identity.id,
+        ttl: DEFAULT_TTL_SECONDS,
+        max_ttl: DEFAULT_TTL_SECONDS,
+        num_uses_limit: 0,
+        trusted_ips: default_trusted_ips(),
+        period: 0,
+        created_at: now,
+        updated_at: now,
+    };
+    apply(&body.fields(), &mut cfg)?;
+    if !cx.store.put_token_auth(&cfg, PutMode::Create).await? {
+        return Err(ApiError::bad_request(format!(
+            "Token Auth is already attached to identity {}",
+            identity.id
+        )));
+    }
+    log::info!(
+        "{}: {} attached Token Auth to identity {}",
+        cx.req.req_id,
+        cx.caller,
+        identity.id
+    );
+    answer(&cfg)
+}
+
+pub(crate) async fn get(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiError> {
+    let identity = identities::load(cx.store, raw).await?;
+    let cfg = cx
+        .store
+        .get_token_auth(identity.id)
+        .await?
+        .ok_or_else(|| not_configured(identity.id))?;
+    answer(&cfg)
+}
+
+pub(crate) async fn update(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiError> {
+    let identity = identities::load(cx.store, raw).await?;
+    cx.caller.may_act_on(&identity.role)?;
+    let body = Body::parse(cx.req.body)?;
+    let mut cfg = cx
+        .store
+        .get_token_auth(identity.id)
+        .await?
+        .ok_or_else(|| not_configured(identity.id))?;
+    apply(&body.fields(), &mut cfg)?;
+    cfg.updated_at = cx.req.now;
+    if !cx.store.put_token_auth(&cfg, PutMode::Update).await? {
+        return Err(not_configured(identity.id));
+    }
+    log::info!(
+        "{}: {} updated Token Auth of identity {}",
+        cx.req.req_id,
+        cx.caller,
+        identity.id
+    );
+    answer(&cfg)
+}
+
+pub(crate) async fn remove(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiError> {
+    let identity = identities::load(cx.store, raw).await?;
+    cx.caller.may_act_on(&identity.role)?;
+    let cfg = cx
+        .store
+        .remove_token_auth(identity.id)
+        .await?
+        .ok_or_else(|| not_configured(identity.id))?;
+    log::info!(
+        "{}: {} removed Token Auth of identity {} and revoked its tokens",
+        cx.req.req_id,
+        cx.caller,
+        identity.id
+    );
+    answer(&cfg)
+}

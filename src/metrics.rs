@@ -1,0 +1,84 @@
+//! Prometheus metrics: one `Metrics` struct registered on an explicit registry.
+//! Labels are bounded enums (outcome, deny reason); never a token or identity id.
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+
+pub struct Metrics {
+    /// Requests by outcome: forwarded, denied, public, management, store_error, bad_request.
+    pub requests: IntCounterVec,
+    /// Refusals by `Deny::code()`.
+    pub denied: IntCounterVec,
+    pub store_errors: IntCounter,
+    pub upstream_errors: IntCounter,
+    /// Time spent in the store's check-and-consume.
+    pub auth_seconds: Histogram,
+}
+
+impl Metrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Metrics> {
+        let m = Metrics {
+            requests: IntCounterVec::new(
+                Opts::new("tokengate_requests_total", "Requests handled, by outcome"),
+                &["outcome"],
+            )?,
+            denied: IntCounterVec::new(
+                Opts::new("tokengate_auth_denied_total", "Requests refused, by reason"),
+                &["reason"],
+            )?,
+            store_errors: IntCounter::new(
+                "tokengate_store_errors_total",
+                "Store calls that failed",
+            )?,
+            upstream_errors: IntCounter::new(
+                "tokengate_upstream_errors_total",
+                "Requests the upstream failed",
+            )?,
+            auth_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "tokengate_auth_duration_seconds",
+                    "Time of the store check-and-consume",
+                )
+                .buckets(vec![
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0,
+                ]),
+            )?,
+        };
+        registry.register(Box::new(m.requests.clone()))?;
+        registry.register(Box::new(m.denied.clone()))?;
+        registry.register(Box::new(m.store_errors.clone()))?;
+        registry.register(Box::new(m.upstream_errors.clone()))?;
+        registry.register(Box::new(m.auth_seconds.clone()))?;
+        Ok(m)
+    }
+}
+
+/// The text exposition of everything in `registry`.
+pub fn render(registry: &Registry) -> String {
+    use prometheus::Encoder;
+    let mut buf = Vec::new();
+    let _ = prometheus::TextEncoder::new().encode(&registry.gather(), &mut buf);
+    String::from_utf8(buf).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registers_and_renders() {
+        let r = Registry::new();
+        let m = Metrics::register(&r).unwrap();
+        m.requests.with_label_values(&["forwarded"]).inc();
+        m.denied.with_label_values(&["expired"]).inc();
+        let text = render(&r);
+        assert!(
+            text.contains("tokengate_requests_total{outcome=\"forwarded\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("tokengate_auth_denied_total{reason=\"expired\"} 1"));
+        assert!(
+            Metrics::register(&r).is_err(),
+            "double registration must fail"
+        );
+    }
+}

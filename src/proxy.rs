@@ -1,0 +1,388 @@
+//! The request path as Pingora `ProxyHttp` glue, top to bottom: management
+//! API or public route, token, client IP, project, one atomic store check,
+//! then header hygiene and forwarding. Business rules live in `auth`,
+//! `proxy::client_ip`, `proxy::project` and `proxy::headers`.
+
+pub mod client_ip;
+pub mod headers;
+pub mod project;
+
+use crate::api::{Api, ApiRequest};
+use crate::auth::Grant;
+use crate::config::Config;
+use crate::error::{error_json, new_request_id};
+use crate::metrics::Metrics;
+use crate::model::now_millis;
+use crate::store::{AuthRequest, Store};
+use crate::token::AccessToken;
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use project::Resolution;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Management requests are small JSON documents; anything bigger is refused.
+const MAX_MANAGEMENT_BODY: usize = 1 << 20;
+
+/// The proxy service.
+pub struct Gateway {
+    store: Arc<dyn Store>,
+    api: Api,
+    cfg: Arc<Config>,
+    metrics: Arc<Metrics>,
+    /// Resolved once at start-up: Pingora's own resolution blocks and panics.
+    upstream: SocketAddr,
+}
+
+/// What one request learned on its way through the filters.
+#[derive(Default)]
+pub struct Ctx {
+    /// Set when the request was authenticated; its headers are injected upstream.
+    auth: Option<Authenticated>,
+    outcome: &'static str,
+}
+
+struct Authenticated {
+    identity_id: String,
+    token_id: String,
+    grant: Grant,
+    project: Option<String>,
+}
+
+impl Gateway {
+    pub fn new(
+        store: Arc<dyn Store>,
+        api: Api,
+        cfg: Arc<Config>,
+        metrics: Arc<Metrics>,
+        upstream: SocketAddr,
+    ) -> Gateway {
+        Gateway {
+            store,
+            api,
+            cfg,
+            metrics,
+            upstream,
+        }
+    }
+
+    /// Answers with Infisical's JSON error shape and ends the request.
+    async fn reject(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        status: u16,
+        message: &str,
+    ) -> Result<bool> {
+        let req_id = new_request_id();
+        let body = error_json(status, message, &req_id, None);
+        if ctx.outcome.is_empty() {
+            ctx.outcome = "denied";
+        }
+        log::info!(
+            "{req_id} {} {} -> {status}: {message}",
+            session.req_header().method,
+            session.req_header().uri.path()
+        );
+        write_json(session, status, body).await?;
+        Ok(true)
+    }
+
+    fn client_ip(&self, session: &Session) -> IpAddr {
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let xff = session
+            .req_header()
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        client_ip::client_ip(peer, xff, &self.cfg.trusted_proxies)
+    }
+
+    /// Reads the whole request body, at most `limit` bytes; `None` when larger.
+    /// Retry buffering keeps what was read so Pingora still forwards it, byte for byte.
+    async fn read_body(session: &mut Session, limit: usize) -> Result<Option<Vec<u8>>> {
+        let declared = session
+            .req_header()
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Ok(None);
+        }
+        session.as_downstream_mut().enable_retry_buffering();
+        let mut body = Vec::with_capacity(declared.unwrap_or(0));
+        while let Some(chunk) = session.as_downstream_mut().read_request_body().await? {
+            if body.len() + chunk.len() > limit {
+                return Ok(None);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Some(body))
+    }
+
+    async fn serve_management(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        ctx.outcome = "management";
+        let Some(body) = Self::read_body(session, MAX_MANAGEMENT_BODY).await? else {
+            return self
+                .reject(session, ctx, 413, "request body too large")
+                .await;
+        };
+        let client_ip = self.client_ip(session);
+        let req_id = new_request_id();
+        let h = session.req_header();
+        let req = ApiRequest {
+            method: h.method.as_str(),
+            path: h.uri.path(),
+            query: h.uri.query(),
+            authorization: h
+                .headers
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+            body: &body,
+            client_ip,
+            now: now_millis(),
+            req_id: &req_id,
+        };
+        let resp = self.api.handle(&req).await;
+        log::info!("{req_id} {} {} -> {}", req.method, req.path, resp.status);
+        write_json(session, resp.status, resp.body).await?;
+        Ok(true)
+    }
+}
+
+async fn write_json(session: &mut Session, status: u16, body: Vec<u8>) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(3))?;
+    resp.insert_header("content-type", "application/json")?;
+    resp.insert_header("content-length", body.len().to_string())?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session
+        .write_response_body(Some(Bytes::from(body)), true)
+        .await
+}
+
+/// The token of `Authorization: Bearer <token>`, or why there is none. Parsing
+/// checks prefix, length and checksum: a malformed token never reaches the store.
+fn bearer_token(req: &RequestHeader) -> std::result::Result<AccessToken, &'static str> {
+    let Some(value) = req.headers.get(http::header::AUTHORIZATION) else {
+        return Err("missing Authorization header");
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| "malformed Authorization header")?;
+    let (scheme, token) = value
+        .trim()
+        .split_once(' ')
+        .ok_or("Authorization must be 'Bearer <token>'")?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err("Authorization must be 'Bearer <token>'");
+    }
+    AccessToken::parse(token.trim()).map_err(|_| "malformed access token")
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx::default()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        // 1. The gateway's own API, then routes that need no token.
+        let path = session.req_header().uri.path();
+        if Api::is_management_path(path) {
+            return self.serve_management(session, ctx).await;
+        }
+        if self
+            .cfg
+            .public_routes
+            .iter()
+            .any(|p| path.starts_with(p.as_str()))
+        {
+            ctx.outcome = "public";
+            return Ok(false);
+        }
+
+        // 2. The token, checked for shape before anything else.
+        let token = match bearer_token(session.req_header()) {
+            Ok(t) => t,
+            Err(msg) => return self.reject(session, ctx, 401, msg).await,
+        };
+
+        // 3. Who is asking, seen through trusted proxies only.
+        let client_ip = self.client_ip(session);
+
+        // 5 (resolved early so the store sees it in the same atomic step as 4).
+        let h = session.req_header();
+        let mut project = match project::resolve(
+            &self.cfg.project_sources,
+            h.uri.path(),
+            h.uri.query(),
+            &h.headers,
+            None,
+        ) {
+            Resolution::Project(p) => Some(p.into_owned()),
+            Resolution::NoProject => None,
+            Resolution::NeedsBody => None,
+        };
+        if project.is_none()
+            && self
+                .cfg
+                .project_sources
+                .iter()
+                .any(|s| matches!(s, crate::config::ProjectSource::Body(_)))
+            && !session.as_downstream_mut().is_body_empty()
+        {
+            let Some(body) = Self::read_body(session, self.cfg.max_body_bytes).await? else {
+                return self
+                    .reject(
+                        session,
+                        ctx,
+                        413,
+                        "request body too large to find its project",
+                    )
+                    .await;
+            };
+            let h = session.req_header();
+            if let Resolution::Project(p) = project::resolve(
+                &self.cfg.project_sources,
+                h.uri.path(),
+                h.uri.query(),
+                &h.headers,
+                Some(&body),
+            ) {
+                project = Some(p.into_owned());
+            }
+        }
+        if let Some(p) = &project {
+            if !project::is_valid_project_id(p) {
+                ctx.outcome = "bad_request";
+                return self.reject(session, ctx, 400, "invalid project id").await;
+            }
+        }
+
+        // 4. One atomic check-and-consume, project membership included.
+        let started = Instant::now();
+        let outcome = self
+            .store
+            .authenticate(&AuthRequest {
+                token: &token,
+                client_ip,
+                now: now_millis(),
+                project: project.as_deref(),
+            })
+            .await;
+        self.metrics
+            .auth_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let grant = match outcome {
+            Ok(Ok(grant)) => grant,
+            Ok(Err(deny)) => {
+                self.metrics.denied.with_label_values(&[deny.code()]).inc();
+                return self
+                    .reject(session, ctx, deny.status(), &deny.message())
+                    .await;
+            }
+            Err(e) => {
+                // Fail closed: without the store nobody is let through.
+                self.metrics.store_errors.inc();
+                log::error!("token store error for {}: {e}", token.token_id);
+                ctx.outcome = "store_error";
+                return self
+                    .reject(session, ctx, 503, "token store unavailable")
+                    .await;
+            }
+        };
+        ctx.outcome = "forwarded";
+        ctx.auth = Some(Authenticated {
+            identity_id: token.identity_id.to_string(),
+            token_id: token.token_id.to_string(),
+            grant,
+            project,
+        });
+        Ok(false)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let u = &self.cfg.upstream;
+        let mut peer = HttpPeer::new(self.upstream, u.tls, u.sni.clone());
+        peer.options.connection_timeout = Some(Duration::from_millis(u.connect_timeout_ms));
+        peer.options.read_timeout = Some(Duration::from_millis(u.read_timeout_ms));
+        peer.options.verify_cert = u.tls_verify;
+        peer.options.verify_hostname = u.tls_verify;
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        // 6. Whatever the client sent under our header names is dropped, on every route.
+        headers::strip(req, &self.cfg.headers, self.cfg.forward_authorization);
+        if let Some(a) = &ctx.auth {
+            headers::inject(
+                req,
+                &self.cfg.headers,
+                &a.identity_id,
+                &a.token_id,
+                &a.grant,
+                a.project.as_deref(),
+            )?;
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(code) => *code,
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => 504,
+            _ => match e.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 502,
+            },
+        };
+        if code >= 500 {
+            self.metrics.upstream_errors.inc();
+            ctx.outcome = "upstream_error";
+        }
+        if code > 0 {
+            let message = match code {
+                504 => "upstream timed out",
+                502 => "upstream unreachable or failed",
+                _ => "bad request",
+            };
+            let req_id = new_request_id();
+            log::warn!("{req_id} proxy error {code}: {e}");
+            let _ = write_json(session, code, error_json(code, message, &req_id, None)).await;
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        let outcome = if ctx.outcome.is_empty() {
+            "other"
+        } else {
+            ctx.outcome
+        };
+        self.metrics.requests.with_label_values(&[outcome]).inc();
+    }
+}

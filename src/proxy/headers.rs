@@ -1,0 +1,119 @@
+//! Header hygiene: remove every spelling of the injected headers (any case,
+//! `_` for `-`) and Authorization, then inject the resolved identity.
+
+use crate::auth::Grant;
+use crate::config::HeaderNames;
+use http::{HeaderName, HeaderValue};
+use pingora::http::RequestHeader;
+
+/// True when `name` (lowercase, as the http crate keeps it) is a spelling of an injected header.
+fn is_injected(name: &str, names: &HeaderNames) -> bool {
+    names.all().iter().any(|n| {
+        n.len() == name.len()
+            && n.bytes()
+                .zip(name.bytes())
+                .all(|(a, b)| a == b || (a == b'-' && b == b'_'))
+    })
+}
+
+/// Removes client-supplied copies of the injected headers, and Authorization
+/// unless it is to be forwarded.
+pub fn strip(req: &mut RequestHeader, names: &HeaderNames, forward_authorization: bool) {
+    let doomed: Vec<HeaderName> = req
+        .headers
+        .keys()
+        .filter(|k| is_injected(k.as_str(), names))
+        .cloned()
+        .collect();
+    for name in doomed {
+        req.remove_header(&name);
+    }
+    if !forward_authorization {
+        req.remove_header(&http::header::AUTHORIZATION);
+    }
+}
+
+/// A header value for text the gateway did not choose (identity names):
+/// control characters cannot travel in a header, so they become '?'.
+fn value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| {
+        let clean: String = s
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
+        HeaderValue::from_str(&clean).unwrap_or(HeaderValue::from_static("?"))
+    })
+}
+
+/// Injects the identity (and project) of an authenticated request.
+pub fn inject(
+    req: &mut RequestHeader,
+    names: &HeaderNames,
+    identity_id: &str,
+    token_id: &str,
+    grant: &Grant,
+    project: Option<&str>,
+) -> pingora::Result<()> {
+    req.insert_header(names.identity_id.clone(), value(identity_id))?;
+    req.insert_header(names.identity_name.clone(), value(&grant.identity_name))?;
+    req.insert_header(names.org_role.clone(), value(&grant.org_role))?;
+    req.insert_header(names.token_id.clone(), value(token_id))?;
+    if let (Some(p), Some(roles)) = (project, &grant.project_roles) {
+        req.insert_header(names.project_id.clone(), value(p))?;
+        req.insert_header(names.project_role.clone(), value(roles))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names() -> HeaderNames {
+        crate::config::parse("server: {listen: ['127.0.0.1:1']}\nupstream: {url: 'http://a'}\n")
+            .unwrap()
+            .headers
+    }
+
+    #[test]
+    fn strips_every_spelling_and_authorization() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.append_header("X-Tokengate-Identity-Id", "evil")
+            .unwrap();
+        req.append_header("x_tokengate_identity_id", "evil")
+            .unwrap();
+        req.append_header("X-TOKENGATE-ORG-ROLE", "admin").unwrap();
+        req.append_header("x-tokengate-org-role", "admin").unwrap();
+        req.append_header("X_Tokengate_Project_Role", "admin")
+            .unwrap();
+        req.append_header("authorization", "Bearer x").unwrap();
+        req.append_header("x-other", "kept").unwrap();
+        strip(&mut req, &names(), false);
+        let left: Vec<&str> = req.headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, vec!["x-other"]);
+    }
+
+    #[test]
+    fn keeps_authorization_when_configured() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.append_header("authorization", "Bearer x").unwrap();
+        strip(&mut req, &names(), true);
+        assert!(req.headers.contains_key("authorization"));
+    }
+
+    #[test]
+    fn injects_identity_and_project() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        let grant = Grant {
+            identity_name: "ci\nbot".into(),
+            org_role: "member".into(),
+            project_roles: Some("viewer".into()),
+        };
+        inject(&mut req, &names(), "iid", "tid", &grant, Some("p1")).unwrap();
+        let h = &req.headers;
+        assert_eq!(h["x-tokengate-identity-id"], "iid");
+        assert_eq!(h["x-tokengate-identity-name"], "ci?bot");
+        assert_eq!(h["x-tokengate-project-role"], "viewer");
+        assert_eq!(h["x-tokengate-project-id"], "p1");
+    }
+}

@@ -1,0 +1,96 @@
+//! Assembles and runs the Pingora server (proxy listeners + admin listener) from a `Config`.
+
+use crate::admin::AdminApp;
+use crate::api::Api;
+use crate::config::{Config, StoreConfig};
+use crate::metrics::Metrics;
+use crate::proxy::Gateway;
+use crate::store::embedded::EmbeddedStore;
+use crate::store::redis::{RedisSettings, RedisStore};
+use crate::store::Store;
+use anyhow::Context;
+use pingora::server::configuration::ServerConf;
+use pingora::server::Server;
+use pingora::services::listening::Service;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Opens the configured store. Redis connects lazily, on first use.
+pub fn open_store(cfg: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match cfg {
+        StoreConfig::Embedded { path } => Arc::new(
+            EmbeddedStore::open(path).with_context(|| format!("opening {}", path.display()))?,
+        ),
+        StoreConfig::Redis {
+            url,
+            connect_timeout_ms,
+            response_timeout_ms,
+            retries,
+        } => Arc::new(RedisStore::new(RedisSettings {
+            url: url.clone(),
+            connect_timeout: Duration::from_millis(*connect_timeout_ms),
+            response_timeout: Duration::from_millis(*response_timeout_ms),
+            retries: *retries,
+        })?),
+    })
+}
+
+/// Resolves the upstream host once, at start-up.
+fn resolve_upstream(cfg: &Config) -> anyhow::Result<SocketAddr> {
+    let u = &cfg.upstream;
+    (u.host.as_str(), u.port)
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve upstream host {}", u.host))?
+        .next()
+        .with_context(|| format!("upstream host {} has no address", u.host))
+}
+
+/// Runs the gateway until it is told to stop. Never returns on success.
+pub fn run(cfg: Config) -> anyhow::Result<()> {
+    let admin_key = crate::config::read_admin_key(&cfg).map_err(anyhow::Error::msg)?;
+    if admin_key.is_none() {
+        log::warn!(
+            "no admin key configured: only admin identities' tokens can use the management API"
+        );
+    }
+    let upstream = resolve_upstream(&cfg)?;
+    let store = open_store(&cfg.store)?;
+    let registry = prometheus::Registry::new();
+    let metrics = Arc::new(Metrics::register(&registry)?);
+
+    let conf = ServerConf {
+        threads: cfg.threads,
+        grace_period_seconds: Some(cfg.grace_period_seconds),
+        graceful_shutdown_timeout_seconds: Some(cfg.grace_period_seconds.max(1)),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let cfg = Arc::new(cfg);
+    let api = Api::new(store.clone(), admin_key);
+    let gateway = Gateway::new(store.clone(), api, cfg.clone(), metrics, upstream);
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        gateway,
+        "tokengate proxy",
+    );
+    for addr in &cfg.listen {
+        proxy.add_tcp(&addr.to_string());
+    }
+    server.add_service(proxy);
+
+    if let Some(addr) = cfg.admin_listen {
+        let mut admin = Service::new("tokengate admin".to_string(), AdminApp { store, registry });
+        admin.add_tcp(&addr.to_string());
+        server.add_service(admin);
+    }
+    log::info!(
+        "tokengate listening on {:?}, upstream {}:{}",
+        cfg.listen,
+        cfg.upstream.host,
+        cfg.upstream.port
+    );
+    server.run_forever()
+}
