@@ -29,6 +29,9 @@ pub enum IdentityCmd {
         /// Refuse deletion until this is turned off.
         #[arg(long)]
         delete_protection: bool,
+        /// Print only the new identity's id, for `ID=$(tokengate identity create ... --quiet)`.
+        #[arg(short, long)]
+        quiet: bool,
     },
     /// Show one identity.
     Get {
@@ -178,6 +181,7 @@ impl IdentityCmd {
                 role,
                 org_id,
                 delete_protection,
+                quiet,
             } => {
                 let mut body = Map::new();
                 body.insert("name".into(), json!(name));
@@ -187,7 +191,12 @@ impl IdentityCmd {
                 }
                 body.insert("hasDeleteProtection".into(), json!(delete_protection));
                 let req = Request::new(Method::Post, path(&IDENTITIES, &[]));
-                (req.body(Value::Object(body)), View::Identity)
+                let view = if *quiet {
+                    View::NewIdentityId
+                } else {
+                    View::Identity
+                };
+                (req.body(Value::Object(body)), view)
             }
             IdentityCmd::Get { identity_id } => (
                 Request::new(Method::Get, path(&IDENTITIES, &[identity_id])),

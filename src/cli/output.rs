@@ -17,6 +17,8 @@ pub enum Format {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum View {
     Identity,
+    /// A freshly created identity, `--quiet`: only its id.
+    NewIdentityId,
     Identities,
     TokenAuth,
     /// A freshly created token: the only time its secret is shown.
@@ -39,6 +41,9 @@ pub fn render(view: View, format: Format, answer: &Value, out: &mut dyn Write) -
         // whatever the output format.
         return writeln!(out, "{}", clean(&text(answer, &["accessToken"])));
     }
+    if view == View::NewIdentityId {
+        return writeln!(out, "{}", clean(&text(field(answer, "identity"), &["id"])));
+    }
     if format == Format::Json {
         let mut answer = answer.clone();
         if view == View::Renewed {
@@ -52,7 +57,7 @@ pub fn render(view: View, format: Format, answer: &Value, out: &mut dyn Write) -
         return writeln!(out, "{pretty}");
     }
     match view {
-        View::Identity => {
+        View::Identity | View::NewIdentityId => {
             let row = views::identity_row(field(answer, "identity"));
             table(&views::IDENTITY_HEADERS, &[row], out)
         }
