@@ -2,6 +2,8 @@
 //! real redis-server) and the embedded store (a real redb file), so both
 //! implementations give the same answers to the same questions.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::Redis;
