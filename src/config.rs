@@ -44,7 +44,9 @@ pub enum StoreConfig {
         path: PathBuf,
     },
     Redis {
-        url: String,
+        /// One URL, or the seed nodes of a cluster.
+        urls: Vec<String>,
+        cluster: bool,
         connect_timeout_ms: u64,
         response_timeout_ms: u64,
         retries: usize,
@@ -176,6 +178,7 @@ struct StoreFile {
     kind: String,
     path: Option<PathBuf>,
     url: Option<String>,
+    nodes: Option<Vec<String>>,
     #[serde(default = "default_store_timeout")]
     connect_timeout_ms: i64,
     #[serde(default = "default_store_timeout")]
@@ -190,6 +193,7 @@ impl Default for StoreFile {
             kind: default_kind(),
             path: None,
             url: None,
+            nodes: None,
             connect_timeout_ms: default_store_timeout(),
             response_timeout_ms: default_store_timeout(),
             retries: default_retries(),
@@ -560,8 +564,8 @@ fn validate_store(p: &mut Problems, s: &StoreFile) -> Option<StoreConfig> {
     let retries = p.range("store.retries", s.retries, 0, 10) as usize;
     match s.kind.as_str() {
         "embedded" => {
-            if s.url.is_some() {
-                p.add("store.url", "only applies to kind: redis");
+            if s.url.is_some() || s.nodes.is_some() {
+                p.add("store.url", "only applies to kind: redis or redis-cluster");
             }
             let path = s
                 .path
@@ -572,33 +576,65 @@ fn validate_store(p: &mut Problems, s: &StoreFile) -> Option<StoreConfig> {
             }
             Some(StoreConfig::Embedded { path })
         }
-        "redis" => {
+        "redis" | "redis-cluster" => {
+            let cluster = s.kind == "redis-cluster";
             if s.path.is_some() {
                 p.add("store.path", "only applies to kind: embedded");
             }
-            let Some(url) = &s.url else {
-                p.add("store.url", "is required for kind: redis");
-                return None;
-            };
-            match url::Url::parse(url) {
-                Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host_str().is_some() => {}
-                _ => {
+            let urls: Vec<(String, String)> = match (cluster, &s.url, &s.nodes) {
+                (false, Some(url), None) => vec![("store.url".into(), url.clone())],
+                (false, _, Some(_)) => {
                     p.add(
-                        "store.url",
-                        format!("'{url}' is not a redis:// or rediss:// URL"),
+                        "store.nodes",
+                        "only applies to kind: redis-cluster (use url)",
                     );
                     return None;
                 }
+                (false, None, None) => {
+                    p.add("store.url", "is required for kind: redis");
+                    return None;
+                }
+                (true, None, Some(nodes)) if !nodes.is_empty() => nodes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| (format!("store.nodes[{i}]"), n.clone()))
+                    .collect(),
+                (true, Some(_), _) => {
+                    p.add("store.url", "kind: redis-cluster takes nodes: [urls]");
+                    return None;
+                }
+                (true, None, _) => {
+                    p.add(
+                        "store.nodes",
+                        "at least one node URL is required for kind: redis-cluster",
+                    );
+                    return None;
+                }
+            };
+            let mut ok = true;
+            for (key, url) in &urls {
+                match url::Url::parse(url) {
+                    Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host_str().is_some() => {
+                    }
+                    _ => {
+                        p.add(key, format!("'{url}' is not a redis:// or rediss:// URL"));
+                        ok = false;
+                    }
+                }
             }
-            Some(StoreConfig::Redis {
-                url: url.clone(),
+            ok.then(|| StoreConfig::Redis {
+                urls: urls.into_iter().map(|(_, u)| u).collect(),
+                cluster,
                 connect_timeout_ms: connect,
                 response_timeout_ms: response,
                 retries,
             })
         }
         k => {
-            p.add("store.kind", format!("'{k}' is not embedded or redis"));
+            p.add(
+                "store.kind",
+                format!("'{k}' is not embedded, redis or redis-cluster"),
+            );
             None
         }
     }

@@ -36,6 +36,9 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
     /// Resolved once at start-up: Pingora's own resolution blocks and panics.
     upstream: SocketAddr,
+    /// The Host header sent upstream: the upstream's own authority, as nginx
+    /// does by default, so virtual hosts and TLS front ends route correctly.
+    upstream_host: http::HeaderValue,
 }
 
 /// What one request learned on its way through the filters.
@@ -61,12 +64,27 @@ impl Gateway {
         metrics: Arc<Metrics>,
         upstream: SocketAddr,
     ) -> Gateway {
+        let u = &cfg.upstream;
+        let default_port = if u.tls { 443 } else { 80 };
+        let host = if u.host.contains(':') {
+            format!("[{}]", u.host)
+        } else {
+            u.host.clone()
+        };
+        let authority = if u.port == default_port {
+            host
+        } else {
+            format!("{host}:{}", u.port)
+        };
+        let upstream_host = http::HeaderValue::from_str(&authority)
+            .unwrap_or_else(|_| http::HeaderValue::from_static("localhost"));
         Gateway {
             store,
             api,
             cfg,
             metrics,
             upstream,
+            upstream_host,
         }
     }
 
@@ -331,6 +349,7 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         // 6. Whatever the client sent under our header names is dropped, on every route.
         headers::strip(req, &self.cfg.headers, self.cfg.forward_authorization);
+        req.insert_header(http::header::HOST, self.upstream_host.clone())?;
         if let Some(a) = &ctx.auth {
             headers::inject(
                 req,

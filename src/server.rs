@@ -23,12 +23,14 @@ pub fn open_store(cfg: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
             EmbeddedStore::open(path).with_context(|| format!("opening {}", path.display()))?,
         ),
         StoreConfig::Redis {
-            url,
+            urls,
+            cluster,
             connect_timeout_ms,
             response_timeout_ms,
             retries,
         } => Arc::new(RedisStore::new(RedisSettings {
-            url: url.clone(),
+            urls: urls.clone(),
+            cluster: *cluster,
             connect_timeout: Duration::from_millis(*connect_timeout_ms),
             response_timeout: Duration::from_millis(*response_timeout_ms),
             retries: *retries,

@@ -1,6 +1,7 @@
 //! The store conformance suite: every case runs against the Redis store (a
-//! real redis-server) and the embedded store (a real redb file), so both
-//! implementations give the same answers to the same questions.
+//! real redis-server), the Redis store on a real three-node Redis Cluster, and
+//! the embedded store (a real redb file), so every implementation gives the
+//! same answers to the same questions.
 
 #![allow(clippy::unwrap_used)]
 
@@ -30,7 +31,8 @@ struct Subject {
 fn redis_subject() -> Subject {
     let redis = Redis::start();
     let store = RedisStore::new(RedisSettings {
-        url: redis.url(),
+        urls: vec![redis.url()],
+        cluster: false,
         connect_timeout: std::time::Duration::from_secs(2),
         response_timeout: std::time::Duration::from_secs(2),
         retries: 1,
@@ -40,6 +42,104 @@ fn redis_subject() -> Subject {
         store: Arc::new(store),
         _redis: Some(redis),
         _dir: None,
+    }
+}
+
+/// Three real redis-server masters joined into a Redis Cluster, and a store
+/// on them: every key of a request shares the identity's hash slot, so the
+/// same scripts must work there unchanged.
+struct Cluster {
+    nodes: Vec<common::process::Proc>,
+    ports: Vec<u16>,
+    _dir: tempfile::TempDir,
+}
+
+fn start_cluster() -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = Vec::new();
+    let mut ports = Vec::new();
+    for i in 0..3 {
+        let (port, bus) = (common::free_port(), common::free_port());
+        let node_dir = dir.path().join(format!("node{i}"));
+        std::fs::create_dir_all(&node_dir).unwrap();
+        let log = node_dir.join("redis.log");
+        let mut cmd = std::process::Command::new("redis-server");
+        cmd.args(["--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--cluster-port",
+                &bus.to_string(),
+            ])
+            .args([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+            ])
+            .arg("--dir")
+            .arg(&node_dir);
+        nodes.push(common::process::Proc::spawn(
+            "redis-server (cluster)",
+            &mut cmd,
+            &log,
+            &log,
+        ));
+        ports.push(port);
+    }
+    let addr = |p: &u16| format!("127.0.0.1:{p}");
+    for p in &ports {
+        common::eventually(std::time::Duration::from_secs(10), || {
+            common::redis::resp_query(&addr(p), &["PING"]).is_ok()
+        });
+    }
+    let mut create = std::process::Command::new("redis-cli");
+    create.args(["--cluster", "create"]);
+    create.args(ports.iter().map(addr));
+    create.args(["--cluster-replicas", "0", "--cluster-yes"]);
+    let (code, out) = common::process::run_bounded(
+        "redis-cli --cluster create",
+        &mut create,
+        std::time::Duration::from_secs(30),
+    );
+    assert_eq!(code, 0, "cluster create failed: {out}");
+    for p in &ports {
+        common::eventually(std::time::Duration::from_secs(20), || {
+            common::redis::resp_query(&addr(p), &["CLUSTER", "INFO"])
+                .map(|r| r.text().contains("cluster_state:ok"))
+                .unwrap_or(false)
+        });
+    }
+    Cluster {
+        nodes,
+        ports,
+        _dir: dir,
+    }
+}
+
+struct ClusterSubject {
+    store: Arc<dyn Store>,
+    _cluster: Cluster,
+}
+
+fn cluster_subject() -> ClusterSubject {
+    let cluster = start_cluster();
+    let store = RedisStore::new(RedisSettings {
+        urls: cluster
+            .ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect(),
+        cluster: true,
+        connect_timeout: std::time::Duration::from_secs(2),
+        response_timeout: std::time::Duration::from_secs(2),
+        retries: 2,
+    })
+    .unwrap();
+    assert_eq!(cluster.nodes.len(), 3);
+    ClusterSubject {
+        store: Arc::new(store),
+        _cluster: cluster,
     }
 }
 
@@ -537,6 +637,20 @@ macro_rules! contract {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn concurrent_uses_never_exceed_the_limit() {
                 let s = super::redis_subject();
+                super::concurrent_uses_never_exceed_the_limit(s.store.clone()).await;
+            }
+        }
+        mod redis_cluster_store {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let s = super::cluster_subject();
+                    super::$case(&*s.store).await;
+                }
+            )*
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_uses_never_exceed_the_limit() {
+                let s = super::cluster_subject();
                 super::concurrent_uses_never_exceed_the_limit(s.store.clone()).await;
             }
         }

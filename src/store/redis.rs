@@ -100,25 +100,80 @@ fn project_key(project: &str) -> String {
 /// Connection settings for the Redis store.
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
-    pub url: String,
+    /// One URL for a single Redis; the seed nodes of a Redis Cluster otherwise.
+    pub urls: Vec<String>,
+    pub cluster: bool,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
     pub retries: usize,
 }
 
+enum Client {
+    Single(redis::Client),
+    Cluster(redis::cluster::ClusterClient),
+}
+
+/// A live connection to a single Redis or to a cluster; both are cheap to
+/// clone (shared, multiplexed) and reconnect by themselves.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> redis::RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 pub struct RedisStore {
-    client: redis::Client,
+    client: Client,
     settings: RedisSettings,
     // Created on first use, inside the runtime that serves requests (Pingora
     // builds its runtimes after start-up); a failed attempt is retried next time.
-    conn: OnceCell<ConnectionManager>,
+    conn: OnceCell<Conn>,
 }
 
 impl RedisStore {
-    /// Checks the URL; connects lazily.
+    /// Checks the URLs; connects lazily.
     pub fn new(settings: RedisSettings) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(settings.url.as_str())
-            .map_err(|e| StoreError::Unavailable(format!("bad redis url: {e}")))?;
+        let bad = |e: redis::RedisError| StoreError::Unavailable(format!("bad redis url: {e}"));
+        let client = if settings.cluster {
+            Client::Cluster(
+                redis::cluster::ClusterClient::builder(settings.urls.clone())
+                    .connection_timeout(settings.connect_timeout)
+                    .response_timeout(settings.response_timeout)
+                    .retries(settings.retries as u32)
+                    .build()
+                    .map_err(bad)?,
+            )
+        } else {
+            let url = settings.urls.first().map(String::as_str).unwrap_or("");
+            Client::Single(redis::Client::open(url).map_err(bad)?)
+        };
         Ok(RedisStore {
             client,
             settings,
@@ -126,21 +181,30 @@ impl RedisStore {
         })
     }
 
-    async fn conn(&self) -> Result<ConnectionManager, StoreError> {
-        let cm = self
+    async fn conn(&self) -> Result<Conn, StoreError> {
+        let conn = self
             .conn
             .get_or_try_init(|| async {
-                let cfg = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(self.settings.connect_timeout)
-                    .set_response_timeout(self.settings.response_timeout)
-                    .set_number_of_retries(self.settings.retries)
-                    .set_factor(10)
-                    .set_max_delay(200);
-                ConnectionManager::new_with_config(self.client.clone(), cfg).await
+                match &self.client {
+                    Client::Single(client) => {
+                        let cfg = redis::aio::ConnectionManagerConfig::new()
+                            .set_connection_timeout(self.settings.connect_timeout)
+                            .set_response_timeout(self.settings.response_timeout)
+                            .set_number_of_retries(self.settings.retries)
+                            .set_factor(10)
+                            .set_max_delay(200);
+                        ConnectionManager::new_with_config(client.clone(), cfg)
+                            .await
+                            .map(Conn::Single)
+                    }
+                    Client::Cluster(client) => {
+                        client.get_async_connection().await.map(Conn::Cluster)
+                    }
+                }
             })
             .await
             .map_err(unavailable)?;
-        Ok(cm.clone())
+        Ok(conn.clone())
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
@@ -444,18 +508,19 @@ impl Store for RedisStore {
             .arg(prefix(id));
         let (tids, projects): (Vec<String>, Vec<String>) = self.script(&inv).await?;
         // The identity's own slot is already clean; now the global indexes.
-        let mut p = redis::pipe();
-        p.cmd("ZREM").arg(IDENTITIES).arg(id.hex()).ignore();
+        let mut cmds = vec![redis::cmd("ZREM").arg(IDENTITIES).arg(id.hex()).clone()];
         if !tids.is_empty() {
-            p.cmd("HDEL").arg(TOKEN_INDEX).arg(&tids).ignore();
+            cmds.push(redis::cmd("HDEL").arg(TOKEN_INDEX).arg(&tids).clone());
         }
         for project in &projects {
-            p.cmd("ZREM")
-                .arg(project_key(project))
-                .arg(id.hex())
-                .ignore();
+            cmds.push(
+                redis::cmd("ZREM")
+                    .arg(project_key(project))
+                    .arg(id.hex())
+                    .clone(),
+            );
         }
-        self.run_pipe(p).await?;
+        self.run_each(&cmds).await?;
         Ok(Some(identity))
     }
 
@@ -597,25 +662,27 @@ impl Store for RedisStore {
 
     async fn put_membership(&self, m: &Membership) -> Result<(), StoreError> {
         let iid = m.identity_id;
-        let mut p = redis::pipe();
-        p.cmd("HSET")
-            .arg(membership_key(iid, &m.project_id))
-            .arg("j")
-            .arg(to_json(m)?)
-            .arg("g")
-            .arg(encode_grants(m))
-            .ignore();
-        p.cmd("SADD")
-            .arg(identity_projects_key(iid))
-            .arg(&m.project_id)
-            .ignore();
-        p.cmd("ZADD")
-            .arg(project_key(&m.project_id))
-            .arg("NX")
-            .arg(m.created_at)
-            .arg(iid.hex())
-            .ignore();
-        self.run_pipe(p).await
+        // The membership first: it is what the request path reads.
+        self.run_each(&[
+            redis::cmd("HSET")
+                .arg(membership_key(iid, &m.project_id))
+                .arg("j")
+                .arg(to_json(m)?)
+                .arg("g")
+                .arg(encode_grants(m))
+                .clone(),
+            redis::cmd("SADD")
+                .arg(identity_projects_key(iid))
+                .arg(&m.project_id)
+                .clone(),
+            redis::cmd("ZADD")
+                .arg(project_key(&m.project_id))
+                .arg("NX")
+                .arg(m.created_at)
+                .arg(iid.hex())
+                .clone(),
+        ])
+        .await
     }
 
     async fn get_membership(
@@ -641,17 +708,20 @@ impl Store for RedisStore {
         let Some(m) = self.get_membership(project, identity).await? else {
             return Ok(None);
         };
-        let mut p = redis::pipe();
-        p.cmd("DEL").arg(membership_key(identity, project)).ignore();
-        p.cmd("SREM")
-            .arg(identity_projects_key(identity))
-            .arg(project)
-            .ignore();
-        p.cmd("ZREM")
-            .arg(project_key(project))
-            .arg(identity.hex())
-            .ignore();
-        self.run_pipe(p).await?;
+        self.run_each(&[
+            redis::cmd("DEL")
+                .arg(membership_key(identity, project))
+                .clone(),
+            redis::cmd("SREM")
+                .arg(identity_projects_key(identity))
+                .arg(project)
+                .clone(),
+            redis::cmd("ZREM")
+                .arg(project_key(project))
+                .arg(identity.hex())
+                .clone(),
+        ])
+        .await?;
         Ok(Some(m))
     }
 
@@ -697,9 +767,15 @@ impl RedisStore {
         Ok(n == 1)
     }
 
-    async fn run_pipe(&self, p: redis::Pipeline) -> Result<(), StoreError> {
+    /// Sends commands one after another. They may live in different hash
+    /// slots, which a cluster cannot pipeline; management calls are rare
+    /// enough that the extra round trips do not matter.
+    async fn run_each(&self, cmds: &[Cmd]) -> Result<(), StoreError> {
         let mut c = self.conn().await?;
-        p.query_async::<()>(&mut c).await.map_err(unavailable)
+        for cmd in cmds {
+            cmd.query_async::<()>(&mut c).await.map_err(unavailable)?;
+        }
+        Ok(())
     }
 }
 
