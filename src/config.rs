@@ -739,6 +739,29 @@ mod tests {
     }
 
     #[test]
+    fn redis_and_cluster_stores() {
+        let c = parse(&format!(
+            "{MINIMAL}store: {{kind: redis-cluster, nodes: ['redis://a:1', 'redis://b:2']}}\n"
+        ))
+        .unwrap();
+        assert!(
+            matches!(c.store, StoreConfig::Redis { cluster: true, ref urls, .. } if urls.len() == 2)
+        );
+        let e = errors(&format!(
+            "{MINIMAL}store: {{kind: redis-cluster, nodes: ['http://a:1']}}\n"
+        ));
+        assert!(e.contains("store.nodes[0]"), "{e}");
+        let e = errors(&format!(
+            "{MINIMAL}store: {{kind: redis, nodes: ['redis://a:1']}}\n"
+        ));
+        assert!(e.contains("store.nodes"), "{e}");
+        let e = errors(&format!(
+            "{MINIMAL}store: {{kind: embedded, url: 'redis://a:1'}}\n"
+        ));
+        assert!(e.contains("store.url"), "{e}");
+    }
+
+    #[test]
     fn path_templates() {
         assert_eq!(
             parse_path_template("/api/v1/projects/{projectId}").unwrap(),
