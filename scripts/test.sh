@@ -56,12 +56,33 @@ fi
 echo "python3: $(python3 --version 2>&1)"
 
 # >>> HOOK(sdk-test): set up the Python environment for the Infisical SDK test.
-# Not active yet. When the SDK test lands, create .venv here (it is in
-# .gitignore), install the SDK into it with pip, and export the interpreter's
-# path for the test, e.g.:
-#   python3 -m venv .venv
-#   .venv/bin/pip install --quiet infisicalsdk
-#   export TOKENGATE_SDK_PYTHON="$PWD/.venv/bin/python"
+# tests/sdk.rs runs the official Infisical Python SDK (tests/sdk/*.py) with
+# the interpreter in TOKENGATE_SDK_PYTHON; it fails when that is unset, unless
+# TOKENGATE_SKIP_SDK=1. The SDK lives in .venv (in .gitignore), pinned to the
+# version the test was written against; a re-run with it in place is a no-op.
+INFISICAL_SDK_VERSION=1.0.18
+SDK_VENV="$PWD/.venv"
+sdk_ready() {
+    "$SDK_VENV/bin/python" - "$INFISICAL_SDK_VERSION" >/dev/null 2>&1 <<'PY'
+import sys
+from importlib.metadata import version
+import infisical_sdk
+sys.exit(version("infisicalsdk") != sys.argv[1])
+PY
+}
+if ! "$SDK_VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+    # Missing, or made by a Python that is gone: (re)create it.
+    echo "creating $SDK_VENV"
+    python3 -m venv --clear "$SDK_VENV"
+fi
+if ! sdk_ready; then
+    echo "installing infisicalsdk==$INFISICAL_SDK_VERSION into $SDK_VENV"
+    "$SDK_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+        --no-input "infisicalsdk==$INFISICAL_SDK_VERSION"
+    sdk_ready || { echo "infisicalsdk $INFISICAL_SDK_VERSION is not importable from $SDK_VENV" >&2; exit 1; }
+fi
+export TOKENGATE_SDK_PYTHON="$SDK_VENV/bin/python"
+echo "infisicalsdk $INFISICAL_SDK_VERSION: $TOKENGATE_SDK_PYTHON"
 # <<< HOOK(sdk-test)
 
 echo "redis-server: $(redis-server --version)"
