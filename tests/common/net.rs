@@ -1,0 +1,250 @@
+//! Small additions for tests about addresses and store traffic: raw HTTP from a chosen loopback source address (e.g. 127.0.0.2), and what the gateway sends to Redis.
+//!
+//! API:
+//! - [`raw_http_from`]`(local_ip, addr, raw_request) -> Resp`: like
+//!   [`super::raw_http_resp`], but the client socket is bound to `local_ip`
+//!   first, so the gateway sees that peer address. Linux routes all of
+//!   127.0.0.0/8 to `lo`, so 127.0.0.2 can reach a server on 127.0.0.1.
+//! - [`bearer`]`(token) -> String`: the `Authorization` value "Bearer TOKEN".
+//! - [`Monitor`]: a `MONITOR` connection; [`Monitor::client_commands`]
+//!   returns the commands clients sent since the previous call (upper-case
+//!   names), leaving out commands that scripts ran inside `EVALSHA`.
+//!   `INFO commandstats` cannot tell those apart: it counts a script's
+//!   `redis.call`s as well, so "one EVALSHA and nothing else" is checked here.
+//! - [`command_stats`]`(redis) -> Vec<(name, calls)>`: `INFO commandstats`
+//!   since the last [`super::Redis::reset_stats`] (script-internal calls
+//!   included), minus the harness's measuring commands; for messages.
+
+use super::http::Resp;
+use super::redis::Redis;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// "Bearer TOKEN".
+pub fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+/// A blocking TCP connection to `remote` whose local address is `local`.
+fn connect_from(local: IpAddr, remote: SocketAddr) -> std::io::Result<std::net::TcpStream> {
+    // std cannot bind before connecting; tokio's TcpSocket can, and the
+    // stream is handed back as a plain blocking std socket.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()?;
+    rt.block_on(async {
+        let socket = if local.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.bind(SocketAddr::new(local, 0))?;
+        let stream = tokio::time::timeout(TIMEOUT, socket.connect(remote))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+            })??;
+        let stream = stream.into_std()?;
+        stream.set_nonblocking(false)?;
+        Ok(stream)
+    })
+}
+
+/// Sends `raw_request` (see [`super::raw_request`]; it should say
+/// `Connection: close`) from a socket bound to `local_ip` to `addr`
+/// ("127.0.0.1:P" or "http://127.0.0.1:P"), and returns the response.
+#[track_caller]
+pub fn raw_http_from(local_ip: &str, addr: &str, raw_request: &str) -> Resp {
+    try_raw_http_from(local_ip, addr, raw_request)
+        .unwrap_or_else(|e| panic!("raw request from {local_ip} to {addr}: {e}"))
+}
+
+pub fn try_raw_http_from(local_ip: &str, addr: &str, raw_request: &str) -> Result<Resp, String> {
+    let local: IpAddr = local_ip
+        .parse()
+        .map_err(|e| format!("local address {local_ip:?}: {e}"))?;
+    let host = addr.strip_prefix("http://").unwrap_or(addr);
+    let host = host.split('/').next().unwrap_or(host);
+    let remote: SocketAddr = host.parse().map_err(|e| format!("address {host:?}: {e}"))?;
+    let mut stream = connect_from(local, remote).map_err(|e| format!("connect: {e}"))?;
+    let bound = stream.local_addr().map_err(|e| e.to_string())?.ip();
+    if bound != local {
+        return Err(format!("socket bound to {bound}, not {local}"));
+    }
+    stream
+        .set_write_timeout(Some(TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(raw_request.as_bytes())
+        .map_err(|e| format!("write: {e}"))?;
+    let deadline = Instant::now() + TIMEOUT;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(resp) = parse(&buf, false) {
+            return Ok(resp);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!(
+                "no complete response within {TIMEOUT:?}; got {:?}",
+                String::from_utf8_lossy(&buf)
+            ));
+        }
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(|e| e.to_string())?;
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && !buf.is_empty() => break,
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+    parse(&buf, true).ok_or_else(|| {
+        format!(
+            "connection closed before a response: {:?}",
+            String::from_utf8_lossy(&buf)
+        )
+    })
+}
+
+/// One HTTP/1.1 response; None while incomplete (at `eof`, a body without a
+/// length is whatever arrived).
+fn parse(buf: &[u8], eof: bool) -> Option<Resp> {
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..head_end]);
+    let rest = &buf[head_end + 4..];
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let find = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+    let body = if find("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        dechunk(rest)?
+    } else if let Some(len) = find("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        rest.get(..len)?.to_vec()
+    } else if status == 204 || status == 304 || (100..200).contains(&status) {
+        Vec::new()
+    } else if eof {
+        rest.to_vec()
+    } else {
+        return None;
+    };
+    Some(Resp {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = String::from_utf8_lossy(&data[..line_end]);
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(data.get(..size)?);
+        data = data.get(size + 2..)?;
+    }
+}
+
+/// Every command in `INFO commandstats` with its call count, except the
+/// harness's measuring commands (`info`, `config|resetstat`). Commands a
+/// script ran through `redis.call` are counted too.
+pub fn command_stats(redis: &Redis) -> Vec<(String, u64)> {
+    let info = redis.cmd(&["INFO", "commandstats"]);
+    info.lines()
+        .filter_map(|line| {
+            let (name, fields) = line.trim().strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = fields
+                .split(',')
+                .find_map(|f| f.strip_prefix("calls="))?
+                .parse::<u64>()
+                .ok()?;
+            Some((name.to_string(), calls))
+        })
+        .filter(|(name, _)| name != "info" && name != "config|resetstat")
+        .collect()
+}
+
+/// A `MONITOR` connection to a Redis server: sees every command any client
+/// sends, and, tagged `lua`, every command a script runs.
+pub struct Monitor {
+    reader: BufReader<TcpStream>,
+    markers: u64,
+}
+
+impl Monitor {
+    /// Connects and sends `MONITOR`; later commands are streamed to it.
+    #[track_caller]
+    pub fn start(redis: &Redis) -> Monitor {
+        let addr: SocketAddr = redis.addr().parse().expect("redis address");
+        let mut stream =
+            TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect the MONITOR client");
+        stream
+            .set_read_timeout(Some(TIMEOUT))
+            .expect("MONITOR read timeout");
+        stream
+            .write_all(b"*1\r\n$7\r\nMONITOR\r\n")
+            .expect("send MONITOR");
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("MONITOR answer");
+        assert_eq!(line.trim_end(), "+OK", "MONITOR answer");
+        Monitor { reader, markers: 0 }
+    }
+
+    /// Upper-case names of the commands clients sent since `start` or the
+    /// previous call, in order; commands run inside scripts, and the
+    /// harness's own `INFO` and `CONFIG` calls, are left out. Sends a marker
+    /// command and reads up to it, so everything that ran before this call
+    /// is included.
+    #[track_caller]
+    pub fn client_commands(&mut self, redis: &Redis) -> Vec<String> {
+        self.markers += 1;
+        let marker = format!("tg-monitor-marker-{}-{}", std::process::id(), self.markers);
+        redis.query(&["ECHO", &marker]);
+        let mut out = Vec::new();
+        loop {
+            let mut line = String::new();
+            let n = self
+                .reader
+                .read_line(&mut line)
+                .unwrap_or_else(|e| panic!("reading MONITOR output: {e}"));
+            assert!(n > 0, "the MONITOR connection closed");
+            if line.contains(&marker) {
+                return out;
+            }
+            // +1700000000.123456 [0 127.0.0.1:54321] "evalsha" "..." ...
+            let Some((source, command)) = line
+                .trim_end()
+                .strip_prefix('+')
+                .and_then(|l| l.split_once("] "))
+            else {
+                panic!("unexpected MONITOR line {line:?}");
+            };
+            if source.ends_with(" lua") {
+                continue;
+            }
+            let name = command
+                .split('"')
+                .nth(1)
+                .unwrap_or(command)
+                .to_ascii_uppercase();
+            if name != "INFO" && name != "CONFIG" {
+                out.push(name);
+            }
+        }
+    }
+}
