@@ -48,8 +48,19 @@ fn resolve_upstream(cfg: &Config) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("upstream host {} has no address", u.host))
 }
 
+/// Fails fast when a listen address is taken: Pingora would retry for half
+/// a minute and then lose only that service, leaving a process that looks
+/// healthy but serves nothing.
+fn check_listen_addresses(cfg: &Config) -> anyhow::Result<()> {
+    for addr in cfg.listen.iter().chain(cfg.admin_listen.iter()) {
+        std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    }
+    Ok(())
+}
+
 /// Runs the gateway until it is told to stop. Never returns on success.
 pub fn run(cfg: Config) -> anyhow::Result<()> {
+    check_listen_addresses(&cfg)?;
     let admin_key = crate::config::read_admin_key(&cfg).map_err(anyhow::Error::msg)?;
     if admin_key.is_none() {
         log::warn!(

@@ -123,3 +123,33 @@ fn every_problem_is_reported_at_once() {
         &["server.threads", "trusted_proxies[0]", "upstream.url"],
     );
 }
+
+#[test]
+fn a_taken_listen_port_stops_the_gateway_at_once() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port to hold");
+    let port = taken.local_addr().expect("local addr").port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("gw.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "server: {{listen: ['127.0.0.1:{port}']}}\nupstream: {{url: 'http://127.0.0.1:1'}}\nstore: {{path: {}}}\n",
+            dir.path().join("s.redb").display()
+        ),
+    )
+    .expect("write config");
+    let (code, out) = common::process::run_bounded(
+        "tokengate serve on a taken port",
+        std::process::Command::new(env!("CARGO_BIN_EXE_tokengate"))
+            .args(["serve", "--config"])
+            .arg(&cfg),
+        std::time::Duration::from_secs(10),
+    );
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{out}"
+    );
+    assert!(out.contains("Address already in use"), "{out}");
+    drop(taken);
+}
