@@ -620,6 +620,21 @@ async fn deleting_an_identity_removes_everything(s: &dyn Store) {
     assert_eq!(s.delete_identity(rec.identity_id).await.unwrap(), None);
 }
 
+async fn offsets_past_the_end_give_empty_pages(s: &dyn Store) {
+    let (_, rec) = setup(s, |_| {}).await;
+    for offset in [2, i64::MAX as u64, i64::MAX as u64 + 1, u64::MAX] {
+        let ids = s.list_identities(offset, 100).await.unwrap();
+        assert_eq!((ids.items.len(), ids.total), (0, 1), "offset {offset}");
+        assert!(s
+            .list_tokens(rec.identity_id, offset, 100)
+            .await
+            .unwrap()
+            .is_empty());
+        let ms = s.list_memberships("p", offset, 100).await.unwrap();
+        assert!(ms.items.is_empty());
+    }
+}
+
 async fn ping_answers(s: &dyn Store) {
     s.ping().await.unwrap();
 }
@@ -687,5 +702,6 @@ contract!(
     tokens_need_token_auth_and_list_newest_first,
     removing_token_auth_revokes_every_token,
     deleting_an_identity_removes_everything,
+    offsets_past_the_end_give_empty_pages,
     ping_answers,
 );

@@ -530,8 +530,8 @@ impl Store for RedisStore {
             .query(
                 redis::cmd("ZRANGE")
                     .arg(IDENTITIES)
-                    .arg(offset)
-                    .arg(range_end(offset, limit)),
+                    .arg(range(offset, limit).0)
+                    .arg(range(offset, limit).1),
             )
             .await?;
         let mut items = Vec::with_capacity(ids.len());
@@ -619,8 +619,8 @@ impl Store for RedisStore {
             .query(
                 redis::cmd("ZRANGE")
                     .arg(token_list_key(identity))
-                    .arg(offset)
-                    .arg(range_end(offset, limit))
+                    .arg(range(offset, limit).0)
+                    .arg(range(offset, limit).1)
                     .arg("REV"),
             )
             .await?;
@@ -738,8 +738,8 @@ impl Store for RedisStore {
             .query(
                 redis::cmd("ZRANGE")
                     .arg(project_key(project))
-                    .arg(offset)
-                    .arg(range_end(offset, limit)),
+                    .arg(range(offset, limit).0)
+                    .arg(range(offset, limit).1),
             )
             .await?;
         let mut items = Vec::with_capacity(ids.len());
@@ -779,7 +779,10 @@ impl RedisStore {
     }
 }
 
-/// ZRANGE's inclusive end index for `limit` (at least 1) items from `offset`.
-fn range_end(offset: u64, limit: u64) -> i64 {
-    (offset.saturating_add(limit.max(1)) as i64).saturating_sub(1)
+/// ZRANGE's start and inclusive end for `limit` (at least 1) items from
+/// `offset`. Redis indexes are i64: larger offsets are past any set's end.
+fn range(offset: u64, limit: u64) -> (i64, i64) {
+    let start = i64::try_from(offset).unwrap_or(i64::MAX);
+    let end = i64::try_from(offset.saturating_add(limit.max(1)) - 1).unwrap_or(i64::MAX);
+    (start, end)
 }

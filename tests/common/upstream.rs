@@ -102,9 +102,20 @@ impl Upstream {
         }
     }
 
-    /// "http://127.0.0.1:P" of a port nothing listens on (it was free a moment ago).
+    /// "http://127.0.0.1:P" of a port nothing listens on. The port stays bound
+    /// (without listening) for the life of the test process, so no other
+    /// test's server can take it and receive requests meant to fail.
     pub fn unreachable_url() -> String {
-        format!("http://127.0.0.1:{}", free_port())
+        static HELD: std::sync::OnceLock<(tokio::net::TcpSocket, u16)> = std::sync::OnceLock::new();
+        let (_, port) = HELD.get_or_init(|| {
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket for the unreachable port");
+            socket
+                .bind("127.0.0.1:0".parse().expect("loopback address"))
+                .expect("bind the unreachable port");
+            let port = socket.local_addr().expect("local address").port();
+            (socket, port)
+        });
+        format!("http://127.0.0.1:{port}")
     }
 
     /// "http://127.0.0.1:P"
