@@ -58,6 +58,7 @@ fn bench(c: &mut Criterion) {
                 ip,
                 2_000,
                 None,
+                None,
             )
         })
     });

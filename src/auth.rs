@@ -21,6 +21,8 @@ pub enum Deny {
     MaxTtlReached,
     UsageLimitReached,
     IpNotTrusted(IpAddr),
+    /// The request needs a different org role (the management API needs `admin`).
+    OrgRoleNotAllowed,
     NoProjectAccess,
 }
 
@@ -28,7 +30,7 @@ impl Deny {
     /// The HTTP status the contract gives this refusal.
     pub fn status(&self) -> u16 {
         match self {
-            Deny::IpNotTrusted(_) | Deny::NoProjectAccess => 403,
+            Deny::IpNotTrusted(_) | Deny::OrgRoleNotAllowed | Deny::NoProjectAccess => 403,
             _ => 401,
         }
     }
@@ -42,6 +44,7 @@ impl Deny {
             Deny::MaxTtlReached => "max_ttl",
             Deny::UsageLimitReached => "usage_limit",
             Deny::IpNotTrusted(_) => "ip_not_trusted",
+            Deny::OrgRoleNotAllowed => "org_role",
             Deny::NoProjectAccess => "no_project_access",
         }
     }
@@ -55,6 +58,7 @@ impl Deny {
             Deny::MaxTtlReached => "token reached its maximum TTL".into(),
             Deny::UsageLimitReached => "token usage limit reached".into(),
             Deny::IpNotTrusted(ip) => format!("IP {ip} is not in the token's trusted IPs"),
+            Deny::OrgRoleNotAllowed => "the identity's org role does not allow this request".into(),
             Deny::NoProjectAccess => "identity has no access to this project".into(),
         }
     }
@@ -126,8 +130,10 @@ pub fn check_renewable(
     }
 }
 
-/// The whole decision for one request. `project` is `None` when the request
-/// names no project, else the identity's membership there (if any).
+/// The whole decision for one request. `required_role` is the org role the
+/// request needs, if any (checked before the use is counted, so a refused
+/// caller keeps its uses). `project` is `None` when the request names no
+/// project, else the identity's membership there (if any).
 /// On `Ok` the caller must count the use in the same atomic step.
 pub fn decide(
     token: Option<&TokenRecord>,
@@ -135,12 +141,16 @@ pub fn decide(
     presented: &SecretHash,
     client_ip: IpAddr,
     now: Millis,
+    required_role: Option<&str>,
     project: Option<Option<&Membership>>,
 ) -> Result<Grant, Deny> {
     let (Some(token), Some(identity)) = (token, identity) else {
         return Err(Deny::UnknownToken);
     };
     check_token(token, presented, client_ip, now)?;
+    if required_role.is_some_and(|r| r != identity.role) {
+        return Err(Deny::OrgRoleNotAllowed);
+    }
     let project_roles = match project {
         None => None,
         Some(m) => Some(
@@ -200,7 +210,15 @@ mod tests {
     }
 
     fn run(t: &TokenRecord, client: &str, now: Millis) -> Result<Grant, Deny> {
-        decide(Some(t), Some(&identity()), &HASH, ip(client), now, None)
+        decide(
+            Some(t),
+            Some(&identity()),
+            &HASH,
+            ip(client),
+            now,
+            None,
+            None,
+        )
     }
 
     #[test]
@@ -223,16 +241,25 @@ mod tests {
                 &[8; 32],
                 ip("1.1.1.1"),
                 NOW,
+                None,
                 None
             ),
             Err(Deny::UnknownToken)
         );
         assert_eq!(
-            decide(None, Some(&identity()), &HASH, ip("1.1.1.1"), NOW, None),
+            decide(
+                None,
+                Some(&identity()),
+                &HASH,
+                ip("1.1.1.1"),
+                NOW,
+                None,
+                None
+            ),
             Err(Deny::UnknownToken)
         );
         assert_eq!(
-            decide(Some(&t), None, &HASH, ip("1.1.1.1"), NOW, None),
+            decide(Some(&t), None, &HASH, ip("1.1.1.1"), NOW, None, None),
             Err(Deny::UnknownToken)
         );
     }
@@ -331,7 +358,15 @@ mod tests {
             updated_at: 0,
         };
         let d = |m: Option<&Membership>| {
-            decide(Some(&t), Some(&id), &HASH, ip("1.1.1.1"), NOW, Some(m))
+            decide(
+                Some(&t),
+                Some(&id),
+                &HASH,
+                ip("1.1.1.1"),
+                NOW,
+                None,
+                Some(m),
+            )
         };
         assert_eq!(
             d(Some(&m)).unwrap().project_roles.as_deref(),
@@ -344,6 +379,36 @@ mod tests {
         assert_eq!(d(Some(&m)), Err(Deny::NoProjectAccess));
         m.roles = vec![grant("admin", Some((NOW - 10, NOW + 1)))];
         assert_eq!(d(Some(&m)).unwrap().project_roles.as_deref(), Some("admin"));
+    }
+
+    #[test]
+    fn required_org_role() {
+        let t = token();
+        let d = |role| {
+            decide(
+                Some(&t),
+                Some(&identity()),
+                &HASH,
+                ip("1.1.1.1"),
+                NOW,
+                role,
+                None,
+            )
+        };
+        assert_eq!(d(Some("admin")), Err(Deny::OrgRoleNotAllowed));
+        assert!(d(Some("member")).is_ok());
+        let mut expired = token();
+        expired.ttl = 1;
+        let e = decide(
+            Some(&expired),
+            Some(&identity()),
+            &HASH,
+            ip("1.1.1.1"),
+            NOW,
+            Some("admin"),
+            None,
+        );
+        assert_eq!(e, Err(Deny::Expired), "token validity is checked first");
     }
 
     #[test]

@@ -298,6 +298,7 @@ impl ProxyHttp for Gateway {
                 client_ip,
                 now: now_millis(),
                 project: project.as_deref(),
+                required_role: None,
             })
             .await;
         self.metrics

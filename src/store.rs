@@ -29,6 +29,9 @@ pub struct AuthRequest<'a> {
     pub now: Millis,
     /// The project the request names, if any; its membership is checked in the same step.
     pub project: Option<&'a str>,
+    /// The org role the request needs, if any (the management API needs
+    /// `admin`); checked in the same step, before the use is counted.
+    pub required_role: Option<&'a str>,
 }
 
 /// The outcome of a check: allowed (and counted) or refused (and not counted).

@@ -225,6 +225,7 @@ async fn auth(
         client_ip: ip(from),
         now,
         project,
+        required_role: None,
     })
     .await
     .unwrap()
@@ -635,6 +636,25 @@ async fn offsets_past_the_end_give_empty_pages(s: &dyn Store) {
     }
 }
 
+async fn required_org_role_refuses_without_consuming(s: &dyn Store) {
+    let (t, rec) = setup(s, |r| r.num_uses_limit = 1).await;
+    let ask = |role| AuthRequest {
+        token: &t,
+        client_ip: ip("10.0.0.1"),
+        now: T0,
+        project: None,
+        required_role: role,
+    };
+    let refused = s.authenticate(&ask(Some("admin"))).await.unwrap();
+    assert_eq!(refused, Err(Deny::OrgRoleNotAllowed));
+    assert_eq!(uses(s, &t).await, 0, "a refused caller keeps its uses");
+    let mut ident = s.get_identity(rec.identity_id).await.unwrap().unwrap();
+    ident.role = "admin".into();
+    s.update_identity(&ident).await.unwrap();
+    assert!(s.authenticate(&ask(Some("admin"))).await.unwrap().is_ok());
+    assert_eq!(uses(s, &t).await, 1);
+}
+
 async fn ping_answers(s: &dyn Store) {
     s.ping().await.unwrap();
 }
@@ -703,5 +723,6 @@ contract!(
     removing_token_auth_revokes_every_token,
     deleting_an_identity_removes_everything,
     offsets_past_the_end_give_empty_pages,
+    required_org_role_refuses_without_consuming,
     ping_answers,
 );

@@ -4,6 +4,7 @@
 
 use super::reply::ApiError;
 use super::ApiRequest;
+use crate::auth::Deny;
 use crate::model::org_role_rank;
 use crate::store::{AuthRequest, Store};
 use crate::token::{AccessToken, Id};
@@ -89,19 +90,25 @@ pub(crate) async fn authorize(
     // distinguishable from a mistyped access token.
     let token =
         AccessToken::parse(cred).map_err(|_| ApiError::unauthorized("invalid access token"))?;
-    let grant = store
+    // The role is checked inside the atomic step, so a refused caller keeps its uses.
+    let outcome = store
         .authenticate(&AuthRequest {
             token: &token,
             client_ip: req.client_ip,
             now: req.now,
             project: None,
+            required_role: Some(MANAGER_ROLE),
         })
-        .await??;
-    if grant.org_role != MANAGER_ROLE {
-        return Err(ApiError::forbidden(
-            "the management API needs the admin key or an identity with org role 'admin'",
-        ));
-    }
+        .await?;
+    let grant = match outcome {
+        Ok(grant) => grant,
+        Err(Deny::OrgRoleNotAllowed) => {
+            return Err(ApiError::forbidden(
+                "the management API needs the admin key or an identity with org role 'admin'",
+            ))
+        }
+        Err(deny) => return Err(deny.into()),
+    };
     Ok(Caller::Identity {
         id: token.identity_id,
         role: grant.org_role,

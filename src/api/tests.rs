@@ -205,6 +205,7 @@ impl H {
                 client_ip: client(),
                 now,
                 project,
+                required_role: None,
             })
             .await
             .unwrap()

@@ -9,9 +9,10 @@
 -- ARGV[2] client IP: family byte (4 or 6) + 16 address bytes
 -- ARGV[3] now, milliseconds since the epoch
 -- ARGV[4] "1" when the request names a project
+-- ARGV[5] the org role the request needs, or "" for any
 -- Returns {0, identity name, org role, project roles} when allowed (and counted),
 -- else {code, ""}: 1 unknown, 2 revoked, 3 expired, 4 max TTL, 5 IP, 6 use limit,
--- 7 no project access.
+-- 7 no project access, 8 org role not allowed.
 
 local t = redis.call('HMGET', KEYS[1], 'h', 'x', 'c', 'r', 't', 'm', 'd', 'i', 'k', 'u')
 local hash, revoked, created, renewed = t[1], t[2], tonumber(t[3]), tonumber(t[4])
@@ -60,6 +61,7 @@ end
 
 local limit, uses = tonumber(t[9] or '0'), tonumber(t[10] or '0')
 if limit > 0 and uses >= limit then return {6, ''} end
+if ARGV[5] ~= '' and ident[2] ~= ARGV[5] then return {8, ''} end
 
 -- Project membership: grants are lines "start,end,role" (0,0 = permanent);
 -- active roles are joined with commas, no-access gives nothing.

@@ -228,6 +228,7 @@ impl Store for EmbeddedStore {
         let hash = req.token.secret_hash();
         let (ip, now) = (req.client_ip, req.now);
         let project = req.project.map(str::to_owned);
+        let required_role = req.required_role.map(str::to_owned);
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let mut txn = inner.db.begin_write().map_err(err)?;
@@ -245,6 +246,7 @@ impl Store for EmbeddedStore {
                 &hash,
                 ip,
                 now,
+                required_role.as_deref(),
                 project_check,
             );
             match (&decision, token) {

@@ -422,6 +422,7 @@ fn deny_from_code(code: i64, ip: IpAddr) -> Result<Deny, StoreError> {
         5 => Deny::IpNotTrusted(ip.to_canonical()),
         6 => Deny::UsageLimitReached,
         7 => Deny::NoProjectAccess,
+        8 => Deny::OrgRoleNotAllowed,
         _ => return Err(corrupt("unexpected script answer")),
     })
 }
@@ -446,7 +447,8 @@ impl Store for RedisStore {
             .arg(&req.token.secret_hash()[..])
             .arg(&pack_ip(req.client_ip)[..])
             .arg(req.now)
-            .arg(if req.project.is_some() { "1" } else { "0" });
+            .arg(if req.project.is_some() { "1" } else { "0" })
+            .arg(req.required_role.unwrap_or(""));
         let answer: Vec<Value> = self.script(&inv).await?;
         let code = match answer.first() {
             Some(Value::Int(c)) => *c,
