@@ -256,7 +256,12 @@ pub fn try_raw_http(addr: &str, raw_request: &str) -> Result<Resp, String> {
     let host = addr.strip_prefix("http://").unwrap_or(addr);
     let host = host.split('/').next().unwrap_or(host);
     let sock: SocketAddr = host.parse().map_err(|e| format!("address {host:?}: {e}"))?;
-    let mut stream = TcpStream::connect_timeout(&sock, TIMEOUT).map_err(|e| e.to_string())?;
+    let stream = TcpStream::connect_timeout(&sock, TIMEOUT).map_err(|e| e.to_string())?;
+    exchange(stream, raw_request)
+}
+
+/// Writes `raw_request` on a connected stream and reads one response, bounded in time.
+pub fn exchange(mut stream: TcpStream, raw_request: &str) -> Result<Resp, String> {
     stream
         .set_write_timeout(Some(TIMEOUT))
         .map_err(|e| e.to_string())?;

@@ -70,93 +70,12 @@ pub fn try_raw_http_from(local_ip: &str, addr: &str, raw_request: &str) -> Resul
     let host = addr.strip_prefix("http://").unwrap_or(addr);
     let host = host.split('/').next().unwrap_or(host);
     let remote: SocketAddr = host.parse().map_err(|e| format!("address {host:?}: {e}"))?;
-    let mut stream = connect_from(local, remote).map_err(|e| format!("connect: {e}"))?;
+    let stream = connect_from(local, remote).map_err(|e| format!("connect: {e}"))?;
     let bound = stream.local_addr().map_err(|e| e.to_string())?.ip();
     if bound != local {
         return Err(format!("socket bound to {bound}, not {local}"));
     }
-    stream
-        .set_write_timeout(Some(TIMEOUT))
-        .map_err(|e| e.to_string())?;
-    stream
-        .write_all(raw_request.as_bytes())
-        .map_err(|e| format!("write: {e}"))?;
-    let deadline = Instant::now() + TIMEOUT;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    loop {
-        if let Some(resp) = parse(&buf, false) {
-            return Ok(resp);
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(format!(
-                "no complete response within {TIMEOUT:?}; got {:?}",
-                String::from_utf8_lossy(&buf)
-            ));
-        }
-        stream
-            .set_read_timeout(Some(left))
-            .map_err(|e| e.to_string())?;
-        match stream.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && !buf.is_empty() => break,
-            Err(e) => return Err(format!("read: {e}")),
-        }
-    }
-    parse(&buf, true).ok_or_else(|| {
-        format!(
-            "connection closed before a response: {:?}",
-            String::from_utf8_lossy(&buf)
-        )
-    })
-}
-
-/// One HTTP/1.1 response; None while incomplete (at `eof`, a body without a
-/// length is whatever arrived).
-fn parse(buf: &[u8], eof: bool) -> Option<Resp> {
-    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&buf[..head_end]);
-    let rest = &buf[head_end + 4..];
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let find = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v);
-    let body = if find("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-        dechunk(rest)?
-    } else if let Some(len) = find("content-length").and_then(|v| v.parse::<usize>().ok()) {
-        rest.get(..len)?.to_vec()
-    } else if status == 204 || status == 304 || (100..200).contains(&status) {
-        Vec::new()
-    } else if eof {
-        rest.to_vec()
-    } else {
-        return None;
-    };
-    Some(Resp {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
-}
-
-fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = String::from_utf8_lossy(&data[..line_end]);
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        data = &data[line_end + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(data.get(..size)?);
-        data = data.get(size + 2..)?;
-    }
+    super::http::exchange(stream, raw_request)
 }
 
 /// Every command in `INFO commandstats` with its call count, except the
