@@ -1,21 +1,27 @@
 //! The embedded store: one redb file, for a single gateway (the default).
 //!
-//! Every check-and-consume runs in one redb write transaction, so it is atomic.
-//! A counted use of a limited token, and every management change, is committed
-//! durably before the answer (it survives kill -9). Uses of unlimited tokens
-//! (only statistics: `numUses`, `lastUsedAt`) are committed without fsync and
-//! made durable by a background flush at most `FLUSH_EVERY` later: that is the
-//! window a kill -9 can lose, and it loses no security decision.
+//! The whole data set lives in memory behind one mutex and every change is
+//! written through to the file. Because only this process opens the file (redb
+//! locks it), memory and disk cannot disagree, and the request path needs no
+//! I/O at all for the common case:
+//! - a use of an unlimited token only changes statistics (`numUses`,
+//!   `lastUsedAt`); it is kept in memory and flushed to disk within
+//!   `FLUSH_EVERY` (the window a kill -9 can lose; no security decision is in it);
+//! - a use of a limited token, and every management change, is committed
+//!   durably (fsync) before the answer, so it survives kill -9.
+//!
+//! Disk writes happen while the mutex is held, so they reach the file in the
+//! order their changes were made and an older snapshot never overwrites a newer one.
 
 use super::{AuthOutcome, AuthRequest, Page, PutMode, Store, StoreError};
 use crate::auth;
 use crate::model::{Identity, Membership, Millis, TokenAuthConfig, TokenRecord};
 use crate::token::Id;
 use async_trait::async_trait;
-use redb::{Database, Durability, ReadableTable, TableDefinition};
+use redb::{Database, ReadableTable, TableDefinition};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 /// How long a use of an unlimited token may stay in memory before it is on disk.
@@ -28,10 +34,21 @@ const TOKENS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tokens");
 /// Key: project id, 0xff, identity id bytes.
 const MEMBERSHIPS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("memberships");
 
+/// Everything the store holds, as it is on disk (plus unflushed statistics).
+#[derive(Default)]
+struct State {
+    identities: HashMap<Id, Identity>,
+    configs: HashMap<Id, TokenAuthConfig>,
+    tokens: HashMap<Id, TokenRecord>,
+    /// Ordered by project, then identity, so a project's memberships are one range.
+    memberships: BTreeMap<(String, Id), Membership>,
+    /// Tokens whose statistics changed in memory only, awaiting the flush.
+    dirty: HashSet<Id>,
+}
+
 struct Inner {
     db: Database,
-    /// An unlimited token's use was committed without fsync and awaits the flush.
-    dirty: AtomicBool,
+    state: Mutex<State>,
 }
 
 pub struct EmbeddedStore {
@@ -58,95 +75,121 @@ fn membership_key(project: &str, identity: Id) -> Vec<u8> {
     k
 }
 
-type Txn = redb::WriteTransaction;
-
-fn get<T: serde::de::DeserializeOwned>(
-    txn: &Txn,
-    table: TableDefinition<&[u8], &[u8]>,
-    key: &[u8],
-) -> Result<Option<T>, StoreError> {
-    let t = txn.open_table(table).map_err(err)?;
-    let v = t.get(key).map_err(err)?;
-    v.map(|v| dec(v.value())).transpose()
+/// One change to write to the file.
+enum Write<'a> {
+    Identity(&'a Identity),
+    DeleteIdentity(Id),
+    Config(&'a TokenAuthConfig),
+    DeleteConfig(Id),
+    Token(&'a TokenRecord),
+    DeleteToken(Id),
+    Membership(&'a Membership),
+    DeleteMembership(&'a str, Id),
 }
 
-fn put<T: serde::Serialize>(
-    txn: &Txn,
-    table: TableDefinition<&[u8], &[u8]>,
-    key: &[u8],
-    v: &T,
-) -> Result<(), StoreError> {
-    let mut t = txn.open_table(table).map_err(err)?;
-    t.insert(key, enc(v)?.as_slice()).map_err(err)?;
-    Ok(())
+/// Commits `writes` in one durable transaction.
+fn commit(db: &Database, writes: &[Write<'_>]) -> Result<(), StoreError> {
+    let txn = db.begin_write().map_err(err)?;
+    {
+        let mut ids = txn.open_table(IDENTITIES).map_err(err)?;
+        let mut cfgs = txn.open_table(CONFIGS).map_err(err)?;
+        let mut toks = txn.open_table(TOKENS).map_err(err)?;
+        let mut mems = txn.open_table(MEMBERSHIPS).map_err(err)?;
+        for w in writes {
+            match w {
+                Write::Identity(i) => ids.insert(&i.id.0[..], enc(i)?.as_slice()).map(drop),
+                Write::DeleteIdentity(id) => ids.remove(&id.0[..]).map(drop),
+                Write::Config(c) => cfgs
+                    .insert(&c.identity_id.0[..], enc(c)?.as_slice())
+                    .map(drop),
+                Write::DeleteConfig(id) => cfgs.remove(&id.0[..]).map(drop),
+                Write::Token(t) => toks.insert(&t.id.0[..], enc(t)?.as_slice()).map(drop),
+                Write::DeleteToken(id) => toks.remove(&id.0[..]).map(drop),
+                Write::Membership(m) => mems
+                    .insert(
+                        membership_key(&m.project_id, m.identity_id).as_slice(),
+                        enc(m)?.as_slice(),
+                    )
+                    .map(drop),
+                Write::DeleteMembership(p, id) => {
+                    mems.remove(membership_key(p, *id).as_slice()).map(drop)
+                }
+            }
+            .map_err(err)?;
+        }
+    }
+    txn.commit().map_err(err)
 }
 
-fn remove<T: serde::de::DeserializeOwned>(
-    txn: &Txn,
+/// Every value of a table, decoded.
+fn load_table<T: serde::de::DeserializeOwned>(
+    txn: &redb::ReadTransaction,
     table: TableDefinition<&[u8], &[u8]>,
-    key: &[u8],
-) -> Result<Option<T>, StoreError> {
-    let mut t = txn.open_table(table).map_err(err)?;
-    let v = t.remove(key).map_err(err)?;
-    v.map(|v| dec(v.value())).transpose()
-}
-
-/// Every value of a table, decoded, for which `keep` holds.
-fn scan<T: serde::de::DeserializeOwned>(
-    txn: &Txn,
-    table: TableDefinition<&[u8], &[u8]>,
-    keep: impl Fn(&[u8], &T) -> bool,
 ) -> Result<Vec<T>, StoreError> {
     let t = txn.open_table(table).map_err(err)?;
     let mut out = Vec::new();
     for row in t.iter().map_err(err)? {
-        let (k, v) = row.map_err(err)?;
-        let v: T = dec(v.value())?;
-        if keep(k.value(), &v) {
-            out.push(v);
-        }
+        let (_, v) = row.map_err(err)?;
+        out.push(dec(v.value())?);
     }
     Ok(out)
 }
 
-fn page<T>(mut items: Vec<T>, offset: u64, limit: u64) -> Page<T> {
-    let total = items.len() as u64;
-    let start = (offset.min(total)) as usize;
-    let end = (offset.saturating_add(limit).min(total)) as usize;
-    items.truncate(end);
+fn page<T>(items: impl Iterator<Item = T>, total: u64, offset: u64, limit: u64) -> Page<T> {
+    let skip = usize::try_from(offset).unwrap_or(usize::MAX);
+    let take = usize::try_from(limit).unwrap_or(usize::MAX);
     Page {
-        items: items.split_off(start),
+        items: items.skip(skip).take(take).collect(),
         total,
     }
 }
 
-/// Marks every token of `identity` revoked inside `txn`.
-fn revoke_all(txn: &Txn, identity: Id) -> Result<(), StoreError> {
-    let tokens: Vec<TokenRecord> =
-        scan(txn, TOKENS, |_, t: &TokenRecord| t.identity_id == identity)?;
-    for mut t in tokens {
-        t.revoked = true;
-        put(txn, TOKENS, &t.id.0, &t)?;
+/// Runs blocking file I/O from async code without stalling the runtime's
+/// other tasks (when the runtime can hand them to another thread).
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
-    Ok(())
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) the database file and starts the background flush.
+    /// Opens (or creates) the database file, loads it, and starts the background flush.
     pub fn open(path: &Path) -> Result<EmbeddedStore, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
         let db = Database::create(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
-        // Create the tables up front so read paths never meet a missing table.
+        // Create the tables up front so loading never meets a missing table.
         let txn = db.begin_write().map_err(err)?;
         for t in [IDENTITIES, CONFIGS, TOKENS, MEMBERSHIPS] {
             txn.open_table(t).map_err(err)?;
         }
         txn.commit().map_err(err)?;
+
+        let mut state = State::default();
+        let read = db.begin_read().map_err(err)?;
+        for i in load_table::<Identity>(&read, IDENTITIES)? {
+            state.identities.insert(i.id, i);
+        }
+        for c in load_table::<TokenAuthConfig>(&read, CONFIGS)? {
+            state.configs.insert(c.identity_id, c);
+        }
+        for t in load_table::<TokenRecord>(&read, TOKENS)? {
+            state.tokens.insert(t.id, t);
+        }
+        for m in load_table::<Membership>(&read, MEMBERSHIPS)? {
+            state
+                .memberships
+                .insert((m.project_id.clone(), m.identity_id), m);
+        }
+        drop(read);
+
         let inner = Arc::new(Inner {
             db,
-            dirty: AtomicBool::new(false),
+            state: Mutex::new(state),
         });
         let weak = Arc::downgrade(&inner);
         std::thread::Builder::new()
@@ -156,67 +199,53 @@ impl EmbeddedStore {
         Ok(EmbeddedStore { inner })
     }
 
-    /// Runs `f` in a transaction that is dropped, not committed (no fsync).
-    /// A write transaction so the helpers serve both; redb serialises them.
-    async fn read<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Txn) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let txn = inner.db.begin_write().map_err(err)?;
-            let out = f(&txn);
-            txn.abort().map_err(err)?;
-            out
-        })
-        .await
-        .map_err(err)?
-    }
-
-    /// Runs `f` in one durable write transaction on a blocking thread.
-    async fn write<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Txn) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let txn = inner.db.begin_write().map_err(err)?;
-            let out = f(&txn)?;
-            txn.commit().map_err(err)?;
-            Ok(out)
-        })
-        .await
-        .map_err(err)?
+    fn lock(&self) -> Result<MutexGuard<'_, State>, StoreError> {
+        self.inner.lock()
     }
 }
 
-/// Makes fsync-less commits durable; ends when the store is dropped.
+impl Inner {
+    fn lock(&self) -> Result<MutexGuard<'_, State>, StoreError> {
+        // A panic while holding the lock cannot leave memory ahead of disk
+        // (changes are applied only after their commit), so the data is usable.
+        Ok(self.state.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Writes the statistics of every dirty token.
+    fn flush(&self) -> Result<(), StoreError> {
+        let mut st = self.lock()?;
+        if st.dirty.is_empty() {
+            return Ok(());
+        }
+        let writes: Vec<Write<'_>> = st
+            .dirty
+            .iter()
+            .filter_map(|id| st.tokens.get(id))
+            .map(Write::Token)
+            .collect();
+        commit(&self.db, &writes)?;
+        st.dirty.clear();
+        Ok(())
+    }
+}
+
+/// Makes in-memory statistics durable; ends when the store is dropped.
 fn flush_loop(inner: Weak<Inner>) {
     loop {
         std::thread::sleep(FLUSH_EVERY);
         let Some(inner) = inner.upgrade() else {
             return;
         };
-        if inner.dirty.swap(false, Ordering::AcqRel) {
-            let done = inner
-                .db
-                .begin_write()
-                .map_err(err)
-                .and_then(|t| t.commit().map_err(err));
-            if let Err(e) = done {
-                inner.dirty.store(true, Ordering::Release);
-                log::error!("embedded store flush failed: {e}");
-            }
+        if let Err(e) = inner.flush() {
+            log::error!("embedded store flush failed: {e}");
         }
     }
 }
 
 impl Drop for EmbeddedStore {
     fn drop(&mut self) {
-        if self.inner.dirty.swap(false, Ordering::AcqRel) {
-            if let Ok(t) = self.inner.db.begin_write() {
-                let _ = t.commit();
-            }
+        if let Err(e) = self.inner.flush() {
+            log::error!("embedded store flush on close failed: {e}");
         }
     }
 }
@@ -225,102 +254,102 @@ impl Drop for EmbeddedStore {
 impl Store for EmbeddedStore {
     async fn authenticate(&self, req: &AuthRequest<'_>) -> Result<AuthOutcome, StoreError> {
         let (tid, iid) = (req.token.token_id, req.token.identity_id);
-        let hash = req.token.secret_hash();
-        let (ip, now) = (req.client_ip, req.now);
-        let project = req.project.map(str::to_owned);
-        let required_role = req.required_role.map(str::to_owned);
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut txn = inner.db.begin_write().map_err(err)?;
-            let token: Option<TokenRecord> =
-                get::<TokenRecord>(&txn, TOKENS, &tid.0)?.filter(|t| t.identity_id == iid);
-            let identity: Option<Identity> = get(&txn, IDENTITIES, &iid.0)?;
-            let membership: Option<Membership> = match &project {
-                Some(p) => get(&txn, MEMBERSHIPS, &membership_key(p, iid))?,
-                None => None,
-            };
-            let project_check = project.as_ref().map(|_| membership.as_ref());
-            let decision = auth::decide(
-                token.as_ref(),
-                identity.as_ref(),
-                &hash,
-                ip,
-                now,
-                required_role.as_deref(),
-                project_check,
-            );
-            match (&decision, token) {
-                (Ok(_), Some(mut t)) => {
-                    t.num_uses += 1;
-                    t.last_used_at = Some(now);
-                    put(&txn, TOKENS, &tid.0, &t)?;
-                    let limited = t.num_uses_limit > 0;
-                    if !limited {
-                        txn.set_durability(Durability::None);
-                    }
-                    txn.commit().map_err(err)?;
-                    if !limited {
-                        inner.dirty.store(true, Ordering::Release);
-                    }
-                }
-                _ => txn.abort().map_err(err)?,
-            }
-            Ok(decision)
-        })
-        .await
-        .map_err(err)?
+        let mut st = self.lock()?;
+        let token = st.tokens.get(&tid).filter(|t| t.identity_id == iid);
+        let project = req
+            .project
+            .map(|p| st.memberships.get(&(p.to_string(), iid)));
+        let decision = auth::decide(
+            token,
+            st.identities.get(&iid),
+            &req.token.secret_hash(),
+            req.client_ip,
+            req.now,
+            req.required_role,
+            project,
+        );
+        let (Ok(_), Some(token)) = (&decision, token) else {
+            return Ok(decision);
+        };
+        let mut used = token.clone();
+        used.num_uses += 1;
+        used.last_used_at = Some(req.now);
+        if used.num_uses_limit > 0 {
+            // The use limit is a security decision: on disk before the answer.
+            blocking(|| commit(&self.inner.db, &[Write::Token(&used)]))?;
+            st.dirty.remove(&tid);
+        } else {
+            st.dirty.insert(tid);
+        }
+        st.tokens.insert(tid, used);
+        Ok(decision)
     }
 
     async fn create_identity(&self, identity: &Identity) -> Result<(), StoreError> {
-        let i = identity.clone();
-        self.write(move |txn| put(txn, IDENTITIES, &i.id.0, &i))
-            .await
+        let mut st = self.lock()?;
+        blocking(|| commit(&self.inner.db, &[Write::Identity(identity)]))?;
+        st.identities.insert(identity.id, identity.clone());
+        Ok(())
     }
 
     async fn get_identity(&self, id: Id) -> Result<Option<Identity>, StoreError> {
-        self.read(move |txn| get(txn, IDENTITIES, &id.0)).await
+        Ok(self.lock()?.identities.get(&id).cloned())
     }
 
     async fn update_identity(&self, identity: &Identity) -> Result<bool, StoreError> {
-        let i = identity.clone();
-        self.write(move |txn| {
-            if get::<Identity>(txn, IDENTITIES, &i.id.0)?.is_none() {
-                return Ok(false);
-            }
-            put(txn, IDENTITIES, &i.id.0, &i)?;
-            Ok(true)
-        })
-        .await
+        let mut st = self.lock()?;
+        if !st.identities.contains_key(&identity.id) {
+            return Ok(false);
+        }
+        blocking(|| commit(&self.inner.db, &[Write::Identity(identity)]))?;
+        st.identities.insert(identity.id, identity.clone());
+        Ok(true)
     }
 
     async fn delete_identity(&self, id: Id) -> Result<Option<Identity>, StoreError> {
-        self.write(move |txn| {
-            let Some(identity) = remove::<Identity>(txn, IDENTITIES, &id.0)? else {
-                return Ok(None);
-            };
-            remove::<TokenAuthConfig>(txn, CONFIGS, &id.0)?;
-            let tokens: Vec<TokenRecord> =
-                scan(txn, TOKENS, |_, t: &TokenRecord| t.identity_id == id)?;
-            for t in tokens {
-                remove::<TokenRecord>(txn, TOKENS, &t.id.0)?;
-            }
-            let ms: Vec<Membership> =
-                scan(txn, MEMBERSHIPS, |_, m: &Membership| m.identity_id == id)?;
-            for m in ms {
-                remove::<Membership>(txn, MEMBERSHIPS, &membership_key(&m.project_id, id))?;
-            }
-            Ok(Some(identity))
-        })
-        .await
+        let mut st = self.lock()?;
+        let Some(identity) = st.identities.get(&id).cloned() else {
+            return Ok(None);
+        };
+        let tokens: Vec<Id> = st
+            .tokens
+            .values()
+            .filter(|t| t.identity_id == id)
+            .map(|t| t.id)
+            .collect();
+        let memberships: Vec<(String, Id)> = st
+            .memberships
+            .keys()
+            .filter(|(_, i)| *i == id)
+            .cloned()
+            .collect();
+        let mut writes = vec![Write::DeleteIdentity(id), Write::DeleteConfig(id)];
+        writes.extend(tokens.iter().map(|t| Write::DeleteToken(*t)));
+        writes.extend(
+            memberships
+                .iter()
+                .map(|(p, i)| Write::DeleteMembership(p, *i)),
+        );
+        blocking(|| commit(&self.inner.db, &writes))?;
+        drop(writes);
+        st.identities.remove(&id);
+        st.configs.remove(&id);
+        for t in &tokens {
+            st.tokens.remove(t);
+            st.dirty.remove(t);
+        }
+        for k in &memberships {
+            st.memberships.remove(k);
+        }
+        Ok(Some(identity))
     }
 
     async fn list_identities(&self, offset: u64, limit: u64) -> Result<Page<Identity>, StoreError> {
-        self.read(move |txn| {
-            let mut all: Vec<Identity> = scan(txn, IDENTITIES, |_, _: &Identity| true)?;
-            all.sort_by_key(|i| (i.created_at, i.id));
-            Ok(page(all, offset, limit))
-        })
-        .await
+        let st = self.lock()?;
+        let mut all: Vec<&Identity> = st.identities.values().collect();
+        all.sort_by_key(|i| (i.created_at, i.id));
+        let total = all.len() as u64;
+        Ok(page(all.into_iter().cloned(), total, offset, limit))
     }
 
     async fn put_token_auth(
@@ -328,51 +357,61 @@ impl Store for EmbeddedStore {
         cfg: &TokenAuthConfig,
         mode: PutMode,
     ) -> Result<bool, StoreError> {
-        let c = cfg.clone();
-        self.write(move |txn| {
-            let key = c.identity_id.0;
-            let exists = get::<TokenAuthConfig>(txn, CONFIGS, &key)?.is_some();
-            let ok = match mode {
-                PutMode::Create => !exists && get::<Identity>(txn, IDENTITIES, &key)?.is_some(),
-                PutMode::Update => exists,
-            };
-            if ok {
-                put(txn, CONFIGS, &key, &c)?;
-            }
-            Ok(ok)
-        })
-        .await
+        let mut st = self.lock()?;
+        let exists = st.configs.contains_key(&cfg.identity_id);
+        let ok = match mode {
+            PutMode::Create => !exists && st.identities.contains_key(&cfg.identity_id),
+            PutMode::Update => exists,
+        };
+        if ok {
+            blocking(|| commit(&self.inner.db, &[Write::Config(cfg)]))?;
+            st.configs.insert(cfg.identity_id, cfg.clone());
+        }
+        Ok(ok)
     }
 
     async fn get_token_auth(&self, identity: Id) -> Result<Option<TokenAuthConfig>, StoreError> {
-        self.read(move |txn| get(txn, CONFIGS, &identity.0)).await
+        Ok(self.lock()?.configs.get(&identity).cloned())
     }
 
     async fn remove_token_auth(&self, identity: Id) -> Result<Option<TokenAuthConfig>, StoreError> {
-        self.write(move |txn| {
-            let removed = remove::<TokenAuthConfig>(txn, CONFIGS, &identity.0)?;
-            if removed.is_some() {
-                revoke_all(txn, identity)?;
-            }
-            Ok(removed)
-        })
-        .await
+        let mut st = self.lock()?;
+        let Some(cfg) = st.configs.get(&identity).cloned() else {
+            return Ok(None);
+        };
+        let revoked: Vec<TokenRecord> = st
+            .tokens
+            .values()
+            .filter(|t| t.identity_id == identity)
+            .map(|t| TokenRecord {
+                revoked: true,
+                ..t.clone()
+            })
+            .collect();
+        let mut writes = vec![Write::DeleteConfig(identity)];
+        writes.extend(revoked.iter().map(Write::Token));
+        blocking(|| commit(&self.inner.db, &writes))?;
+        drop(writes);
+        st.configs.remove(&identity);
+        for t in revoked {
+            st.dirty.remove(&t.id);
+            st.tokens.insert(t.id, t);
+        }
+        Ok(Some(cfg))
     }
 
     async fn create_token(&self, token: &TokenRecord) -> Result<bool, StoreError> {
-        let t = token.clone();
-        self.write(move |txn| {
-            if get::<TokenAuthConfig>(txn, CONFIGS, &t.identity_id.0)?.is_none() {
-                return Ok(false);
-            }
-            put(txn, TOKENS, &t.id.0, &t)?;
-            Ok(true)
-        })
-        .await
+        let mut st = self.lock()?;
+        if !st.configs.contains_key(&token.identity_id) {
+            return Ok(false);
+        }
+        blocking(|| commit(&self.inner.db, &[Write::Token(token)]))?;
+        st.tokens.insert(token.id, token.clone());
+        Ok(true)
     }
 
     async fn get_token(&self, token_id: Id) -> Result<Option<TokenRecord>, StoreError> {
-        self.read(move |txn| get(txn, TOKENS, &token_id.0)).await
+        Ok(self.lock()?.tokens.get(&token_id).cloned())
     }
 
     async fn list_tokens(
@@ -381,13 +420,15 @@ impl Store for EmbeddedStore {
         offset: u64,
         limit: u64,
     ) -> Result<Vec<TokenRecord>, StoreError> {
-        self.read(move |txn| {
-            let mut all: Vec<TokenRecord> =
-                scan(txn, TOKENS, |_, t: &TokenRecord| t.identity_id == identity)?;
-            all.sort_by_key(|t| std::cmp::Reverse((t.created_at, t.id)));
-            Ok(page(all, offset, limit).items)
-        })
-        .await
+        let st = self.lock()?;
+        let mut all: Vec<&TokenRecord> = st
+            .tokens
+            .values()
+            .filter(|t| t.identity_id == identity)
+            .collect();
+        all.sort_by_key(|t| std::cmp::Reverse((t.created_at, t.id)));
+        let total = all.len() as u64;
+        Ok(page(all.into_iter().cloned(), total, offset, limit).items)
     }
 
     async fn rename_token(
@@ -395,35 +436,25 @@ impl Store for EmbeddedStore {
         token_id: Id,
         name: &str,
     ) -> Result<Option<TokenRecord>, StoreError> {
-        let name = name.to_string();
-        self.update_token(token_id, move |t| t.name = name).await
+        self.update_token(token_id, |t| t.name = name.to_string())
     }
 
     async fn revoke_token(&self, token_id: Id) -> Result<bool, StoreError> {
-        Ok(self
-            .update_token(token_id, |t| t.revoked = true)
-            .await?
-            .is_some())
+        Ok(self.update_token(token_id, |t| t.revoked = true)?.is_some())
     }
 
     async fn set_renewed(&self, token_id: Id, at: Millis) -> Result<bool, StoreError> {
         Ok(self
-            .update_token(token_id, move |t| t.last_renewed_at = Some(at))
-            .await?
+            .update_token(token_id, |t| t.last_renewed_at = Some(at))?
             .is_some())
     }
 
     async fn put_membership(&self, m: &Membership) -> Result<(), StoreError> {
-        let m = m.clone();
-        self.write(move |txn| {
-            put(
-                txn,
-                MEMBERSHIPS,
-                &membership_key(&m.project_id, m.identity_id),
-                &m,
-            )
-        })
-        .await
+        let mut st = self.lock()?;
+        blocking(|| commit(&self.inner.db, &[Write::Membership(m)]))?;
+        st.memberships
+            .insert((m.project_id.clone(), m.identity_id), m.clone());
+        Ok(())
     }
 
     async fn get_membership(
@@ -431,8 +462,11 @@ impl Store for EmbeddedStore {
         project: &str,
         identity: Id,
     ) -> Result<Option<Membership>, StoreError> {
-        let key = membership_key(project, identity);
-        self.read(move |txn| get(txn, MEMBERSHIPS, &key)).await
+        let st = self.lock()?;
+        Ok(st
+            .memberships
+            .get(&(project.to_string(), identity))
+            .cloned())
     }
 
     async fn delete_membership(
@@ -440,8 +474,18 @@ impl Store for EmbeddedStore {
         project: &str,
         identity: Id,
     ) -> Result<Option<Membership>, StoreError> {
-        let key = membership_key(project, identity);
-        self.write(move |txn| remove(txn, MEMBERSHIPS, &key)).await
+        let mut st = self.lock()?;
+        let key = (project.to_string(), identity);
+        if !st.memberships.contains_key(&key) {
+            return Ok(None);
+        }
+        blocking(|| {
+            commit(
+                &self.inner.db,
+                &[Write::DeleteMembership(project, identity)],
+            )
+        })?;
+        Ok(st.memberships.remove(&key))
     }
 
     async fn list_memberships(
@@ -450,39 +494,38 @@ impl Store for EmbeddedStore {
         offset: u64,
         limit: u64,
     ) -> Result<Page<Membership>, StoreError> {
-        let project = project.to_string();
-        self.read(move |txn| {
-            let mut all: Vec<Membership> = scan(txn, MEMBERSHIPS, |_, m: &Membership| {
-                m.project_id == project
-            })?;
-            all.sort_by_key(|m| (m.created_at, m.identity_id));
-            Ok(page(all, offset, limit))
-        })
-        .await
+        let st = self.lock()?;
+        let mut all: Vec<&Membership> = st
+            .memberships
+            .range((project.to_string(), Id([0; 16]))..=(project.to_string(), Id([0xff; 16])))
+            .map(|(_, m)| m)
+            .collect();
+        all.sort_by_key(|m| (m.created_at, m.identity_id));
+        let total = all.len() as u64;
+        Ok(page(all.into_iter().cloned(), total, offset, limit))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.db.begin_read().map(|_| ()).map_err(err))
-            .await
-            .map_err(err)?
+        let _st = self.lock()?;
+        self.inner.db.begin_read().map(drop).map_err(err)
     }
 }
 
 impl EmbeddedStore {
-    async fn update_token(
+    /// Applies `change` to a token, durably; `None` if it does not exist.
+    fn update_token(
         &self,
         token_id: Id,
-        change: impl FnOnce(&mut TokenRecord) + Send + 'static,
+        change: impl FnOnce(&mut TokenRecord),
     ) -> Result<Option<TokenRecord>, StoreError> {
-        self.write(move |txn| {
-            let Some(mut t) = get::<TokenRecord>(txn, TOKENS, &token_id.0)? else {
-                return Ok(None);
-            };
-            change(&mut t);
-            put(txn, TOKENS, &token_id.0, &t)?;
-            Ok(Some(t))
-        })
-        .await
+        let mut st = self.lock()?;
+        let Some(mut t) = st.tokens.get(&token_id).cloned() else {
+            return Ok(None);
+        };
+        change(&mut t);
+        blocking(|| commit(&self.inner.db, &[Write::Token(&t)]))?;
+        st.dirty.remove(&token_id);
+        st.tokens.insert(token_id, t.clone());
+        Ok(Some(t))
     }
 }
