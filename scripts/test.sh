@@ -46,6 +46,7 @@ need_command() {
 need_command redis-server redis-server
 need_command cmake cmake
 need_command pkg-config pkg-config
+need_command openssl openssl
 
 # Python venv support, for the Infisical SDK compatibility test.
 if ! command -v python3 >/dev/null 2>&1; then
