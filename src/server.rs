@@ -10,7 +10,7 @@ use crate::store::redis::{RedisSettings, RedisStore};
 use crate::store::Store;
 use anyhow::Context;
 use pingora::server::configuration::ServerConf;
-use pingora::server::Server;
+use pingora::server::{RunArgs, Server};
 use pingora::services::listening::Service;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -58,7 +58,7 @@ fn check_listen_addresses(cfg: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs the gateway until it is told to stop. Never returns on success.
+/// Runs the gateway until it is told to stop (SIGTERM, SIGINT, SIGQUIT).
 pub fn run(cfg: Config) -> anyhow::Result<()> {
     check_listen_addresses(&cfg)?;
     let admin_key = crate::config::read_admin_key(&cfg).map_err(anyhow::Error::msg)?;
@@ -95,7 +95,13 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     server.add_service(proxy);
 
     if let Some(addr) = cfg.admin_listen {
-        let mut admin = Service::new("tokengate admin".to_string(), AdminApp { store, registry });
+        let mut admin = Service::new(
+            "tokengate admin".to_string(),
+            AdminApp {
+                store: store.clone(),
+                registry,
+            },
+        );
         admin.add_tcp(&addr.to_string());
         server.add_service(admin);
     }
@@ -105,5 +111,10 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         cfg.upstream.host,
         cfg.upstream.port
     );
-    server.run_forever()
+    // `run` returns once the services have drained, so what the store still
+    // holds in memory is written before the process exits.
+    server.run(RunArgs::default());
+    store.flush().context("flushing the store on shutdown")?;
+    log::info!("tokengate stopped");
+    Ok(())
 }

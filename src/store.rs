@@ -121,4 +121,10 @@ pub trait Store: Send + Sync {
 
     /// A cheap liveness probe for health endpoints.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Makes everything held in memory durable; called once when the gateway
+    /// stops. Stores that write everything at once have nothing to do.
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

@@ -109,3 +109,23 @@ fn tokens_and_uses_survive_stop_and_kill_9() {
         assert!(!gw.log().contains(&token.access_token));
     }
 }
+
+#[test]
+fn unlimited_token_statistics_are_written_on_a_clean_stop() {
+    let upstream = Upstream::echo();
+    let mut gw = Gateway::start(GatewayConfig::embedded_temp().upstream(&upstream.url()));
+    let url = format!("{}/v1/things", gw.url());
+    let (_, unlimited) = gw.admin().identity_with_token("member", json!({}));
+    for _ in 0..7 {
+        get_with_token(&url, &unlimited.access_token).expect_status(200);
+    }
+    // Statistics of unlimited tokens are kept in memory between flushes; a
+    // clean stop writes them straight away, whatever the flush timer says.
+    let status = gw.stop();
+    assert!(status.success(), "SIGTERM exit status: {status}");
+    assert!(gw.log().contains("tokengate stopped"), "{}", gw.log());
+    gw.restart();
+    let token = gw.admin().get_token(&unlimited.token_id);
+    assert_eq!(token["accessTokenNumUses"], 7, "{token}");
+    assert!(token["accessTokenLastUsedAt"].is_string(), "{token}");
+}

@@ -509,6 +509,10 @@ impl Store for EmbeddedStore {
         let _st = self.lock()?;
         self.inner.db.begin_read().map(drop).map_err(err)
     }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush()
+    }
 }
 
 impl EmbeddedStore {
