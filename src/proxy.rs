@@ -14,7 +14,7 @@ use crate::error::{error_json, new_request_id};
 use crate::metrics::Metrics;
 use crate::model::now_millis;
 use crate::store::{AuthRequest, Store};
-use crate::token::AccessToken;
+use crate::token::{AccessToken, Id};
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -39,6 +39,7 @@ pub struct Gateway {
     /// The Host header sent upstream: the upstream's own authority, as nginx
     /// does by default, so virtual hosts and TLS front ends route correctly.
     upstream_host: http::HeaderValue,
+    injected: headers::Injected,
 }
 
 /// What one request learned on its way through the filters.
@@ -50,8 +51,8 @@ pub struct Ctx {
 }
 
 struct Authenticated {
-    identity_id: String,
-    token_id: String,
+    identity_id: Id,
+    token_id: Id,
     grant: Grant,
     project: Option<String>,
 }
@@ -78,6 +79,7 @@ impl Gateway {
         };
         let upstream_host = http::HeaderValue::from_str(&authority)
             .unwrap_or_else(|_| http::HeaderValue::from_static("localhost"));
+        let injected = headers::Injected::new(&cfg.headers);
         Gateway {
             store,
             api,
@@ -85,6 +87,7 @@ impl Gateway {
             metrics,
             upstream,
             upstream_host,
+            injected,
         }
     }
 
@@ -324,8 +327,8 @@ impl ProxyHttp for Gateway {
         };
         ctx.outcome = "forwarded";
         ctx.auth = Some(Authenticated {
-            identity_id: token.identity_id.to_string(),
-            token_id: token.token_id.to_string(),
+            identity_id: token.identity_id,
+            token_id: token.token_id,
             grant,
             project,
         });
@@ -354,9 +357,9 @@ impl ProxyHttp for Gateway {
         if let Some(a) = &ctx.auth {
             headers::inject(
                 req,
-                &self.cfg.headers,
-                &a.identity_id,
-                &a.token_id,
+                &self.injected,
+                a.identity_id,
+                a.token_id,
                 &a.grant,
                 a.project.as_deref(),
             )?;

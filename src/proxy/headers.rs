@@ -3,6 +3,8 @@
 
 use crate::auth::Grant;
 use crate::config::HeaderNames;
+use crate::token::Id;
+use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 
@@ -45,19 +47,54 @@ fn value(s: &str) -> HeaderValue {
     })
 }
 
+/// The injected header names, prepared once: cloning `Bytes` shares the
+/// buffer, so each request pays nothing for them.
+#[derive(Debug, Clone)]
+pub struct Injected {
+    identity_id: Bytes,
+    identity_name: Bytes,
+    org_role: Bytes,
+    token_id: Bytes,
+    project_id: Bytes,
+    project_role: Bytes,
+}
+
+impl Injected {
+    pub fn new(names: &HeaderNames) -> Injected {
+        let b = |s: &str| Bytes::copy_from_slice(s.as_bytes());
+        Injected {
+            identity_id: b(&names.identity_id),
+            identity_name: b(&names.identity_name),
+            org_role: b(&names.org_role),
+            token_id: b(&names.token_id),
+            project_id: b(&names.project_id),
+            project_role: b(&names.project_role),
+        }
+    }
+}
+
+/// An id as a header value, formatted on the stack.
+fn id_value(id: Id) -> HeaderValue {
+    let mut buf = [0u8; 36];
+    let text = uuid::Uuid::from_bytes(id.0)
+        .hyphenated()
+        .encode_lower(&mut buf);
+    HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("?"))
+}
+
 /// Injects the identity (and project) of an authenticated request.
 pub fn inject(
     req: &mut RequestHeader,
-    names: &HeaderNames,
-    identity_id: &str,
-    token_id: &str,
+    names: &Injected,
+    identity_id: Id,
+    token_id: Id,
     grant: &Grant,
     project: Option<&str>,
 ) -> pingora::Result<()> {
-    req.insert_header(names.identity_id.clone(), value(identity_id))?;
+    req.insert_header(names.identity_id.clone(), id_value(identity_id))?;
     req.insert_header(names.identity_name.clone(), value(&grant.identity_name))?;
     req.insert_header(names.org_role.clone(), value(&grant.org_role))?;
-    req.insert_header(names.token_id.clone(), value(token_id))?;
+    req.insert_header(names.token_id.clone(), id_value(token_id))?;
     if let (Some(p), Some(roles)) = (project, &grant.project_roles) {
         req.insert_header(names.project_id.clone(), value(p))?;
         req.insert_header(names.project_role.clone(), value(roles))?;
@@ -109,9 +146,19 @@ mod tests {
             org_role: "member".into(),
             project_roles: Some("viewer".into()),
         };
-        inject(&mut req, &names(), "iid", "tid", &grant, Some("p1")).unwrap();
+        let (iid, tid) = (Id::random(), Id::random());
+        inject(
+            &mut req,
+            &Injected::new(&names()),
+            iid,
+            tid,
+            &grant,
+            Some("p1"),
+        )
+        .unwrap();
         let h = &req.headers;
-        assert_eq!(h["x-tokengate-identity-id"], "iid");
+        assert_eq!(h["x-tokengate-identity-id"], iid.to_string().as_str());
+        assert_eq!(h["x-tokengate-token-id"], tid.to_string().as_str());
         assert_eq!(h["x-tokengate-identity-name"], "ci?bot");
         assert_eq!(h["x-tokengate-project-role"], "viewer");
         assert_eq!(h["x-tokengate-project-id"], "p1");

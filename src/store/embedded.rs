@@ -268,20 +268,26 @@ impl Store for EmbeddedStore {
             req.required_role,
             project,
         );
-        let (Ok(_), Some(token)) = (&decision, token) else {
+        if decision.is_err() {
+            return Ok(decision);
+        }
+        let st = &mut *st;
+        let Some(token) = st.tokens.get_mut(&tid) else {
             return Ok(decision);
         };
-        let mut used = token.clone();
-        used.num_uses += 1;
-        used.last_used_at = Some(req.now);
-        if used.num_uses_limit > 0 {
-            // The use limit is a security decision: on disk before the answer.
-            blocking(|| commit(&self.inner.db, &[Write::Token(&used)]))?;
-            st.dirty.remove(&tid);
-        } else {
+        let before = (token.num_uses, token.last_used_at);
+        token.num_uses += 1;
+        token.last_used_at = Some(req.now);
+        if token.num_uses_limit == 0 {
             st.dirty.insert(tid);
+            return Ok(decision);
         }
-        st.tokens.insert(tid, used);
+        // The use limit is a security decision: on disk before the answer.
+        if let Err(e) = blocking(|| commit(&self.inner.db, &[Write::Token(token)])) {
+            (token.num_uses, token.last_used_at) = before;
+            return Err(e);
+        }
+        st.dirty.remove(&tid);
         Ok(decision)
     }
 
