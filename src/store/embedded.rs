@@ -10,8 +10,9 @@
 //! - a use of a limited token, and every management change, is committed
 //!   durably (fsync) before the answer, so it survives kill -9.
 //!
-//! Disk writes happen while the mutex is held, so they reach the file in the
-//! order their changes were made and an older snapshot never overwrites a newer one.
+//! Every commit holds a second, disk mutex, taken before the state mutex, so
+//! commits reach the file in the order their changes were made; the periodic
+//! flush holds only the disk mutex while it waits for fsync.
 
 use super::{AuthOutcome, AuthRequest, Page, PutMode, Store, StoreError};
 use crate::auth;
@@ -49,6 +50,11 @@ struct State {
 struct Inner {
     db: Database,
     state: Mutex<State>,
+    /// Held across every commit, and taken before `state`: commits then reach
+    /// the file in the order their snapshots were taken, so an older copy of a
+    /// record never overwrites a newer one, while the flush can write without
+    /// holding `state` (the request path never waits for its fsync).
+    disk: Mutex<()>,
 }
 
 pub struct EmbeddedStore {
@@ -190,6 +196,7 @@ impl EmbeddedStore {
         let inner = Arc::new(Inner {
             db,
             state: Mutex::new(state),
+            disk: Mutex::new(()),
         });
         let weak = Arc::downgrade(&inner);
         std::thread::Builder::new()
@@ -202,6 +209,12 @@ impl EmbeddedStore {
     fn lock(&self) -> Result<MutexGuard<'_, State>, StoreError> {
         self.inner.lock()
     }
+
+    /// The disk mutex, then the state mutex: for changes that are committed.
+    fn lock_for_write(&self) -> Result<(MutexGuard<'_, ()>, MutexGuard<'_, State>), StoreError> {
+        let disk = self.inner.disk.lock().unwrap_or_else(|p| p.into_inner());
+        Ok((disk, self.lock()?))
+    }
 }
 
 impl Inner {
@@ -211,20 +224,29 @@ impl Inner {
         Ok(self.state.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Writes the statistics of every dirty token.
+    /// Writes the statistics of every dirty token. The snapshot is taken
+    /// under both mutexes, the fsync happens under the disk mutex only.
     fn flush(&self) -> Result<(), StoreError> {
-        let mut st = self.lock()?;
-        if st.dirty.is_empty() {
+        let _disk = self.disk.lock().unwrap_or_else(|p| p.into_inner());
+        let snapshot: Vec<TokenRecord> = {
+            let mut st = self.lock()?;
+            let dirty = std::mem::take(&mut st.dirty);
+            dirty
+                .iter()
+                .filter_map(|id| st.tokens.get(id))
+                .cloned()
+                .collect()
+        };
+        if snapshot.is_empty() {
             return Ok(());
         }
-        let writes: Vec<Write<'_>> = st
-            .dirty
-            .iter()
-            .filter_map(|id| st.tokens.get(id))
-            .map(Write::Token)
-            .collect();
-        commit(&self.db, &writes)?;
-        st.dirty.clear();
+        let writes: Vec<Write<'_>> = snapshot.iter().map(Write::Token).collect();
+        if let Err(e) = commit(&self.db, &writes) {
+            // Not on disk yet: try again at the next flush.
+            let mut st = self.lock()?;
+            st.dirty.extend(snapshot.iter().map(|t| t.id));
+            return Err(e);
+        }
         Ok(())
     }
 }
@@ -254,45 +276,62 @@ impl Drop for EmbeddedStore {
 impl Store for EmbeddedStore {
     async fn authenticate(&self, req: &AuthRequest<'_>) -> Result<AuthOutcome, StoreError> {
         let (tid, iid) = (req.token.token_id, req.token.identity_id);
-        let mut st = self.lock()?;
-        let token = st.tokens.get(&tid).filter(|t| t.identity_id == iid);
-        let project = req
-            .project
-            .map(|p| st.memberships.get(&(p.to_string(), iid)));
-        let decision = auth::decide(
-            token,
-            st.identities.get(&iid),
-            &req.token.secret_hash(),
-            req.client_ip,
-            req.now,
-            req.required_role,
-            project,
-        );
+        let hash = req.token.secret_hash();
+        let decide = |st: &State| {
+            let project = req
+                .project
+                .map(|p| st.memberships.get(&(p.to_string(), iid)));
+            auth::decide(
+                st.tokens.get(&tid).filter(|t| t.identity_id == iid),
+                st.identities.get(&iid),
+                &hash,
+                req.client_ip,
+                req.now,
+                req.required_role,
+                project,
+            )
+        };
+        {
+            let mut st = self.lock()?;
+            let decision = decide(&st);
+            if decision.is_err() {
+                return Ok(decision);
+            }
+            let st = &mut *st;
+            let Some(token) = st.tokens.get_mut(&tid) else {
+                return Ok(decision);
+            };
+            if token.num_uses_limit == 0 {
+                // Statistics only: counted in memory, written by the next flush.
+                token.num_uses += 1;
+                token.last_used_at = Some(req.now);
+                st.dirty.insert(tid);
+                return Ok(decision);
+            }
+        }
+        // A limited token: the use is a security decision and goes to disk
+        // before the answer. Commits take the disk mutex first, so decide
+        // again under both mutexes.
+        let (_disk, mut st) = self.lock_for_write()?;
+        let decision = decide(&st);
         if decision.is_err() {
             return Ok(decision);
         }
-        let st = &mut *st;
         let Some(token) = st.tokens.get_mut(&tid) else {
             return Ok(decision);
         };
         let before = (token.num_uses, token.last_used_at);
         token.num_uses += 1;
         token.last_used_at = Some(req.now);
-        if token.num_uses_limit == 0 {
-            st.dirty.insert(tid);
-            return Ok(decision);
-        }
-        // The use limit is a security decision: on disk before the answer.
         if let Err(e) = blocking(|| commit(&self.inner.db, &[Write::Token(token)])) {
             (token.num_uses, token.last_used_at) = before;
             return Err(e);
         }
-        st.dirty.remove(&tid);
         Ok(decision)
     }
 
     async fn create_identity(&self, identity: &Identity) -> Result<(), StoreError> {
-        let mut st = self.lock()?;
+        let (_disk, mut st) = self.lock_for_write()?;
         blocking(|| commit(&self.inner.db, &[Write::Identity(identity)]))?;
         st.identities.insert(identity.id, identity.clone());
         Ok(())
@@ -303,7 +342,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn update_identity(&self, identity: &Identity) -> Result<bool, StoreError> {
-        let mut st = self.lock()?;
+        let (_disk, mut st) = self.lock_for_write()?;
         if !st.identities.contains_key(&identity.id) {
             return Ok(false);
         }
@@ -313,7 +352,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn delete_identity(&self, id: Id) -> Result<Option<Identity>, StoreError> {
-        let mut st = self.lock()?;
+        let (_disk, mut st) = self.lock_for_write()?;
         let Some(identity) = st.identities.get(&id).cloned() else {
             return Ok(None);
         };
@@ -363,7 +402,7 @@ impl Store for EmbeddedStore {
         cfg: &TokenAuthConfig,
         mode: PutMode,
     ) -> Result<bool, StoreError> {
-        let mut st = self.lock()?;
+        let (_disk, mut st) = self.lock_for_write()?;
         let exists = st.configs.contains_key(&cfg.identity_id);
         let ok = match mode {
             PutMode::Create => !exists && st.identities.contains_key(&cfg.identity_id),
@@ -381,7 +420,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn remove_token_auth(&self, identity: Id) -> Result<Option<TokenAuthConfig>, StoreError> {
-        let mut st = self.lock()?;
+        let (_disk, mut st) = self.lock_for_write()?;
         let Some(cfg) = st.configs.get(&identity).cloned() else {
             return Ok(None);
         };
@@ -407,7 +446,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn create_token(&self, token: &TokenRecord) -> Result<bool, StoreError> {
-        let mut st = self.lock()?;
+        let (_disk, mut st) = self.lock_for_write()?;
         if !st.configs.contains_key(&token.identity_id) {
             return Ok(false);
         }
@@ -456,7 +495,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn put_membership(&self, m: &Membership) -> Result<(), StoreError> {
-        let mut st = self.lock()?;
+        let (_disk, mut st) = self.lock_for_write()?;
         blocking(|| commit(&self.inner.db, &[Write::Membership(m)]))?;
         st.memberships
             .insert((m.project_id.clone(), m.identity_id), m.clone());
@@ -480,7 +519,7 @@ impl Store for EmbeddedStore {
         project: &str,
         identity: Id,
     ) -> Result<Option<Membership>, StoreError> {
-        let mut st = self.lock()?;
+        let (_disk, mut st) = self.lock_for_write()?;
         let key = (project.to_string(), identity);
         if !st.memberships.contains_key(&key) {
             return Ok(None);
@@ -528,7 +567,7 @@ impl EmbeddedStore {
         token_id: Id,
         change: impl FnOnce(&mut TokenRecord),
     ) -> Result<Option<TokenRecord>, StoreError> {
-        let mut st = self.lock()?;
+        let (_disk, mut st) = self.lock_for_write()?;
         let Some(mut t) = st.tokens.get(&token_id).cloned() else {
             return Ok(None);
         };
