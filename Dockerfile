@@ -13,9 +13,10 @@ FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/* \
     && useradd --system --home /var/lib/tokengate --create-home tokengate
 COPY --from=build /src/target/release/tokengate /usr/local/bin/tokengate
-COPY config/tokengate.yaml /etc/tokengate/tokengate.yaml
+COPY config/docker.yaml /etc/tokengate/tokengate.yaml
 USER tokengate
 WORKDIR /var/lib/tokengate
+VOLUME /var/lib/tokengate
 EXPOSE 8080 9090
 ENTRYPOINT ["tokengate"]
 CMD ["serve", "--config", "/etc/tokengate/tokengate.yaml"]
