@@ -37,6 +37,16 @@ pub struct AuthRequest<'a> {
 /// The outcome of a check: allowed (and counted) or refused (and not counted).
 pub type AuthOutcome = Result<Grant, Deny>;
 
+/// The outcome of `delete_identity`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deletion {
+    /// Deleted; this is what it was.
+    Deleted(Identity),
+    NotFound,
+    /// `hasDeleteProtection` is set: nothing was changed.
+    Protected,
+}
+
 /// Whether `put_token_auth` attaches a new configuration or changes the existing one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PutMode {
@@ -63,8 +73,9 @@ pub trait Store: Send + Sync {
     /// Replaces an existing identity; `false` when it does not exist.
     async fn update_identity(&self, identity: &Identity) -> Result<bool, StoreError>;
     /// Deletes the identity, its Token Auth configuration and memberships, and
-    /// revokes all its tokens in one step. Returns what was deleted.
-    async fn delete_identity(&self, id: Id) -> Result<Option<Identity>, StoreError>;
+    /// revokes all its tokens in one step, unless it has delete protection
+    /// (checked in the same step).
+    async fn delete_identity(&self, id: Id) -> Result<Deletion, StoreError>;
     /// Identities, oldest first.
     async fn list_identities(&self, offset: u64, limit: u64) -> Result<Page<Identity>, StoreError>;
 

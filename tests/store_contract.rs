@@ -16,7 +16,7 @@ use tokengate::model::{
 };
 use tokengate::store::embedded::EmbeddedStore;
 use tokengate::store::redis::{RedisSettings, RedisStore};
-use tokengate::store::{AuthOutcome, AuthRequest, PutMode, Store};
+use tokengate::store::{AuthOutcome, AuthRequest, Deletion, PutMode, Store};
 use tokengate::token::{AccessToken, Id};
 
 const T0: Millis = 1_800_000_000_000;
@@ -607,7 +607,9 @@ async fn deleting_an_identity_removes_everything(s: &dyn Store) {
         updated_at: T0,
     };
     s.put_membership(&m).await.unwrap();
-    let gone = s.delete_identity(rec.identity_id).await.unwrap().unwrap();
+    let Deletion::Deleted(gone) = s.delete_identity(rec.identity_id).await.unwrap() else {
+        panic!("the identity should be deleted");
+    };
     assert_eq!(gone.id, rec.identity_id);
     assert_eq!(
         auth(s, &t, "10.0.0.1", T0, None).await,
@@ -618,7 +620,10 @@ async fn deleting_an_identity_removes_everything(s: &dyn Store) {
     assert_eq!(s.get_token_auth(rec.identity_id).await.unwrap(), None);
     assert_eq!(s.list_memberships("pz", 0, 10).await.unwrap().total, 0);
     assert_eq!(s.list_identities(0, 10).await.unwrap().total, 0);
-    assert_eq!(s.delete_identity(rec.identity_id).await.unwrap(), None);
+    assert_eq!(
+        s.delete_identity(rec.identity_id).await.unwrap(),
+        Deletion::NotFound
+    );
 }
 
 async fn offsets_past_the_end_give_empty_pages(s: &dyn Store) {
@@ -653,6 +658,28 @@ async fn required_org_role_refuses_without_consuming(s: &dyn Store) {
     s.update_identity(&ident).await.unwrap();
     assert!(s.authenticate(&ask(Some("admin"))).await.unwrap().is_ok());
     assert_eq!(uses(s, &t).await, 1);
+}
+
+async fn delete_protection_is_checked_in_the_same_step(s: &dyn Store) {
+    let (t, rec) = setup(s, |_| {}).await;
+    let mut ident = s.get_identity(rec.identity_id).await.unwrap().unwrap();
+    ident.has_delete_protection = true;
+    s.update_identity(&ident).await.unwrap();
+    assert_eq!(
+        s.delete_identity(ident.id).await.unwrap(),
+        Deletion::Protected
+    );
+    assert!(s.get_identity(ident.id).await.unwrap().is_some());
+    assert!(
+        auth(s, &t, "10.0.0.1", T0, None).await.is_ok(),
+        "nothing was revoked"
+    );
+    ident.has_delete_protection = false;
+    s.update_identity(&ident).await.unwrap();
+    assert!(matches!(
+        s.delete_identity(ident.id).await.unwrap(),
+        Deletion::Deleted(_)
+    ));
 }
 
 async fn ping_answers(s: &dyn Store) {
@@ -724,5 +751,6 @@ contract!(
     deleting_an_identity_removes_everything,
     offsets_past_the_end_give_empty_pages,
     required_org_role_refuses_without_consuming,
+    delete_protection_is_checked_in_the_same_step,
     ping_answers,
 );

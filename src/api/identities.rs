@@ -7,7 +7,7 @@ use super::reply::{ok, ApiError, Keyed};
 use super::views::{IdentityList, IdentityView};
 use super::{ApiResponse, Ctx};
 use crate::model::Identity;
-use crate::store::Store;
+use crate::store::{Deletion, Store};
 use crate::token::Id;
 
 /// Org role of an identity created without one: no access until granted.
@@ -104,19 +104,25 @@ pub(crate) async fn update(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiEr
 pub(crate) async fn delete(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiError> {
     let identity = load(cx.store, raw).await?;
     cx.caller.may_act_on(&identity.role)?;
-    if identity.has_delete_protection {
-        return Err(ApiError::bad_request(format!(
-            "identity {} has delete protection; turn hasDeleteProtection off first",
-            identity.id
-        )));
-    }
     // Reported as it was just before deletion.
     let had_token_auth = has_token_auth(cx.store, identity.id).await?;
-    let deleted = cx
-        .store
-        .delete_identity(identity.id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("identity {} not found", identity.id)))?;
+    // The store checks the protection in the same step as the deletion, so a
+    // protection turned on concurrently is never bypassed.
+    let deleted = match cx.store.delete_identity(identity.id).await? {
+        Deletion::Deleted(identity) => identity,
+        Deletion::Protected => {
+            return Err(ApiError::bad_request(format!(
+                "identity {} has delete protection; turn hasDeleteProtection off first",
+                identity.id
+            )))
+        }
+        Deletion::NotFound => {
+            return Err(ApiError::not_found(format!(
+                "identity {} not found",
+                identity.id
+            )))
+        }
+    };
     log::info!(
         "{}: {} deleted identity {} and revoked its tokens",
         cx.req.req_id,

@@ -14,7 +14,7 @@
 //! commits reach the file in the order their changes were made; the periodic
 //! flush holds only the disk mutex while it waits for fsync.
 
-use super::{AuthOutcome, AuthRequest, Page, PutMode, Store, StoreError};
+use super::{AuthOutcome, AuthRequest, Deletion, Page, PutMode, Store, StoreError};
 use crate::auth;
 use crate::model::{Identity, Membership, Millis, TokenAuthConfig, TokenRecord};
 use crate::token::Id;
@@ -351,11 +351,14 @@ impl Store for EmbeddedStore {
         Ok(true)
     }
 
-    async fn delete_identity(&self, id: Id) -> Result<Option<Identity>, StoreError> {
+    async fn delete_identity(&self, id: Id) -> Result<Deletion, StoreError> {
         let (_disk, mut st) = self.lock_for_write()?;
         let Some(identity) = st.identities.get(&id).cloned() else {
-            return Ok(None);
+            return Ok(Deletion::NotFound);
         };
+        if identity.has_delete_protection {
+            return Ok(Deletion::Protected);
+        }
         let tokens: Vec<Id> = st
             .tokens
             .values()
@@ -386,7 +389,7 @@ impl Store for EmbeddedStore {
         for k in &memberships {
             st.memberships.remove(k);
         }
-        Ok(Some(identity))
+        Ok(Deletion::Deleted(identity))
     }
 
     async fn list_identities(&self, offset: u64, limit: u64) -> Result<Page<Identity>, StoreError> {

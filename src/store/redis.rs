@@ -4,7 +4,7 @@
 //! identity list, token id -> identity, project -> identities) live outside
 //! that slot and are only touched by the management API.
 
-use super::{AuthOutcome, AuthRequest, Page, PutMode, Store, StoreError};
+use super::{AuthOutcome, AuthRequest, Deletion, Page, PutMode, Store, StoreError};
 use crate::auth::{Deny, Grant};
 use crate::model::{Identity, Membership, Millis, TokenAuthConfig, TokenRecord};
 use crate::token::{Id, SecretHash};
@@ -60,12 +60,15 @@ static REMOVE_CONFIG: LazyLock<redis::Script> = LazyLock::new(|| {
 });
 static DELETE_IDENTITY: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
-        "local tids = redis.call('ZRANGE', KEYS[3], 0, -1)
+        "local protected = redis.call('HGET', KEYS[1], 'p')
+         if not protected then return {0, {}, {}} end
+         if protected == '1' then return {2, {}, {}} end
+         local tids = redis.call('ZRANGE', KEYS[3], 0, -1)
          local projects = redis.call('SMEMBERS', KEYS[4])
          for _, tid in ipairs(tids) do redis.call('DEL', ARGV[1] .. 't:' .. tid) end
          for _, p in ipairs(projects) do redis.call('DEL', ARGV[1] .. 'm:' .. p) end
          redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-         return {tids, projects}",
+         return {1, tids, projects}",
     )
 });
 
@@ -498,9 +501,9 @@ impl Store for RedisStore {
         Ok(n == 1)
     }
 
-    async fn delete_identity(&self, id: Id) -> Result<Option<Identity>, StoreError> {
+    async fn delete_identity(&self, id: Id) -> Result<Deletion, StoreError> {
         let Some(identity) = self.get_identity(id).await? else {
-            return Ok(None);
+            return Ok(Deletion::NotFound);
         };
         let mut inv = DELETE_IDENTITY.prepare_invoke();
         inv.key(identity_key(id))
@@ -508,7 +511,13 @@ impl Store for RedisStore {
             .key(token_list_key(id))
             .key(identity_projects_key(id))
             .arg(prefix(id));
-        let (tids, projects): (Vec<String>, Vec<String>) = self.script(&inv).await?;
+        // The script re-checks existence and protection: it is the atomic step.
+        let (status, tids, projects): (i64, Vec<String>, Vec<String>) = self.script(&inv).await?;
+        match status {
+            1 => {}
+            2 => return Ok(Deletion::Protected),
+            _ => return Ok(Deletion::NotFound),
+        }
         // The identity's own slot is already clean; now the global indexes.
         let mut cmds = vec![redis::cmd("ZREM").arg(IDENTITIES).arg(id.hex()).clone()];
         if !tids.is_empty() {
@@ -523,7 +532,7 @@ impl Store for RedisStore {
             );
         }
         self.run_each(&cmds).await?;
-        Ok(Some(identity))
+        Ok(Deletion::Deleted(identity))
     }
 
     async fn list_identities(&self, offset: u64, limit: u64) -> Result<Page<Identity>, StoreError> {

@@ -4,7 +4,7 @@
 use super::super::{Api, Route};
 use super::*;
 use crate::model::{Identity, Membership, TokenAuthConfig, TokenRecord};
-use crate::store::{AuthOutcome, Page, PutMode, StoreError};
+use crate::store::{AuthOutcome, Deletion, Page, PutMode, StoreError};
 use crate::token::Id;
 use async_trait::async_trait;
 
@@ -142,7 +142,7 @@ impl Store for DownStore {
     async fn update_identity(&self, _: &Identity) -> Result<bool, StoreError> {
         down()
     }
-    async fn delete_identity(&self, _: Id) -> Result<Option<Identity>, StoreError> {
+    async fn delete_identity(&self, _: Id) -> Result<Deletion, StoreError> {
         down()
     }
     async fn list_identities(&self, _: u64, _: u64) -> Result<Page<Identity>, StoreError> {
