@@ -110,8 +110,9 @@ pub trait Store: Send + Sync {
     /// Sets `lastRenewedAt` of an existing token; `false` if it does not exist.
     async fn set_renewed(&self, token_id: Id, at: Millis) -> Result<bool, StoreError>;
 
-    /// Creates or replaces the membership of `m.identity_id` in `m.project_id`.
-    async fn put_membership(&self, m: &Membership) -> Result<(), StoreError>;
+    /// Creates or replaces the membership of `m.identity_id` in `m.project_id`;
+    /// `false` (and nothing written) when the identity does not exist.
+    async fn put_membership(&self, m: &Membership) -> Result<bool, StoreError>;
     async fn get_membership(
         &self,
         project: &str,

@@ -405,7 +405,7 @@ async fn project_membership_in_the_same_step(s: &dyn Store) {
         created_at: T0,
         updated_at: T0,
     };
-    s.put_membership(&m).await.unwrap();
+    assert!(s.put_membership(&m).await.unwrap());
     let g = auth(s, &t, "10.0.0.1", T0 + 1, Some("proj-a"))
         .await
         .unwrap();
@@ -419,7 +419,7 @@ async fn project_membership_in_the_same_step(s: &dyn Store) {
         Err(Deny::NoProjectAccess)
     );
     m.roles = vec![grant("admin", Some((T0, T0 + 1000)))];
-    s.put_membership(&m).await.unwrap();
+    assert!(s.put_membership(&m).await.unwrap());
     assert!(auth(s, &t, "10.0.0.1", T0 + 999, Some("proj-a"))
         .await
         .is_ok());
@@ -428,7 +428,7 @@ async fn project_membership_in_the_same_step(s: &dyn Store) {
         Err(Deny::NoProjectAccess)
     );
     m.roles = vec![grant("no-access", None)];
-    s.put_membership(&m).await.unwrap();
+    assert!(s.put_membership(&m).await.unwrap());
     assert_eq!(
         auth(s, &t, "10.0.0.1", T0, Some("proj-a")).await,
         Err(Deny::NoProjectAccess)
@@ -451,7 +451,7 @@ async fn membership_crud_and_listing(s: &dyn Store) {
             created_at: T0 + i as u64,
             updated_at: T0,
         };
-        s.put_membership(&m).await.unwrap();
+        assert!(s.put_membership(&m).await.unwrap());
     }
     let page = s.list_memberships("p1", 0, 10).await.unwrap();
     assert_eq!(page.total, 2);
@@ -606,7 +606,7 @@ async fn deleting_an_identity_removes_everything(s: &dyn Store) {
         created_at: T0,
         updated_at: T0,
     };
-    s.put_membership(&m).await.unwrap();
+    assert!(s.put_membership(&m).await.unwrap());
     let Deletion::Deleted(gone) = s.delete_identity(rec.identity_id).await.unwrap() else {
         panic!("the identity should be deleted");
     };
@@ -682,6 +682,25 @@ async fn delete_protection_is_checked_in_the_same_step(s: &dyn Store) {
     ));
 }
 
+async fn memberships_need_an_existing_identity(s: &dyn Store) {
+    let ghost = Membership {
+        id: Id::random(),
+        project_id: "p-ghost".into(),
+        identity_id: Id::random(),
+        roles: vec![grant("admin", None)],
+        created_at: T0,
+        updated_at: T0,
+    };
+    assert!(!s.put_membership(&ghost).await.unwrap());
+    assert_eq!(
+        s.get_membership("p-ghost", ghost.identity_id)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(s.list_memberships("p-ghost", 0, 10).await.unwrap().total, 0);
+}
+
 async fn ping_answers(s: &dyn Store) {
     s.ping().await.unwrap();
 }
@@ -752,5 +771,6 @@ contract!(
     offsets_past_the_end_give_empty_pages,
     required_org_role_refuses_without_consuming,
     delete_protection_is_checked_in_the_same_step,
+    memberships_need_an_existing_identity,
     ping_answers,
 );

@@ -128,7 +128,12 @@ async fn put(
     identity: &Identity,
     verb: &str,
 ) -> Result<ApiResponse, ApiError> {
-    cx.store.put_membership(m).await?;
+    if !cx.store.put_membership(m).await? {
+        return Err(ApiError::not_found(format!(
+            "identity {} not found",
+            identity.id
+        )));
+    }
     log::info!(
         "{}: {} {verb} membership of identity {} in project {}",
         cx.req.req_id,

@@ -497,12 +497,15 @@ impl Store for EmbeddedStore {
             .is_some())
     }
 
-    async fn put_membership(&self, m: &Membership) -> Result<(), StoreError> {
+    async fn put_membership(&self, m: &Membership) -> Result<bool, StoreError> {
         let (_disk, mut st) = self.lock_for_write()?;
+        if !st.identities.contains_key(&m.identity_id) {
+            return Ok(false);
+        }
         blocking(|| commit(&self.inner.db, &[Write::Membership(m)]))?;
         st.memberships
             .insert((m.project_id.clone(), m.identity_id), m.clone());
-        Ok(())
+        Ok(true)
     }
 
     async fn get_membership(

@@ -45,6 +45,13 @@ static CREATE_TOKEN: LazyLock<redis::Script> = LazyLock::new(|| {
          redis.call('ZADD', KEYS[3], ARGV[1], ARGV[2]) return 1",
     )
 });
+static PUT_MEMBERSHIP: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+         redis.call('HSET', KEYS[2], 'j', ARGV[1], 'g', ARGV[2])
+         redis.call('SADD', KEYS[3], ARGV[3]) return 1",
+    )
+});
 // Keys built inside these two scripts share the identity's hash tag, so they
 // are in the same slot as the declared keys.
 static REMOVE_CONFIG: LazyLock<redis::Script> = LazyLock::new(|| {
@@ -671,29 +678,30 @@ impl Store for RedisStore {
         self.hset_token(token_id, &[("r", &at.to_string())]).await
     }
 
-    async fn put_membership(&self, m: &Membership) -> Result<(), StoreError> {
+    async fn put_membership(&self, m: &Membership) -> Result<bool, StoreError> {
         let iid = m.identity_id;
-        // The membership first: it is what the request path reads.
-        self.run_each(&[
-            redis::cmd("HSET")
-                .arg(membership_key(iid, &m.project_id))
-                .arg("j")
-                .arg(to_json(m)?)
-                .arg("g")
-                .arg(encode_grants(m))
-                .clone(),
-            redis::cmd("SADD")
-                .arg(identity_projects_key(iid))
-                .arg(&m.project_id)
-                .clone(),
+        // The identity's slot first, atomically with the identity's existence:
+        // it is what the request path reads. Then the project's index.
+        let mut inv = PUT_MEMBERSHIP.prepare_invoke();
+        inv.key(identity_key(iid))
+            .key(membership_key(iid, &m.project_id))
+            .key(identity_projects_key(iid))
+            .arg(to_json(m)?)
+            .arg(encode_grants(m))
+            .arg(&m.project_id);
+        let written: i64 = self.script(&inv).await?;
+        if written == 0 {
+            return Ok(false);
+        }
+        self.query::<()>(
             redis::cmd("ZADD")
                 .arg(project_key(&m.project_id))
                 .arg("NX")
                 .arg(m.created_at)
-                .arg(iid.hex())
-                .clone(),
-        ])
-        .await
+                .arg(iid.hex()),
+        )
+        .await?;
+        Ok(true)
     }
 
     async fn get_membership(

@@ -175,7 +175,7 @@ impl Store for DownStore {
     async fn set_renewed(&self, _: Id, _: Millis) -> Result<bool, StoreError> {
         down()
     }
-    async fn put_membership(&self, _: &Membership) -> Result<(), StoreError> {
+    async fn put_membership(&self, _: &Membership) -> Result<bool, StoreError> {
         down()
     }
     async fn get_membership(&self, _: &str, _: Id) -> Result<Option<Membership>, StoreError> {
