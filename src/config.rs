@@ -34,6 +34,9 @@ pub struct Upstream {
     pub port: u16,
     pub sni: String,
     pub tls_verify: bool,
+    /// PEM file of the CAs that sign the upstream's certificate; the system's
+    /// roots when unset.
+    pub ca_file: Option<PathBuf>,
     pub connect_timeout_ms: u64,
     pub read_timeout_ms: u64,
 }
@@ -155,6 +158,7 @@ struct UpstreamFile {
     #[serde(default = "yes")]
     tls_verify: bool,
     sni: Option<String>,
+    ca_file: Option<PathBuf>,
     #[serde(default = "default_connect")]
     connect_timeout_ms: i64,
     #[serde(default = "default_read")]
@@ -497,6 +501,7 @@ fn unreachable_upstream() -> Upstream {
         port: 0,
         sni: String::new(),
         tls_verify: true,
+        ca_file: None,
         connect_timeout_ms: 0,
         read_timeout_ms: 0,
     }
@@ -541,6 +546,9 @@ fn validate_upstream(p: &mut Problems, u: &UpstreamFile) -> Option<Upstream> {
     let port = url
         .port_or_known_default()
         .unwrap_or(if tls { 443 } else { 80 });
+    if u.ca_file.is_some() && !tls {
+        p.add("upstream.ca_file", "only applies to an https:// upstream");
+    }
     let sni = u.sni.clone().unwrap_or_else(|| host.clone());
     Some(Upstream {
         tls,
@@ -548,6 +556,7 @@ fn validate_upstream(p: &mut Problems, u: &UpstreamFile) -> Option<Upstream> {
         port,
         sni,
         tls_verify: u.tls_verify,
+        ca_file: u.ca_file.clone(),
         connect_timeout_ms: connect,
         read_timeout_ms: read,
     })
@@ -759,6 +768,22 @@ mod tests {
             "{MINIMAL}store: {{kind: embedded, url: 'redis://a:1'}}\n"
         ));
         assert!(e.contains("store.url"), "{e}");
+    }
+
+    #[test]
+    fn ca_file_needs_https() {
+        let e = errors(
+            "server: {listen: ['127.0.0.1:1']}\nupstream: {url: 'http://a', ca_file: /x.pem}\n",
+        );
+        assert!(e.contains("upstream.ca_file"), "{e}");
+        let c = parse(
+            "server: {listen: ['127.0.0.1:1']}\nupstream: {url: 'https://a', ca_file: /x.pem}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.upstream.ca_file.as_deref(),
+            Some(std::path::Path::new("/x.pem"))
+        );
     }
 
     #[test]

@@ -72,8 +72,18 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     let registry = prometheus::Registry::new();
     let metrics = Arc::new(Metrics::register(&registry)?);
 
+    if let Some(ca) = &cfg.upstream.ca_file {
+        std::fs::metadata(ca)
+            .with_context(|| format!("upstream.ca_file: cannot read {}", ca.display()))?;
+    }
     let conf = ServerConf {
         threads: cfg.threads,
+        // Pingora's connector trusts exactly these CAs for upstream TLS.
+        ca_file: cfg
+            .upstream
+            .ca_file
+            .as_ref()
+            .map(|p| p.display().to_string()),
         grace_period_seconds: Some(cfg.grace_period_seconds),
         graceful_shutdown_timeout_seconds: Some(cfg.grace_period_seconds.max(1)),
         ..ServerConf::default()
