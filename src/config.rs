@@ -218,7 +218,7 @@ fn default_retries() -> i64 {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ProjectFile {
-    #[serde(default)]
+    #[serde(default = "default_sources")]
     sources: Vec<SourceFile>,
     #[serde(default = "default_body")]
     max_body_bytes: i64,
@@ -227,10 +227,31 @@ struct ProjectFile {
 impl Default for ProjectFile {
     fn default() -> Self {
         ProjectFile {
-            sources: Vec::new(),
+            sources: default_sources(),
             max_body_bytes: default_body(),
         }
     }
+}
+
+/// Where Infisical's APIs carry the project. The default, so that leaving
+/// `project` out of a config never silently turns membership checks off;
+/// `sources: []` does that explicitly.
+fn default_sources() -> Vec<SourceFile> {
+    let src = |kind: &str, v: &str| SourceFile {
+        path: (kind == "path").then(|| v.to_string()),
+        query: (kind == "query").then(|| v.to_string()),
+        header: (kind == "header").then(|| v.to_string()),
+        body: (kind == "body").then(|| v.to_string()),
+    };
+    vec![
+        src("path", "/api/v1/projects/{projectId}"),
+        src("path", "/api/v2/workspace/{projectId}"),
+        src("query", "workspaceId"),
+        src("query", "projectId"),
+        src("header", "x-project-id"),
+        src("body", "workspaceId"),
+        src("body", "projectId"),
+    ]
 }
 
 fn default_body() -> i64 {
@@ -713,6 +734,10 @@ mod tests {
         assert_eq!(c.headers.identity_id, "x-tokengate-identity-id");
         assert!(!c.forward_authorization);
         assert_eq!(c.upstream.port, 3000);
+        // Membership checks are on unless turned off explicitly.
+        assert_eq!(c.project_sources.len(), 7);
+        let off = parse(&format!("{MINIMAL}project: {{sources: []}}\n")).unwrap();
+        assert!(off.project_sources.is_empty());
     }
 
     #[test]
