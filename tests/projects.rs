@@ -341,3 +341,43 @@ fn temporary_role_ends_redis() {
 fn temporary_role_ends_embedded() {
     case_temporary_role(GatewayConfig::embedded_temp());
 }
+
+/// A chunked body (no Content-Length) is read to find its project and reaches
+/// the upstream whole; a body over `max_body_bytes` is refused with 413 and
+/// nothing is forwarded.
+#[test]
+fn chunked_and_oversized_bodies() {
+    let s = Setup::new(GatewayConfig::embedded_temp().max_body_bytes(1024));
+    s.admin
+        .add_membership("p-chunked", &s.identity, json!({"role": "viewer"}));
+    let body = r#"{"secretValue": "v", "workspaceId": "p-chunked"}"#;
+    let (head, tail) = body.split_at(20);
+    let raw = format!(
+        "POST /api/v3/secrets/raw/NAME HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+         {:x}\r\n{head}\r\n{:x}\r\n{tail}\r\n0\r\n\r\n",
+        bearer(&s.token.access_token),
+        head.len(),
+        tail.len()
+    );
+    let resp = raw_http_resp(&s.gw.addr(), &raw);
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let rec = s.upstream.last();
+    assert_project(&rec, "p-chunked", "viewer");
+    assert_eq!(rec.body_str(), body);
+
+    let count = s.upstream.count();
+    let big = format!(
+        r#"{{"workspaceId": "p-chunked", "pad": "{}"}}"#,
+        "x".repeat(2000)
+    );
+    let resp = s.send(
+        "POST",
+        "/api/v3/secrets/raw/NAME",
+        &[("Content-Type", "application/json")],
+        Some(&big),
+    );
+    assert_eq!(resp.status, 413, "{}", resp.body);
+    assert_eq!(resp.json()["error"], "PayloadTooLarge");
+    assert_eq!(s.upstream.count(), count, "an oversized body was forwarded");
+}
