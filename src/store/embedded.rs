@@ -22,8 +22,9 @@ use async_trait::async_trait;
 use redb::{Database, ReadableTable, TableDefinition};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Duration;
+use tokio::sync::oneshot;
 
 /// How long a use of an unlimited token may stay in memory before it is on disk.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
@@ -55,6 +56,17 @@ struct Inner {
     /// record never overwrites a newer one, while the flush can write without
     /// holding `state` (the request path never waits for its fsync).
     disk: Mutex<()>,
+    /// Limited-token uses counted in memory and waiting for the group commit.
+    pending: Mutex<Pending>,
+    /// Wakes the group-commit thread.
+    wake: Condvar,
+}
+
+/// Uses waiting to be made durable, and the requests waiting on them.
+#[derive(Default)]
+struct Pending {
+    tokens: HashSet<Id>,
+    waiters: Vec<oneshot::Sender<Result<(), StoreError>>>,
 }
 
 pub struct EmbeddedStore {
@@ -197,11 +209,18 @@ impl EmbeddedStore {
             db,
             state: Mutex::new(state),
             disk: Mutex::new(()),
+            pending: Mutex::new(Pending::default()),
+            wake: Condvar::new(),
         });
         let weak = Arc::downgrade(&inner);
         std::thread::Builder::new()
             .name("tokengate-flush".into())
             .spawn(move || flush_loop(weak))
+            .map_err(err)?;
+        let weak = Arc::downgrade(&inner);
+        std::thread::Builder::new()
+            .name("tokengate-commit".into())
+            .spawn(move || group_commit_loop(weak))
             .map_err(err)?;
         Ok(EmbeddedStore { inner })
     }
@@ -248,6 +267,58 @@ impl Inner {
             return Err(e);
         }
         Ok(())
+    }
+}
+
+impl Inner {
+    /// Commits every pending limited-token use in one transaction (one fsync
+    /// for all the requests that arrived meanwhile), then answers their waiters.
+    fn group_commit(&self) {
+        let _disk = self.disk.lock().unwrap_or_else(|p| p.into_inner());
+        let Pending { tokens, waiters } = {
+            let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::take(&mut *p)
+        };
+        if waiters.is_empty() {
+            return;
+        }
+        let result = self.lock().and_then(|st| {
+            let snapshot: Vec<TokenRecord> = tokens
+                .iter()
+                .filter_map(|id| st.tokens.get(id))
+                .cloned()
+                .collect();
+            drop(st);
+            let writes: Vec<Write<'_>> = snapshot.iter().map(Write::Token).collect();
+            commit(&self.db, &writes)
+        });
+        if result.is_err() {
+            // The uses stay counted in memory (their requests are refused);
+            // the periodic flush retries writing them.
+            if let Ok(mut st) = self.lock() {
+                st.dirty.extend(tokens);
+            }
+        }
+        for w in waiters {
+            let _ = w.send(result.clone());
+        }
+    }
+}
+
+/// Commits limited-token uses as they arrive; ends when the store is dropped.
+fn group_commit_loop(inner: Weak<Inner>) {
+    loop {
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        {
+            let p = inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+            if p.waiters.is_empty() {
+                // Bounded wait, so the thread notices when the store is gone.
+                let _ = inner.wake.wait_timeout(p, Duration::from_millis(100));
+            }
+        }
+        inner.group_commit();
     }
 }
 
@@ -309,25 +380,34 @@ impl Store for EmbeddedStore {
                 return Ok(decision);
             }
         }
-        // A limited token: the use is a security decision and goes to disk
-        // before the answer. Commits take the disk mutex first, so decide
-        // again under both mutexes.
-        let (_disk, mut st) = self.lock_for_write()?;
-        let decision = decide(&st);
-        if decision.is_err() {
-            return Ok(decision);
-        }
-        let Some(token) = st.tokens.get_mut(&tid) else {
-            return Ok(decision);
+        // A limited token: the use is a security decision and is on disk
+        // before the answer. It is counted in memory now (so concurrent
+        // requests see it) and made durable by the group commit, which writes
+        // every use that arrived meanwhile with one fsync.
+        let durable = {
+            let mut st = self.lock()?;
+            let decision = decide(&st);
+            if decision.is_err() {
+                return Ok(decision);
+            }
+            let Some(token) = st.tokens.get_mut(&tid) else {
+                return Ok(decision);
+            };
+            token.num_uses += 1;
+            token.last_used_at = Some(req.now);
+            let (tx, rx) = oneshot::channel();
+            let mut p = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+            p.tokens.insert(tid);
+            p.waiters.push(tx);
+            self.inner.wake.notify_one();
+            (decision, rx)
         };
-        let before = (token.num_uses, token.last_used_at);
-        token.num_uses += 1;
-        token.last_used_at = Some(req.now);
-        if let Err(e) = blocking(|| commit(&self.inner.db, &[Write::Token(token)])) {
-            (token.num_uses, token.last_used_at) = before;
-            return Err(e);
+        let (decision, rx) = durable;
+        match rx.await {
+            Ok(Ok(())) => Ok(decision),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(StoreError::Unavailable("the group commit stopped".into())),
         }
-        Ok(decision)
     }
 
     async fn create_identity(&self, identity: &Identity) -> Result<(), StoreError> {
