@@ -75,10 +75,12 @@ pub struct HeaderNames {
     pub token_id: String,
     pub project_id: String,
     pub project_role: String,
+    /// The client address tokengate resolved (peer or trusted X-Forwarded-For).
+    pub client_ip: String,
 }
 
 impl HeaderNames {
-    pub fn all(&self) -> [&str; 6] {
+    pub fn all(&self) -> [&str; 7] {
         [
             &self.identity_id,
             &self.identity_name,
@@ -86,6 +88,7 @@ impl HeaderNames {
             &self.token_id,
             &self.project_id,
             &self.project_role,
+            &self.client_ip,
         ]
     }
 }
@@ -282,6 +285,8 @@ struct HeadersFile {
     project_id: String,
     #[serde(default = "h_project_role")]
     project_role: String,
+    #[serde(default = "h_client_ip")]
+    client_ip: String,
     #[serde(default)]
     forward_authorization: bool,
 }
@@ -295,6 +300,7 @@ impl Default for HeadersFile {
             token_id: h_token_id(),
             project_id: h_project_id(),
             project_role: h_project_role(),
+            client_ip: h_client_ip(),
             forward_authorization: false,
         }
     }
@@ -314,6 +320,9 @@ fn h_token_id() -> String {
 }
 fn h_project_id() -> String {
     "x-tokengate-project-id".into()
+}
+fn h_client_ip() -> String {
+    "x-tokengate-client-ip".into()
 }
 fn h_project_role() -> String {
     "x-tokengate-project-role".into()
@@ -477,6 +486,7 @@ fn validate(f: File) -> Result<Config, ConfigError> {
         token_id: p.header("headers.token_id", &h.token_id),
         project_id: p.header("headers.project_id", &h.project_id),
         project_role: p.header("headers.project_role", &h.project_role),
+        client_ip: p.header("headers.client_ip", &h.client_ip),
     };
     let names = headers.all();
     for (i, n) in names.iter().enumerate() {

@@ -55,6 +55,7 @@ struct Authenticated {
     token_id: Id,
     grant: Grant,
     project: Option<String>,
+    client_ip: IpAddr,
 }
 
 impl Gateway {
@@ -331,6 +332,7 @@ impl ProxyHttp for Gateway {
             token_id: token.token_id,
             grant,
             project,
+            client_ip,
         });
         Ok(false)
     }
@@ -355,14 +357,14 @@ impl ProxyHttp for Gateway {
         headers::strip(req, &self.cfg.headers, self.cfg.forward_authorization);
         req.insert_header(http::header::HOST, self.upstream_host.clone())?;
         if let Some(a) = &ctx.auth {
-            headers::inject(
-                req,
-                &self.injected,
-                a.identity_id,
-                a.token_id,
-                &a.grant,
-                a.project.as_deref(),
-            )?;
+            let caller = headers::Caller {
+                identity_id: a.identity_id,
+                token_id: a.token_id,
+                grant: &a.grant,
+                project: a.project.as_deref(),
+                client_ip: a.client_ip,
+            };
+            headers::inject(req, &self.injected, &caller)?;
         }
         Ok(())
     }

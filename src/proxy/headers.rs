@@ -7,6 +7,7 @@ use crate::token::Id;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
+use std::net::IpAddr;
 
 /// True when `name` (lowercase, as the http crate keeps it) is a spelling of an injected header.
 fn is_injected(name: &str, names: &HeaderNames) -> bool {
@@ -57,6 +58,7 @@ pub struct Injected {
     token_id: Bytes,
     project_id: Bytes,
     project_role: Bytes,
+    client_ip: Bytes,
 }
 
 impl Injected {
@@ -69,6 +71,7 @@ impl Injected {
             token_id: b(&names.token_id),
             project_id: b(&names.project_id),
             project_role: b(&names.project_role),
+            client_ip: b(&names.client_ip),
         }
     }
 }
@@ -82,15 +85,18 @@ fn id_value(id: Id) -> HeaderValue {
     HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("?"))
 }
 
+/// The caller of an authenticated request, as the upstream is told.
+pub struct Caller<'a> {
+    pub identity_id: Id,
+    pub token_id: Id,
+    pub grant: &'a Grant,
+    pub project: Option<&'a str>,
+    pub client_ip: IpAddr,
+}
+
 /// Injects the identity (and project) of an authenticated request.
-pub fn inject(
-    req: &mut RequestHeader,
-    names: &Injected,
-    identity_id: Id,
-    token_id: Id,
-    grant: &Grant,
-    project: Option<&str>,
-) -> pingora::Result<()> {
+pub fn inject(req: &mut RequestHeader, names: &Injected, c: &Caller<'_>) -> pingora::Result<()> {
+    let (identity_id, token_id, grant, project) = (c.identity_id, c.token_id, c.grant, c.project);
     req.insert_header(names.identity_id.clone(), id_value(identity_id))?;
     req.insert_header(names.identity_name.clone(), value(&grant.identity_name))?;
     req.insert_header(names.org_role.clone(), value(&grant.org_role))?;
@@ -99,6 +105,7 @@ pub fn inject(
         req.insert_header(names.project_id.clone(), value(p))?;
         req.insert_header(names.project_role.clone(), value(roles))?;
     }
+    req.insert_header(names.client_ip.clone(), value(&c.client_ip.to_string()))?;
     Ok(())
 }
 
@@ -147,20 +154,20 @@ mod tests {
             project_roles: Some("viewer".into()),
         };
         let (iid, tid) = (Id::random(), Id::random());
-        inject(
-            &mut req,
-            &Injected::new(&names()),
-            iid,
-            tid,
-            &grant,
-            Some("p1"),
-        )
-        .unwrap();
+        let caller = Caller {
+            identity_id: iid,
+            token_id: tid,
+            grant: &grant,
+            project: Some("p1"),
+            client_ip: "10.1.2.3".parse().unwrap(),
+        };
+        inject(&mut req, &Injected::new(&names()), &caller).unwrap();
         let h = &req.headers;
         assert_eq!(h["x-tokengate-identity-id"], iid.to_string().as_str());
         assert_eq!(h["x-tokengate-token-id"], tid.to_string().as_str());
         assert_eq!(h["x-tokengate-identity-name"], "ci?bot");
         assert_eq!(h["x-tokengate-project-role"], "viewer");
         assert_eq!(h["x-tokengate-project-id"], "p1");
+        assert_eq!(h["x-tokengate-client-ip"], "10.1.2.3");
     }
 }
