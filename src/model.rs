@@ -258,9 +258,15 @@ pub fn parse_temporary_range(s: &str) -> Option<u64> {
     n.checked_mul(unit_ms).filter(|&v| v > 0)
 }
 
-/// Formats milliseconds since the epoch as RFC 3339 UTC with milliseconds.
+/// The last instant RFC 3339 can write with a four-digit year:
+/// 9999-12-31T23:59:59.999Z. Later timestamps are refused where they enter.
+pub const MAX_TIMESTAMP: Millis = 253_402_300_799_999;
+
+/// Formats milliseconds since the epoch as RFC 3339 UTC with milliseconds
+/// (clamped to `MAX_TIMESTAMP`, so it never fails).
 pub fn rfc3339(ms: Millis) -> String {
-    let t = time::OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(ms as i64);
+    let ms = ms.min(MAX_TIMESTAMP) as i64;
+    let t = time::OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(ms);
     let f = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     );
@@ -388,6 +394,8 @@ mod tests {
     #[test]
     fn timestamps() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(MAX_TIMESTAMP), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(u64::MAX), "9999-12-31T23:59:59.999Z");
         assert_eq!(parse_rfc3339("1970-01-01T00:00:01.500Z"), Some(1500));
     }
 }

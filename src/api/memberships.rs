@@ -10,6 +10,7 @@ use super::{ApiResponse, Ctx};
 use crate::model::Millis;
 use crate::model::{
     parse_rfc3339, parse_temporary_range, FieldError, Identity, Membership, RoleGrant,
+    MAX_TIMESTAMP,
 };
 use crate::store::Store;
 use crate::token::Id;
@@ -67,7 +68,7 @@ fn grant(f: &Fields<'_>) -> Result<RoleGrant, FieldError> {
     })?;
     let end = start
         .checked_add(range_ms)
-        .filter(|&e| i64::try_from(e).is_ok())
+        .filter(|&e| e <= MAX_TIMESTAMP)
         .ok_or_else(|| FieldError::new(&f.path("temporaryRange"), "ends too far in the future"))?;
     g.is_temporary = true;
     g.temporary_mode = Some(RELATIVE.to_string());

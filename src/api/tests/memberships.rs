@@ -189,6 +189,17 @@ async fn validation() {
             "roles[1].temporaryAccessStartTime",
         ),
         (tmp(json!({"isTemporary": "yes"})), "roles[1].isTemporary"),
+        // An end past year 9999 cannot be written as RFC 3339: refused, never a panic.
+        (
+            tmp(
+                json!({"temporaryRange": "1h", "temporaryAccessStartTime": "9999-12-31T23:59:59Z"}),
+            ),
+            "roles[1].temporaryRange",
+        ),
+        (
+            tmp(json!({"temporaryRange": "100000y"})),
+            "roles[1].temporaryRange",
+        ),
     ] {
         let r = h.admin("POST", &path("p1", &id), body.clone()).await;
         assert_invalid(&r, field);
