@@ -122,7 +122,10 @@ fn case_untrusted_peer(cfg: GatewayConfig) {
     admin.update_token_auth(&id, trusted_for("127.0.0.2"));
     let bare = admin.create_token(&id, "bare");
     allowed(&gw, &upstream, &bare, "127.0.0.2", &[]);
-    assert_eq!(upstream.last().header("x-tokengate-client-ip"), Some("127.0.0.2"));
+    assert_eq!(
+        upstream.last().header("x-tokengate-client-ip"),
+        Some("127.0.0.2")
+    );
     refused_for_ip(&gw, &upstream, &bare, "127.0.0.1", &[], "127.0.0.1");
     admin.update_token_auth(&id, trusted_for("127.0.0.0/30"));
     let block = admin.create_token(&id, "block");
@@ -174,7 +177,10 @@ fn case_trusted_proxy(cfg: GatewayConfig) {
     allowed(&gw, &upstream, &far, "127.0.0.1", &["127.0.0.9, 10.1.2.3"]);
     allowed(&gw, &upstream, &far, "127.0.0.1", &["6.6.6.6, 10.1.2.3"]);
     // The upstream is told the address tokengate resolved, not what the client claimed.
-    assert_eq!(upstream.last().header("x-tokengate-client-ip"), Some("10.1.2.3"));
+    assert_eq!(
+        upstream.last().header("x-tokengate-client-ip"),
+        Some("10.1.2.3")
+    );
     // Trusted hops on the right are skipped.
     allowed(&gw, &upstream, &far, "127.0.0.1", &["10.1.2.3, 127.0.0.1"]);
     // Several header lines form one list, in order.
