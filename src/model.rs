@@ -106,18 +106,44 @@ impl TokenAuthConfig {
 }
 
 /// Parses a trusted-IP entry: an address (a /32 or /128) or a CIDR block.
+/// IPv4-mapped IPv6 entries (`::ffff:10.0.0.0/104`) become the IPv4 block they
+/// mean: clients are compared in their canonical form, so a mapped entry would
+/// otherwise never match anyone.
 pub fn parse_trusted_ip(s: &str) -> Result<IpNet, FieldError> {
     let s = s.trim();
-    if let Ok(net) = s.parse::<IpNet>() {
-        return Ok(net.trunc());
+    let net = match s.parse::<IpNet>() {
+        Ok(net) => net.trunc(),
+        Err(_) => match s.parse::<std::net::IpAddr>() {
+            Ok(ip) => IpNet::from(ip),
+            Err(_) => {
+                return Err(FieldError::new(
+                    "accessTokenTrustedIps",
+                    format!("'{}' is not an IP address or CIDR block", shorten(s)),
+                ))
+            }
+        },
+    };
+    Ok(canonical_net(net))
+}
+
+fn canonical_net(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.network().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+                .map(IpNet::V4)
+                .unwrap_or(net),
+            None => net,
+        },
+        _ => net,
     }
-    if let Ok(ip) = s.parse::<std::net::IpAddr>() {
-        return Ok(IpNet::from(ip));
+}
+
+/// Client-supplied text as it may appear in an error message: at most 64 characters.
+pub fn shorten(s: &str) -> std::borrow::Cow<'_, str> {
+    match s.char_indices().nth(64) {
+        Some((i, _)) => format!("{}...", &s[..i]).into(),
+        None => s.into(),
     }
-    Err(FieldError::new(
-        "accessTokenTrustedIps",
-        format!("'{s}' is not an IP address or CIDR block"),
-    ))
 }
 
 /// One access token as stored: the configuration copied at creation, the
@@ -361,6 +387,17 @@ mod tests {
         assert_eq!(parse_trusted_ip("::1").unwrap().to_string(), "::1/128");
         let e = parse_trusted_ip("10.0.0.300").unwrap_err();
         assert!(e.message.contains("10.0.0.300"));
+        assert_eq!(
+            parse_trusted_ip("::ffff:10.1.2.3/104").unwrap().to_string(),
+            "10.0.0.0/8"
+        );
+        assert_eq!(
+            parse_trusted_ip("::ffff:127.0.0.1").unwrap().to_string(),
+            "127.0.0.1/32"
+        );
+        assert_eq!(parse_trusted_ip("::/0").unwrap().to_string(), "::/0");
+        let long = "x".repeat(100_000);
+        assert!(parse_trusted_ip(&long).unwrap_err().message.len() < 150);
     }
 
     #[test]

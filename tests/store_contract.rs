@@ -701,6 +701,22 @@ async fn memberships_need_an_existing_identity(s: &dyn Store) {
     assert_eq!(s.list_memberships("p-ghost", 0, 10).await.unwrap().total, 0);
 }
 
+async fn trusted_ips_read_back_exactly(s: &dyn Store) {
+    // Whatever the API lets through, the record must survive the store: an
+    // IPv6 net over the v4-mapped range included (stores never reinterpret it).
+    let nets: Vec<ipnet::IpNet> = vec![
+        "::ffff:10.0.0.0/104".parse().unwrap(),
+        "10.0.0.0/8".parse().unwrap(),
+        "2001:db8::/32".parse().unwrap(),
+    ];
+    let (t, rec) = setup(s, |r| r.trusted_ips = nets.clone()).await;
+    let back = s.get_token(t.token_id).await.unwrap().unwrap();
+    assert_eq!(back, rec);
+    assert!(auth(s, &t, "10.9.9.9", T0, None).await.is_ok());
+    assert!(s.revoke_token(t.token_id).await.unwrap());
+    assert_eq!(auth(s, &t, "10.9.9.9", T0, None).await, Err(Deny::Revoked));
+}
+
 async fn ping_answers(s: &dyn Store) {
     s.ping().await.unwrap();
 }
@@ -772,5 +788,6 @@ contract!(
     required_org_role_refuses_without_consuming,
     delete_protection_is_checked_in_the_same_step,
     memberships_need_an_existing_identity,
+    trusted_ips_read_back_exactly,
     ping_answers,
 );

@@ -262,10 +262,22 @@ pub fn pack_ip(ip: IpAddr) -> [u8; 17] {
     out
 }
 
+/// Trusted nets keep their own family (no canonicalisation, unlike client
+/// IPs), so every entry reads back exactly as written.
 fn pack_nets(nets: &[IpNet]) -> Vec<u8> {
     let mut out = Vec::with_capacity(nets.len() * 18);
     for n in nets {
-        out.extend_from_slice(&pack_ip(n.network()));
+        match n {
+            IpNet::V4(v4) => {
+                out.push(4);
+                out.extend_from_slice(&v4.network().octets());
+                out.extend_from_slice(&[0; 12]);
+            }
+            IpNet::V6(v6) => {
+                out.push(6);
+                out.extend_from_slice(&v6.network().octets());
+            }
+        }
         out.push(n.prefix_len());
     }
     out
