@@ -5,6 +5,7 @@
 
 pub mod client_ip;
 pub mod headers;
+pub mod path;
 pub mod project;
 
 use crate::api::{Api, ApiRequest};
@@ -220,8 +221,13 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        // 1. The gateway's own API, then routes that need no token.
+        // 1. A path that could mean something else upstream is refused, then
+        //    the gateway's own API, then routes that need no token.
         let path = session.req_header().uri.path();
+        if let Err(why) = path::check(path) {
+            ctx.outcome = "bad_request";
+            return self.reject(session, ctx, 400, why).await;
+        }
         if Api::is_management_path(path) {
             return self.serve_management(session, ctx).await;
         }
@@ -229,7 +235,7 @@ impl ProxyHttp for Gateway {
             .cfg
             .public_routes
             .iter()
-            .any(|p| path.starts_with(p.as_str()))
+            .any(|p| path::is_under(path, p))
         {
             ctx.outcome = "public";
             return Ok(false);
