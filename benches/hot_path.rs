@@ -96,7 +96,7 @@ fn bench(c: &mut Criterion) {
                 black_box("/api/v3/secrets/raw"),
                 Some("environment=dev&workspaceId=p1"),
                 &headers,
-                None,
+                project::Body::None,
             )
         })
     });

@@ -130,9 +130,10 @@ impl Gateway {
         client_ip::client_ip(peer, xff, &self.cfg.trusted_proxies)
     }
 
-    /// Reads the whole request body, at most `limit` bytes; `None` when larger.
-    /// Retry buffering keeps what was read so Pingora still forwards it, byte for byte.
-    async fn read_body(session: &mut Session, limit: usize) -> Result<Option<Vec<u8>>> {
+    /// Reads the whole request body, at most `limit` bytes. Retry buffering
+    /// keeps what was read so Pingora still forwards it, byte for byte.
+    /// Failures are the client's (a bad chunk, a stalled upload), never the upstream's.
+    async fn read_body(session: &mut Session, limit: usize) -> BodyRead {
         let declared = session
             .req_header()
             .headers
@@ -140,25 +141,32 @@ impl Gateway {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
         if declared.is_some_and(|n| n > limit) {
-            return Ok(None);
+            return BodyRead::Refused(413, "request body too large");
         }
         session.as_downstream_mut().enable_retry_buffering();
-        let mut body = Vec::with_capacity(declared.unwrap_or(0));
-        while let Some(chunk) = session.as_downstream_mut().read_request_body().await? {
-            if body.len() + chunk.len() > limit {
-                return Ok(None);
+        let mut body = Vec::with_capacity(declared.unwrap_or(0).min(limit));
+        loop {
+            match session.as_downstream_mut().read_request_body().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > limit {
+                        return BodyRead::Refused(413, "request body too large");
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => return BodyRead::Complete(body),
+                Err(e) if matches!(e.etype(), ErrorType::ReadTimedout) => {
+                    return BodyRead::Refused(408, "request body timed out")
+                }
+                Err(_) => return BodyRead::Refused(400, "malformed request body"),
             }
-            body.extend_from_slice(&chunk);
         }
-        Ok(Some(body))
     }
 
     async fn serve_management(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         ctx.outcome = "management";
-        let Some(body) = Self::read_body(session, MAX_MANAGEMENT_BODY).await? else {
-            return self
-                .reject(session, ctx, 413, "request body too large")
-                .await;
+        let body = match Self::read_body(session, MAX_MANAGEMENT_BODY).await {
+            BodyRead::Complete(body) => body,
+            BodyRead::Refused(status, why) => return self.reject(session, ctx, status, why).await,
         };
         let client_ip = self.client_ip(session);
         let req_id = new_request_id();
@@ -180,6 +188,35 @@ impl Gateway {
         log::info!("{req_id} {} {} -> {}", req.method, req.path, resp.status);
         write_json(session, resp.status, resp.body).await?;
         Ok(true)
+    }
+}
+
+/// The request body, or why it could not be read.
+enum BodyRead {
+    Complete(Vec<u8>),
+    Refused(u16, &'static str),
+}
+
+/// True when the body is JSON by its Content-Type, or says nothing (the
+/// upstream may still parse it as JSON, so the gateway reads it too).
+fn is_json_body(req: &RequestHeader) -> bool {
+    match req
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .map(|v| v.to_str())
+    {
+        None => true,
+        Some(Err(_)) => false,
+        Some(Ok(ct)) => {
+            let media = ct
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            media == "application/json"
+                || (media.starts_with("application/") && media.ends_with("+json"))
+        }
     }
 }
 
@@ -251,53 +288,58 @@ impl ProxyHttp for Gateway {
         let client_ip = self.client_ip(session);
 
         // 5 (resolved early so the store sees it in the same atomic step as 4).
-        let h = session.req_header();
-        let mut project = match project::resolve(
-            &self.cfg.project_sources,
-            h.uri.path(),
-            h.uri.query(),
-            &h.headers,
-            None,
-        ) {
-            Resolution::Project(p) => Some(p.into_owned()),
-            Resolution::NoProject => None,
-            Resolution::NeedsBody => None,
-        };
-        if project.is_none()
-            && self
-                .cfg
-                .project_sources
-                .iter()
-                .any(|s| matches!(s, crate::config::ProjectSource::Body(_)))
+        //   Every source is read, the body too when one names a body field.
+        let body = if project::wants_body(&self.cfg.project_sources)
+            && is_json_body(session.req_header())
             && !session.as_downstream_mut().is_body_empty()
         {
-            let Some(body) = Self::read_body(session, self.cfg.max_body_bytes).await? else {
-                return self
-                    .reject(
-                        session,
-                        ctx,
-                        413,
-                        "request body too large to find its project",
-                    )
-                    .await;
-            };
+            match Self::read_body(session, self.cfg.max_body_bytes).await {
+                BodyRead::Complete(body) => Some(body),
+                BodyRead::Refused(413, _) => {
+                    return self
+                        .reject(
+                            session,
+                            ctx,
+                            413,
+                            "request body too large to find its project",
+                        )
+                        .await
+                }
+                BodyRead::Refused(status, why) => {
+                    return self.reject(session, ctx, status, why).await
+                }
+            }
+        } else {
+            None
+        };
+        let resolved: std::result::Result<Option<String>, &'static str> = {
             let h = session.req_header();
-            if let Resolution::Project(p) = project::resolve(
+            let body = body
+                .as_deref()
+                .map_or(project::Body::None, project::Body::Json);
+            match project::resolve(
                 &self.cfg.project_sources,
                 h.uri.path(),
                 h.uri.query(),
                 &h.headers,
-                Some(&body),
+                body,
             ) {
-                project = Some(p.into_owned());
+                Err(project::InvalidJson) => Err("request body is not valid JSON"),
+                Ok(Resolution::Conflict) => Err("request names more than one project"),
+                Ok(Resolution::Project(p)) if !project::is_valid_project_id(&p) => {
+                    Err("invalid project id")
+                }
+                Ok(Resolution::Project(p)) => Ok(Some(p.into_owned())),
+                Ok(Resolution::NoProject) => Ok(None),
             }
-        }
-        if let Some(p) = &project {
-            if !project::is_valid_project_id(p) {
+        };
+        let project = match resolved {
+            Ok(p) => p,
+            Err(why) => {
                 ctx.outcome = "bad_request";
-                return self.reject(session, ctx, 400, "invalid project id").await;
+                return self.reject(session, ctx, 400, why).await;
             }
-        }
+        };
 
         // 4. One atomic check-and-consume, project membership included.
         let started = Instant::now();
@@ -376,17 +418,20 @@ impl ProxyHttp for Gateway {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
-        let code = match e.etype() {
-            ErrorType::HTTPStatus(code) => *code,
-            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => 504,
-            _ => match e.esource() {
-                ErrorSource::Upstream => 502,
-                ErrorSource::Downstream => match e.etype() {
-                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
-                    _ => 400,
-                },
-                ErrorSource::Internal | ErrorSource::Unset => 502,
-            },
+        // The client's side first: its mistakes and stalls are not upstream failures.
+        let code = match (e.esource(), e.etype()) {
+            (_, ErrorType::HTTPStatus(code)) => *code,
+            (ErrorSource::Downstream, ErrorType::ReadTimedout) => 408,
+            (
+                ErrorSource::Downstream,
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed,
+            ) => 0,
+            (ErrorSource::Downstream, _) => 400,
+            (
+                _,
+                ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout,
+            ) => 504,
+            _ => 502,
         };
         if code >= 500 {
             self.metrics.upstream_errors.inc();
@@ -396,6 +441,7 @@ impl ProxyHttp for Gateway {
             let message = match code {
                 504 => "upstream timed out",
                 502 => "upstream unreachable or failed",
+                408 => "request timed out",
                 _ => "bad request",
             };
             let req_id = new_request_id();

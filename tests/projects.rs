@@ -195,23 +195,61 @@ fn case_sources(cfg: GatewayConfig) {
     assert_project(&rec, "p1", "viewer");
     assert_eq!(rec.body_str(), body);
 
-    // The first source that yields a value wins: path before query, query
-    // before header, header before body.
-    let rec = s.forwarded("GET", "/api/v1/projects/p1/x?workspaceId=p2", &[], None);
-    assert_project(&rec, "p1", "viewer");
-    let rec = s.forwarded(
-        "GET",
-        "/api/v1/things?workspaceId=p1",
-        &[("x-project-id", "p2")],
-        None,
-    );
-    assert_project(&rec, "p1", "viewer");
-    let rec = s.forwarded(
+    // Sources that disagree are refused: the gateway would check one project
+    // while the upstream might act on the other. Nothing is forwarded or counted.
+    let count = s.upstream.count();
+    let used = uses(&s.admin, &s.token.token_id);
+    for (method, path, headers, body) in [
+        ("GET", "/api/v1/projects/p1/x?workspaceId=p2", vec![], None),
+        (
+            "GET",
+            "/api/v1/things?workspaceId=p1",
+            vec![("x-project-id", "p2")],
+            None,
+        ),
+        (
+            "GET",
+            "/api/v3/secrets/raw?workspaceId=p1&workspaceId=p2",
+            vec![],
+            None,
+        ),
+        (
+            "GET",
+            "/api/v3/secrets/raw?workspaceId=p1&projectId=p2",
+            vec![],
+            None,
+        ),
+        (
+            "POST",
+            "/api/v3/secrets/raw/FIRST",
+            vec![("x-project-id", "p1")],
+            Some(r#"{"workspaceId":"p2"}"#),
+        ),
+        (
+            "POST",
+            "/api/v3/secrets/raw/BOTH",
+            vec![],
+            Some(r#"{"workspaceId":"p1","projectId":"p2"}"#),
+        ),
+    ] {
+        let resp = s.send(method, path, &headers, body);
+        assert_eq!(
+            resp.expect_error(400),
+            "request names more than one project",
+            "{method} {path} {headers:?} {body:?}"
+        );
+    }
+    let resp = s.send(
         "POST",
-        "/api/v3/secrets/raw/FIRST",
-        &[("x-project-id", "p1")],
-        Some(r#"{"workspaceId":"p2"}"#),
+        "/api/v3/secrets/raw/BAD",
+        &[("Content-Type", "application/json")],
+        Some("{\"workspaceId\": \"p2\"} trailing"),
     );
+    assert_eq!(resp.expect_error(400), "request body is not valid JSON");
+    assert_eq!(s.upstream.count(), count, "a refused request was forwarded");
+    assert_eq!(uses(&s.admin, &s.token.token_id), used);
+    // Sources that agree are one project.
+    let rec = s.forwarded("GET", "/api/v1/projects/p1/x?workspaceId=p1", &[], None);
     assert_project(&rec, "p1", "viewer");
 
     // No project anywhere (a nested field does not count): forwarded without project headers.
@@ -222,7 +260,7 @@ fn case_sources(cfg: GatewayConfig) {
     assert_no_project(&rec);
     assert_eq!(rec.body_str(), body);
 
-    assert_eq!(uses(&s.admin, &s.token.token_id), 14);
+    assert_eq!(uses(&s.admin, &s.token.token_id), 12);
 }
 
 #[test]
