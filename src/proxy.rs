@@ -126,7 +126,8 @@ impl Gateway {
             .headers
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|v| v.to_str().ok());
+            // A value that is not text is garbage, which stops the walk (never skipped).
+            .map(|v| v.to_str().unwrap_or("?"));
         client_ip::client_ip(peer, xff, &self.cfg.trusted_proxies)
     }
 
