@@ -206,9 +206,12 @@ impl TokenRecord {
         }
     }
 
-    /// Seconds of life left at `now` (0 when expired, `None` when unbounded).
+    /// Seconds of life left at `now`, rounded up so a live token never reads
+    /// 0 (which the API uses for "never expires"); 0 when expired, `None` when
+    /// unbounded.
     pub fn seconds_left(&self, now: Millis) -> Option<u64> {
-        self.expiry().map(|e| e.at.saturating_sub(now) / 1000)
+        self.expiry()
+            .map(|e| e.at.saturating_sub(now).div_ceil(1000))
     }
 }
 
@@ -349,6 +352,15 @@ mod tests {
         p.last_renewed_at = Some(2_000_000);
         assert_eq!(p.expiry().unwrap().at, 2_060_000);
         assert_eq!(token(0, 20, 0).expiry().unwrap().at, 1_020_000);
+    }
+
+    #[test]
+    fn seconds_left_rounds_up() {
+        let t = token(10, 0, 0);
+        assert_eq!(t.seconds_left(1_000_000), Some(10));
+        assert_eq!(t.seconds_left(1_009_999), Some(1), "alive for 1 ms more");
+        assert_eq!(t.seconds_left(1_010_000), Some(0));
+        assert_eq!(token(0, 0, 0).seconds_left(1_000_000), None);
     }
 
     #[test]
