@@ -100,7 +100,8 @@ upstream: {url: "http://127.0.0.1:$UP_PORT"}
 store: $store
 public_routes: ["/public"]
 YAML
-    (cd "$WORK" && RUST_LOG=warn "$BIN" serve --config "$WORK/$name.yaml" >"$WORK/$name.log" 2>&1) &
+    # exec, so the PID recorded below is the gateway's and the cleanup stops it.
+    (cd "$WORK" && RUST_LOG=warn exec "$BIN" serve --config "$WORK/$name.yaml" >"$WORK/$name.log" 2>&1) &
     PIDS+=($!)
     wait_port "$GW_PORT"
 }
