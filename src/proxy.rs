@@ -240,14 +240,8 @@ fn bearer_token(req: &RequestHeader) -> std::result::Result<AccessToken, &'stati
     let value = value
         .to_str()
         .map_err(|_| "malformed Authorization header")?;
-    let (scheme, token) = value
-        .trim()
-        .split_once(' ')
-        .ok_or("Authorization must be 'Bearer <token>'")?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err("Authorization must be 'Bearer <token>'");
-    }
-    AccessToken::parse(token.trim()).map_err(|_| "malformed access token")
+    let token = crate::token::bearer(value).ok_or("Authorization must be 'Bearer <token>'")?;
+    AccessToken::parse(token).map_err(|_| "malformed access token")
 }
 
 #[async_trait]

@@ -179,6 +179,14 @@ fn checksum(payload: &[u8]) -> [u8; 4] {
     [d[0], d[1], d[2], d[3]]
 }
 
+/// The credential of an `Authorization: Bearer <credential>` value (scheme in
+/// any case, surrounding spaces ignored); `None` for any other shape.
+pub fn bearer(authorization: &str) -> Option<&str> {
+    let (scheme, cred) = authorization.trim().split_once(' ')?;
+    let cred = cred.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !cred.is_empty()).then_some(cred)
+}
+
 /// Fills `buf` from the operating system's CSPRNG.
 pub fn fill_random(buf: &mut [u8]) {
     // Without OS randomness no token can be safe, so there is nothing sensible to fall back to.
@@ -234,6 +242,15 @@ mod tests {
             assert!(!shown.contains(body));
             assert!(shown.contains(&t.token_id.to_string()));
         }
+    }
+
+    #[test]
+    fn bearer_parsing() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer   abc "), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearer "), None);
+        assert_eq!(bearer("Bearer"), None);
     }
 
     #[test]

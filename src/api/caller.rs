@@ -7,7 +7,7 @@ use super::ApiRequest;
 use crate::auth::Deny;
 use crate::model::org_role_rank;
 use crate::store::{AuthRequest, Store};
-use crate::token::{AccessToken, Id};
+use crate::token::{self, AccessToken, Id};
 use sha2::{Digest, Sha256};
 use std::fmt;
 use subtle::ConstantTimeEq;
@@ -61,21 +61,15 @@ impl Caller {
     }
 }
 
-/// The credential of `Authorization: Bearer <credential>` (scheme in any case).
-fn bearer(header: Option<&str>) -> Option<&str> {
-    let (scheme, cred) = header?.trim().split_once(' ')?;
-    let cred = cred.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !cred.is_empty()).then_some(cred)
-}
-
-/// Decides who is calling. A token counts as one use and must pass the same
-/// checks (expiry, trusted IPs, use limit) as on the request path.
+/// Decides who is calling. A token must pass the same checks (expiry,
+/// trusted IPs, use limit) as on the request path, plus the admin role, and
+/// counts as one use only when all of them pass.
 pub(crate) async fn authorize(
     store: &dyn Store,
     admin_key_hash: Option<&[u8; 32]>,
     req: &ApiRequest<'_>,
 ) -> Result<Caller, ApiError> {
-    let cred = bearer(req.authorization).ok_or_else(|| {
+    let cred = req.authorization.and_then(token::bearer).ok_or_else(|| {
         ApiError::unauthorized(
             "missing or malformed Authorization header; expected 'Bearer <token>'",
         )
@@ -124,16 +118,6 @@ mod tests {
             id: Id([1; 16]),
             role: role.into(),
         }
-    }
-
-    #[test]
-    fn bearer_parsing() {
-        assert_eq!(bearer(Some("Bearer abc")), Some("abc"));
-        assert_eq!(bearer(Some("bearer   abc ")), Some("abc"));
-        assert_eq!(bearer(Some("Basic abc")), None);
-        assert_eq!(bearer(Some("Bearer ")), None);
-        assert_eq!(bearer(Some("Bearer")), None);
-        assert_eq!(bearer(None), None);
     }
 
     // The admin-only gate means every identity caller today ranks at the top,
