@@ -501,9 +501,10 @@ fn validate(f: File) -> Result<Config, ConfigError> {
         }
     }
 
-    if !p.0.is_empty() {
+    // A missing upstream or store always comes with a recorded problem.
+    let (Some(upstream), Some(store), true) = (upstream, store, p.0.is_empty()) else {
         return Err(ConfigError(p.0));
-    }
+    };
     Ok(Config {
         listen,
         threads,
@@ -511,10 +512,8 @@ fn validate(f: File) -> Result<Config, ConfigError> {
         admin_listen,
         admin_key_env: f.admin.api_key_env.clone(),
         admin_key_file: f.admin.api_key_file.clone(),
-        upstream: upstream.unwrap_or_else(unreachable_upstream),
-        store: store.unwrap_or(StoreConfig::Embedded {
-            path: PathBuf::new(),
-        }),
+        upstream,
+        store,
         trusted_proxies,
         public_routes: f.public_routes,
         project_sources,
@@ -522,20 +521,6 @@ fn validate(f: File) -> Result<Config, ConfigError> {
         headers,
         forward_authorization: h.forward_authorization,
     })
-}
-
-// Only reached when a problem was already recorded; never returned to callers.
-fn unreachable_upstream() -> Upstream {
-    Upstream {
-        tls: false,
-        host: String::new(),
-        port: 0,
-        sni: String::new(),
-        tls_verify: true,
-        ca_file: None,
-        connect_timeout_ms: 0,
-        read_timeout_ms: 0,
-    }
 }
 
 fn validate_upstream(p: &mut Problems, u: &UpstreamFile) -> Option<Upstream> {
