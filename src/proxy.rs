@@ -41,6 +41,8 @@ pub struct Gateway {
     /// does by default, so virtual hosts and TLS front ends route correctly.
     upstream_host: http::HeaderValue,
     injected: headers::Injected,
+    /// Whether a project source names a body field (then JSON bodies are read).
+    reads_body: bool,
 }
 
 /// What one request learned on its way through the filters.
@@ -82,6 +84,7 @@ impl Gateway {
         let upstream_host = http::HeaderValue::from_str(&authority)
             .unwrap_or_else(|_| http::HeaderValue::from_static("localhost"));
         let injected = headers::Injected::new(&cfg.headers);
+        let reads_body = project::wants_body(&cfg.project_sources);
         Gateway {
             store,
             api,
@@ -90,6 +93,7 @@ impl Gateway {
             upstream,
             upstream_host,
             injected,
+            reads_body,
         }
     }
 
@@ -284,7 +288,7 @@ impl ProxyHttp for Gateway {
 
         // 5 (resolved early so the store sees it in the same atomic step as 4).
         //   Every source is read, the body too when one names a body field.
-        let body = if project::wants_body(&self.cfg.project_sources)
+        let body = if self.reads_body
             && is_json_body(session.req_header())
             && !session.as_downstream_mut().is_body_empty()
         {

@@ -67,14 +67,8 @@ pub fn resolve<'a>(
                     see(Cow::Borrowed(p));
                 }
             }
-            ProjectSource::Query(name) => {
-                let pairs = url::form_urlencoded::parse(query.unwrap_or("").as_bytes());
-                for (k, v) in pairs {
-                    if k == name.as_str() {
-                        see(Cow::Owned(v.into_owned()));
-                    }
-                }
-            }
+            // All query sources are read in the one pass below.
+            ProjectSource::Query(_) => {}
             ProjectSource::Header(name) => {
                 for v in headers.get_all(name.as_str()) {
                     // A value that is not text cannot be compared: it names "some" project.
@@ -93,6 +87,18 @@ pub fn resolve<'a>(
                         other => see(Cow::Owned(other.to_string())),
                     }
                 }
+            }
+        }
+    }
+    // The query string is parsed once; values borrow from it unless decoded.
+    if let Some(q) = query.filter(|_| sources.iter().any(|s| matches!(s, ProjectSource::Query(_))))
+    {
+        for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
+            if sources
+                .iter()
+                .any(|s| matches!(s, ProjectSource::Query(n) if *n == k))
+            {
+                see(v);
             }
         }
     }
