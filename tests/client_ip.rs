@@ -9,13 +9,6 @@ use common::net::{bearer, raw_http_from};
 use common::*;
 use serde_json::json;
 
-fn uses(admin: &Admin, token_id: &str) -> u64 {
-    let token = admin.get_token(token_id);
-    token["accessTokenNumUses"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("accessTokenNumUses is not a number: {token}"))
-}
-
 fn trusted_for(cidr: &str) -> serde_json::Value {
     json!({"accessTokenTrustedIps": [{"ipAddress": cidr}]})
 }
@@ -48,7 +41,7 @@ fn refused_for_ip(
 ) {
     let admin = gw.admin();
     let count = upstream.count();
-    let used = uses(&admin, &token.token_id);
+    let used = admin.uses(&token.token_id);
     let resp = request(gw, from, &token.access_token, xff);
     assert_eq!(
         resp.expect_error(403),
@@ -58,7 +51,7 @@ fn refused_for_ip(
     assert!(!resp.body.contains(&token.access_token));
     assert_eq!(upstream.count(), count, "a refused request was forwarded");
     assert_eq!(
-        uses(&admin, &token.token_id),
+        admin.uses(&token.token_id),
         used,
         "a request refused for its IP consumed a use (from {from}, X-Forwarded-For {xff:?})"
     );
@@ -69,7 +62,7 @@ fn refused_for_ip(
 fn allowed(gw: &Gateway, upstream: &Upstream, token: &CreatedToken, from: &str, xff: &[&str]) {
     let admin = gw.admin();
     let count = upstream.count();
-    let used = uses(&admin, &token.token_id);
+    let used = admin.uses(&token.token_id);
     let resp = request(gw, from, &token.access_token, xff);
     assert_eq!(
         resp.status, 200,
@@ -81,7 +74,7 @@ fn allowed(gw: &Gateway, upstream: &Upstream, token: &CreatedToken, from: &str, 
         upstream.last().header("x-tokengate-token-id"),
         Some(token.token_id.as_str())
     );
-    assert_eq!(uses(&admin, &token.token_id), used + 1);
+    assert_eq!(admin.uses(&token.token_id), used + 1);
 }
 
 // ---------------------------------------------------------------------------
@@ -110,13 +103,13 @@ fn case_untrusted_peer(cfg: GatewayConfig) {
         &["10.0.0.1, 127.0.0.1"],
         "127.0.0.2",
     );
-    assert_eq!(uses(&admin, &token.token_id), 0);
+    assert_eq!(admin.uses(&token.token_id), 0);
     assert_eq!(upstream.count(), 0);
 
     // The same token from 127.0.0.1 works, whatever the client claims.
     allowed(&gw, &upstream, &token, "127.0.0.1", &[]);
     allowed(&gw, &upstream, &token, "127.0.0.1", &["6.6.6.6"]);
-    assert_eq!(uses(&admin, &token.token_id), 2);
+    assert_eq!(admin.uses(&token.token_id), 2);
 
     // A bare address is a /32; a wider block takes its whole range.
     admin.update_token_auth(&id, trusted_for("127.0.0.2"));
@@ -191,7 +184,7 @@ fn case_trusted_proxy(cfg: GatewayConfig) {
         "127.0.0.1",
         &["10.1.2.3", "127.0.0.1"],
     );
-    assert_eq!(uses(&admin, &far.token_id), 4);
+    assert_eq!(admin.uses(&far.token_id), 4);
 
     // The leftmost value is never believed on its own.
     refused_for_ip(
@@ -235,7 +228,7 @@ fn case_trusted_proxy(cfg: GatewayConfig) {
         &["10.1.2.3"],
         "127.0.0.2",
     );
-    assert_eq!(uses(&admin, &far.token_id), 4);
+    assert_eq!(admin.uses(&far.token_id), 4);
 }
 
 #[test]

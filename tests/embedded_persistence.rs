@@ -8,13 +8,6 @@ use serde_json::json;
 
 const EXHAUSTED: &str = "token usage limit reached";
 
-fn uses(admin: &Admin, token_id: &str) -> u64 {
-    let token = admin.get_token(token_id);
-    token["accessTokenNumUses"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("accessTokenNumUses is not a number: {token}"))
-}
-
 #[test]
 fn tokens_and_uses_survive_stop_and_kill_9() {
     let upstream = Upstream::echo();
@@ -26,7 +19,7 @@ fn tokens_and_uses_survive_stop_and_kill_9() {
     for _ in 0..3 {
         get_with_token(&url, &limited.access_token).expect_status(200);
     }
-    assert_eq!(uses(&admin, &limited.token_id), 3);
+    assert_eq!(admin.uses(&limited.token_id), 3);
 
     // Clean stop.
     let status = gw.stop();
@@ -34,13 +27,13 @@ fn tokens_and_uses_survive_stop_and_kill_9() {
     gw.restart();
     let admin = gw.admin();
     assert_eq!(
-        uses(&admin, &limited.token_id),
+        admin.uses(&limited.token_id),
         3,
         "uses after a clean restart"
     );
     get_with_token(&url, &limited.access_token).expect_status(200);
     assert_eq!(
-        uses(&admin, &limited.token_id),
+        admin.uses(&limited.token_id),
         4,
         "counting continues from 3"
     );
@@ -81,7 +74,7 @@ fn tokens_and_uses_survive_stop_and_kill_9() {
     );
 
     // Uses consumed before the crash stay consumed: exactly 5 of 10 are left.
-    assert_eq!(uses(&admin, &limited.token_id), 5, "uses after kill -9");
+    assert_eq!(admin.uses(&limited.token_id), 5, "uses after kill -9");
     let before = upstream.count();
     let mut allowed = 0;
     loop {
@@ -95,7 +88,7 @@ fn tokens_and_uses_survive_stop_and_kill_9() {
     }
     assert_eq!(allowed, 5, "requests left after 5 of 10 uses");
     assert_eq!(upstream.count(), before + 5);
-    assert_eq!(uses(&admin, &limited.token_id), 10);
+    assert_eq!(admin.uses(&limited.token_id), 10);
 
     // One more crash right after exhausting it: it stays exhausted.
     gw.kill9();
@@ -104,7 +97,7 @@ fn tokens_and_uses_survive_stop_and_kill_9() {
         get_with_token(&url, &limited.access_token).expect_error(401),
         EXHAUSTED
     );
-    assert_eq!(uses(&gw.admin(), &limited.token_id), 10);
+    assert_eq!(gw.admin().uses(&limited.token_id), 10);
     for token in [&limited, &plain, &revoked, &last_minute] {
         assert!(!gw.log().contains(&token.access_token));
     }

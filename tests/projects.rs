@@ -13,13 +13,6 @@ use std::time::Duration;
 
 const NO_ACCESS: &str = "identity has no access to this project";
 
-fn uses(admin: &Admin, token_id: &str) -> u64 {
-    let token = admin.get_token(token_id);
-    token["accessTokenNumUses"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("accessTokenNumUses is not a number: {token}"))
-}
-
 fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -80,7 +73,7 @@ impl Setup {
     #[track_caller]
     fn refused(&self, method: &str, path: &str, extra: &[(&str, &str)], body: Option<&str>) {
         let count = self.upstream.count();
-        let used = uses(&self.admin, &self.token.token_id);
+        let used = self.admin.uses(&self.token.token_id);
         let resp = self.send(method, path, extra, body);
         assert_eq!(
             resp.expect_error(403),
@@ -94,7 +87,7 @@ impl Setup {
             "{method} {path}: a refused request was forwarded"
         );
         assert_eq!(
-            uses(&self.admin, &self.token.token_id),
+            self.admin.uses(&self.token.token_id),
             used,
             "{method} {path}: a request refused for its project consumed a use"
         );
@@ -198,7 +191,7 @@ fn case_sources(cfg: GatewayConfig) {
     // Sources that disagree are refused: the gateway would check one project
     // while the upstream might act on the other. Nothing is forwarded or counted.
     let count = s.upstream.count();
-    let used = uses(&s.admin, &s.token.token_id);
+    let used = s.admin.uses(&s.token.token_id);
     for (method, path, headers, body) in [
         ("GET", "/api/v1/projects/p1/x?workspaceId=p2", vec![], None),
         (
@@ -247,7 +240,7 @@ fn case_sources(cfg: GatewayConfig) {
     );
     assert_eq!(resp.expect_error(400), "request body is not valid JSON");
     assert_eq!(s.upstream.count(), count, "a refused request was forwarded");
-    assert_eq!(uses(&s.admin, &s.token.token_id), used);
+    assert_eq!(s.admin.uses(&s.token.token_id), used);
     // Sources that agree are one project.
     let rec = s.forwarded("GET", "/api/v1/projects/p1/x?workspaceId=p1", &[], None);
     assert_project(&rec, "p1", "viewer");
@@ -260,7 +253,7 @@ fn case_sources(cfg: GatewayConfig) {
     assert_no_project(&rec);
     assert_eq!(rec.body_str(), body);
 
-    assert_eq!(uses(&s.admin, &s.token.token_id), 12);
+    assert_eq!(s.admin.uses(&s.token.token_id), 12);
 }
 
 #[test]
@@ -310,7 +303,7 @@ fn case_refusals(cfg: GatewayConfig) {
     s.admin.remove_membership("p1", &s.identity);
     s.refused("GET", "/api/v1/projects/p1/secrets", &[], None);
 
-    assert_eq!(uses(&s.admin, &s.token.token_id), 1);
+    assert_eq!(s.admin.uses(&s.token.token_id), 1);
 }
 
 #[test]

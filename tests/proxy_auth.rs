@@ -21,13 +21,6 @@ const INJECTED: [&str; 6] = [
     "x-tokengate-project-role",
 ];
 
-fn uses(admin: &Admin, token_id: &str) -> u64 {
-    let token = admin.get_token(token_id);
-    token["accessTokenNumUses"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("accessTokenNumUses is not a number: {token}"))
-}
-
 /// `token` with the character at `at` replaced by another base64url character.
 fn one_char_changed(token: &str, at: usize) -> String {
     let mut bytes = token.as_bytes().to_vec();
@@ -149,7 +142,7 @@ fn case_valid_token_is_forwarded_with_identity(cfg: GatewayConfig) {
         rec.headers
     );
     assert_eq!(rec.header_all("x-other"), ["kept"], "other headers pass");
-    assert_eq!(uses(&admin, &token.token_id), 1, "one use counted");
+    assert_eq!(admin.uses(&token.token_id), 1, "one use counted");
 
     // A second identity with another org role gets its own values.
     let admin_name = unique("ops");
@@ -290,14 +283,14 @@ fn case_bad_credentials_are_refused(cfg: GatewayConfig) {
         );
     }
     assert_eq!(
-        uses(&admin, &good.token_id),
+        admin.uses(&good.token_id),
         0,
         "a wrong secret for a real token id consumed a use"
     );
 
     // The good token still works after all that.
     get_with_token(&format!("{}/v1/things", gw.url()), &token).expect_status(200);
-    assert_eq!(uses(&admin, &good.token_id), 1);
+    assert_eq!(admin.uses(&good.token_id), 1);
 
     // Revoked by an operator, and revoked by itself.
     let doomed = admin.create_token(&id, "doomed");
@@ -313,7 +306,7 @@ fn case_bad_credentials_are_refused(cfg: GatewayConfig) {
         &[&doomed.access_token],
     );
     assert_eq!(
-        uses(&admin, &doomed.token_id),
+        admin.uses(&doomed.token_id),
         1,
         "a revoked request consumed a use"
     );
@@ -385,7 +378,7 @@ fn case_expired_token_is_refused(cfg: GatewayConfig) {
     assert_eq!(resp.expect_error(401), "token expired");
     assert!(!resp.body.contains(&token.access_token));
 
-    let used = uses(&admin, &token.token_id);
+    let used = admin.uses(&token.token_id);
     let auth = bearer(&token.access_token);
     refused(
         &gw,
@@ -396,7 +389,7 @@ fn case_expired_token_is_refused(cfg: GatewayConfig) {
         &[&token.access_token],
     );
     assert_eq!(
-        uses(&admin, &token.token_id),
+        admin.uses(&token.token_id),
         used,
         "an expired request consumed a use"
     );

@@ -198,12 +198,6 @@ fn value_of<'a>(map: &'a [(String, String)], key: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no secret {key} in {map:?}"))
 }
 
-fn uses(admin: &Admin, token_id: &str) -> u64 {
-    admin.get_token(token_id)["accessTokenNumUses"]
-        .as_u64()
-        .unwrap()
-}
-
 /// An identity with Token Auth, a token, and a membership in `project` with `project_role`.
 fn member(
     admin: &Admin,
@@ -313,7 +307,7 @@ fn sdk_lists_and_reads_secrets_through_the_gateway_with_a_token_auth_token() {
         );
         assert_eq!(seen.header("x-tokengate-project-role"), Some("viewer"));
     }
-    assert_eq!(uses(&admin, &viewer.token_id), 3, "one use per SDK call");
+    assert_eq!(admin.uses(&viewer.token_id), 3, "one use per SDK call");
 
     // Another identity in the same project sees its own id and role.
     let answer = run_sdk(
@@ -325,7 +319,7 @@ fn sdk_lists_and_reads_secrets_through_the_gateway_with_a_token_auth_token() {
     let map = secret_map(&answer);
     assert_eq!(value_of(&map, "IDENTITY"), admin_id, "{answer}");
     assert_eq!(value_of(&map, "PROJECT_ROLE"), "admin", "{answer}");
-    assert_eq!(uses(&admin, &project_admin.token_id), 1);
+    assert_eq!(admin.uses(&project_admin.token_id), 1);
 
     let log = gw.log();
     for secret in [&viewer.access_token, &project_admin.access_token] {
@@ -378,7 +372,7 @@ fn sdk_writes_resolve_the_project_from_the_json_body() {
         serde_json::from_slice::<Value>(&seen[0].body).unwrap()["secretValue"],
         json!("written-by-sdk")
     );
-    assert_eq!(uses(&admin, &token.token_id), 3);
+    assert_eq!(admin.uses(&token.token_id), 3);
 
     // An identity without membership is refused on the body's project.
     let (_, outsider) = admin.identity_with_token("member", json!({}));
@@ -390,7 +384,7 @@ fn sdk_writes_resolve_the_project_from_the_json_body() {
     let error = run.api_error();
     assert_eq!(error["statusCode"], json!(403), "{error}");
     assert_eq!(upstream.count(), 3, "a refused write was forwarded");
-    assert_eq!(uses(&admin, &outsider.token_id), 0);
+    assert_eq!(admin.uses(&outsider.token_id), 0);
 }
 
 #[test]
@@ -431,7 +425,7 @@ fn sdk_raises_api_errors_with_the_gateway_status_and_message() {
     );
     check(run, 403, &outsider.access_token);
     assert_eq!(
-        uses(&admin, &outsider.token_id),
+        admin.uses(&outsider.token_id),
         0,
         "a request refused for its project consumed a use"
     );

@@ -10,13 +10,6 @@ use serde_json::json;
 
 const EXHAUSTED: &str = "token usage limit reached";
 
-fn uses(admin: &Admin, token_id: &str) -> u64 {
-    let token = admin.get_token(token_id);
-    token["accessTokenNumUses"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("accessTokenNumUses is not a number: {token}"))
-}
-
 fn case_limit_five(cfg: GatewayConfig) {
     let upstream = Upstream::echo();
     let gw = Gateway::start(cfg.upstream(&upstream.url()));
@@ -29,7 +22,7 @@ fn case_limit_five(cfg: GatewayConfig) {
         assert_eq!(resp.status, 200, "request {n} of 5; body: {}", resp.body);
     }
     assert_eq!(upstream.count(), 5);
-    assert_eq!(uses(&admin, &token.token_id), 5);
+    assert_eq!(admin.uses(&token.token_id), 5);
 
     for n in 6..=7 {
         let resp = get_with_token(&url, &token.access_token);
@@ -38,7 +31,7 @@ fn case_limit_five(cfg: GatewayConfig) {
     }
     assert_eq!(upstream.count(), 5, "an exhausted token was forwarded");
     assert_eq!(
-        uses(&admin, &token.token_id),
+        admin.uses(&token.token_id),
         5,
         "refused requests were counted"
     );
@@ -46,7 +39,7 @@ fn case_limit_five(cfg: GatewayConfig) {
     // The limit is per token: a sibling token of the same identity is fresh.
     let sibling = admin.create_token(&id, "sibling");
     get_with_token(&url, &sibling.access_token).expect_status(200);
-    assert_eq!(uses(&admin, &sibling.token_id), 1);
+    assert_eq!(admin.uses(&sibling.token_id), 1);
     assert_eq!(upstream.count(), 6);
 }
 
@@ -123,8 +116,8 @@ fn two_gateways_sharing_redis_allow_exactly_the_limit_under_concurrency() {
     paths.dedup();
     assert_eq!(paths.len(), 50, "each allowed request forwarded once");
     // Both gateways see the same count.
-    assert_eq!(uses(&gw1.admin(), &token.token_id), 50);
-    assert_eq!(uses(&gw2.admin(), &token.token_id), 50);
+    assert_eq!(gw1.admin().uses(&token.token_id), 50);
+    assert_eq!(gw2.admin().uses(&token.token_id), 50);
 
     // And both refuse the next one.
     for gw in [&gw1, &gw2] {
@@ -144,5 +137,5 @@ fn embedded_allows_exactly_the_limit_under_concurrency() {
     let results = race(&[gw.url()], &token.access_token, 200);
     assert_exactly(&results, 50, &token.access_token);
     assert_eq!(upstream.count(), 50, "requests that reached the upstream");
-    assert_eq!(uses(&admin, &token.token_id), 50);
+    assert_eq!(admin.uses(&token.token_id), 50);
 }

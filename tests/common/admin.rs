@@ -295,6 +295,15 @@ impl Admin {
         )
     }
 
+    /// How many requests the token has authenticated (`accessTokenNumUses`).
+    #[track_caller]
+    pub fn uses(&self, token_id: &str) -> u64 {
+        let token = self.get_token(token_id);
+        token["accessTokenNumUses"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("accessTokenNumUses is not a number: {token}"))
+    }
+
     /// A fresh identity with org role `role`, Token Auth `config`, and one token.
     #[track_caller]
     pub fn identity_with_token(&self, role: &str, config: Value) -> (String, CreatedToken) {
