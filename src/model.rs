@@ -268,6 +268,21 @@ impl Membership {
     }
 }
 
+/// The longest organization or project id.
+pub const MAX_SCOPE_ID_CHARS: usize = 128;
+
+/// An organization or project id: 1 to 128 of `[A-Za-z0-9_.-]`, not `.` or
+/// `..` (path normalisers elsewhere would rewrite those). The one rule for
+/// ids the API stores and ids requests name.
+pub fn is_valid_scope_id(id: &str) -> bool {
+    (1..=MAX_SCOPE_ID_CHARS).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        && id != "."
+        && id != ".."
+}
+
 /// Parses Infisical's `temporaryRange` ("30s", "15m", "1h", "2d") into milliseconds.
 pub fn parse_temporary_range(s: &str) -> Option<u64> {
     let s = s.trim();
@@ -438,6 +453,16 @@ mod tests {
         assert_eq!(m.active_roles(150).as_deref(), Some("admin"));
         assert_eq!(m.active_roles(200), None);
         assert_eq!(m.active_roles(50), None);
+    }
+
+    #[test]
+    fn scope_ids() {
+        assert!(is_valid_scope_id("proj-1.a_b"));
+        for bad in ["", ".", "..", "a/b", "a b"] {
+            assert!(!is_valid_scope_id(bad), "{bad:?}");
+        }
+        assert!(is_valid_scope_id(&"a".repeat(128)));
+        assert!(!is_valid_scope_id(&"a".repeat(129)));
     }
 
     #[test]

@@ -325,7 +325,7 @@ impl ProxyHttp for Gateway {
             ) {
                 Err(project::InvalidJson) => Err("request body is not valid JSON"),
                 Ok(Resolution::Conflict) => Err("request names more than one project"),
-                Ok(Resolution::Project(p)) if !project::is_valid_project_id(&p) => {
+                Ok(Resolution::Project(p)) if !crate::model::is_valid_scope_id(&p) => {
                     Err("invalid project id")
                 }
                 Ok(Resolution::Project(p)) => Ok(Some(p.into_owned())),

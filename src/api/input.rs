@@ -3,7 +3,7 @@
 //! problem becomes a 400 (not JSON) or a 422 naming the field, never a panic.
 
 use super::reply::ApiError;
-use crate::model::FieldError;
+use crate::model::{is_valid_scope_id, FieldError};
 use crate::token::Id;
 use serde_json::{Map, Value};
 
@@ -12,7 +12,7 @@ pub const MAX_NAME_CHARS: usize = 64;
 /// The longest role slug.
 pub const MAX_SLUG_CHARS: usize = 64;
 /// The longest organization or project id.
-pub const MAX_SCOPE_ID_CHARS: usize = 128;
+use crate::model::MAX_SCOPE_ID_CHARS;
 /// `limit` bounds and default for every list.
 pub const MAX_LIMIT: u64 = 100;
 pub const DEFAULT_LIMIT: u64 = 20;
@@ -179,13 +179,7 @@ pub(crate) fn role_slug(field: &str, raw: &str) -> Result<String, FieldError> {
 /// An organization or project id: 1 to 128 of `[A-Za-z0-9_.-]`. `.` and `..`
 /// are refused because path normalisers elsewhere would rewrite them.
 pub(crate) fn scope_id(field: &str, raw: &str) -> Result<String, FieldError> {
-    let ok = (1..=MAX_SCOPE_ID_CHARS).contains(&raw.len())
-        && raw
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-        && raw != "."
-        && raw != "..";
-    if !ok {
+    if !is_valid_scope_id(raw) {
         return Err(FieldError::new(
             field,
             format!("must be 1 to {MAX_SCOPE_ID_CHARS} of A-Z, a-z, 0-9, '_', '-', '.'"),

@@ -118,15 +118,6 @@ fn parse_object(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value
     }
 }
 
-/// True when `id` is a plausible project id (what the management API accepts).
-pub fn is_valid_project_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
 fn from_path<'a>(template: &[Option<String>], path: &'a str) -> Option<&'a str> {
     let mut segs = path.trim_start_matches('/').split('/');
     let mut found = None;
@@ -287,13 +278,5 @@ mod tests {
         assert_eq!(from_path(&t, "/api/p/y"), None);
         assert_eq!(from_path(&t, "/api//x"), None);
         assert_eq!(from_path(&t, "/api/p"), None);
-    }
-
-    #[test]
-    fn project_id_validation() {
-        assert!(is_valid_project_id("proj-1.a_b"));
-        assert!(!is_valid_project_id(""));
-        assert!(!is_valid_project_id("a/b"));
-        assert!(!is_valid_project_id(&"a".repeat(129)));
     }
 }
