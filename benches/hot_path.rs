@@ -7,7 +7,6 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use std::net::IpAddr;
 use tokengate::auth;
-use tokengate::config::ProjectSource;
 use tokengate::model::{default_trusted_ips, Identity, TokenRecord};
 use tokengate::proxy::{client_ip, project};
 use tokengate::token::{AccessToken, Id};
@@ -78,25 +77,20 @@ fn bench(c: &mut Criterion) {
         })
     });
 
-    let sources = vec![
-        ProjectSource::Path(vec![
-            Some("api".into()),
-            Some("v1".into()),
-            Some("projects".into()),
-            None,
-        ]),
-        ProjectSource::Query("workspaceId".into()),
-        ProjectSource::Header("x-project-id".into()),
-    ];
+    // The default sources of config/tokengate.yaml.
+    let cfg = tokengate::config::parse(
+        "server: {listen: ['127.0.0.1:8080']}\nupstream: {url: 'http://127.0.0.1:3000'}\n",
+    )
+    .unwrap();
+    let rules = project::ProjectRules::new(&cfg.project_sources);
     let headers = http::HeaderMap::new();
     c.bench_function("project_resolve_query", |b| {
         b.iter(|| {
-            project::resolve(
-                &sources,
+            rules.resolve(
                 black_box("/api/v3/secrets/raw"),
                 Some("environment=dev&workspaceId=p1"),
                 &headers,
-                project::Body::None,
+                &[],
             )
         })
     });

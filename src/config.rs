@@ -2,6 +2,7 @@
 //! validation into a `Config`, naming the key path of every problem. The only
 //! module that parses YAML.
 
+use crate::routes::{Auth, BodyRule, ProjectRule, Route, Routes};
 use ipnet::IpNet;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -19,7 +20,8 @@ pub struct Config {
     pub upstream: Upstream,
     pub store: StoreConfig,
     pub trusted_proxies: Vec<IpNet>,
-    pub public_routes: Vec<String>,
+    /// Per-path policy: public or token, project required, bodies read.
+    pub routes: Routes,
     pub project_sources: Vec<ProjectSource>,
     pub max_body_bytes: usize,
     pub headers: HeaderNames,
@@ -59,11 +61,21 @@ pub enum StoreConfig {
 /// One way of finding the project a request is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProjectSource {
-    /// Path segments; `None` is the `{projectId}` placeholder.
-    Path(Vec<Option<String>>),
+    /// A path template: `/api/*/projects/{projectId}`.
+    Path(Vec<TemplateSegment>),
     Query(String),
     Header(String),
     Body(String),
+}
+
+/// One segment of a project path template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateSegment {
+    Literal(String),
+    /// `*`: any one segment (an API version, say).
+    Any,
+    /// `{projectId}`.
+    Project,
 }
 
 /// Names of the injected headers (lowercase).
@@ -108,6 +120,7 @@ struct File {
     trusted_proxies: Vec<String>,
     #[serde(default)]
     public_routes: Vec<String>,
+    routes: Option<Vec<RouteFile>>,
     #[serde(default)]
     project: ProjectFile,
     #[serde(default)]
@@ -236,9 +249,41 @@ impl Default for ProjectFile {
     }
 }
 
-/// Where Infisical's APIs carry the project. The default, so that leaving
-/// `project` out of a config never silently turns membership checks off;
-/// `sources: []` does that explicitly.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteFile {
+    path: String,
+    auth: Option<String>,
+    project: Option<String>,
+    body: Option<String>,
+}
+
+/// Infisical's project-scoped APIs, where a request must name its project.
+/// The default when `routes` is left out and project sources are on.
+fn default_routes() -> Vec<RouteFile> {
+    [
+        "/api/*/secrets",
+        "/api/*/folders",
+        "/api/*/secret-imports",
+        "/api/*/dynamic-secrets",
+        "/api/*/projects/*",
+        "/api/*/workspace/*",
+        "/api/*/workspaces/*",
+    ]
+    .iter()
+    .map(|p| RouteFile {
+        path: p.to_string(),
+        auth: None,
+        project: Some("required".into()),
+        body: None,
+    })
+    .collect()
+}
+
+/// Where Infisical's APIs carry the project (by id, or by slug for the APIs
+/// that take one). The default, so that leaving `project` out of a config
+/// never silently turns membership checks off; `sources: []` does that
+/// explicitly.
 fn default_sources() -> Vec<SourceFile> {
     let src = |kind: &str, v: &str| SourceFile {
         path: (kind == "path").then(|| v.to_string()),
@@ -247,13 +292,19 @@ fn default_sources() -> Vec<SourceFile> {
         body: (kind == "body").then(|| v.to_string()),
     };
     vec![
-        src("path", "/api/v1/projects/{projectId}"),
-        src("path", "/api/v2/workspace/{projectId}"),
+        src("path", "/api/*/projects/{projectId}"),
+        src("path", "/api/*/project/{projectId}"),
+        src("path", "/api/*/workspace/{projectId}"),
+        src("path", "/api/*/workspaces/{projectId}"),
         src("query", "workspaceId"),
         src("query", "projectId"),
+        src("query", "projectSlug"),
+        src("query", "workspaceSlug"),
         src("header", "x-project-id"),
         src("body", "workspaceId"),
         src("body", "projectId"),
+        src("body", "projectSlug"),
+        src("body", "workspaceSlug"),
     ]
 }
 
@@ -435,15 +486,6 @@ fn validate(f: File) -> Result<Config, ConfigError> {
         })
         .collect();
 
-    for (i, r) in f.public_routes.iter().enumerate() {
-        if !r.starts_with('/') {
-            p.add(
-                &format!("public_routes[{i}]"),
-                format!("'{r}' must start with '/'"),
-            );
-        }
-    }
-
     let mut project_sources = Vec::new();
     for (i, s) in f.project.sources.iter().enumerate() {
         let key = format!("project.sources[{i}]");
@@ -477,6 +519,7 @@ fn validate(f: File) -> Result<Config, ConfigError> {
     }
     let max_body_bytes =
         p.range("project.max_body_bytes", f.project.max_body_bytes, 1, 65536) as usize;
+    let routes = validate_routes(&mut p, &f, !project_sources.is_empty());
 
     let h = &f.headers;
     let headers = HeaderNames {
@@ -515,7 +558,7 @@ fn validate(f: File) -> Result<Config, ConfigError> {
         upstream,
         store,
         trusted_proxies,
-        public_routes: f.public_routes,
+        routes,
         project_sources,
         max_body_bytes,
         headers,
@@ -665,17 +708,100 @@ fn validate_store(p: &mut Problems, s: &StoreFile) -> Option<StoreConfig> {
     }
 }
 
-/// Splits "/api/v1/projects/{projectId}/x" into segments with one placeholder.
-fn parse_path_template(t: &str) -> Result<Vec<Option<String>>, String> {
+/// The routes: `routes` (Infisical's project-scoped APIs when left out and
+/// projects are checked), then `public_routes` as public routes.
+fn validate_routes(p: &mut Problems, f: &File, projects_on: bool) -> Routes {
+    let (key, files) = match &f.routes {
+        Some(r) => ("routes", r.iter().collect::<Vec<_>>()),
+        None => ("routes (default)", Vec::new()),
+    };
+    let defaults = if f.routes.is_none() && projects_on {
+        default_routes()
+    } else {
+        Vec::new()
+    };
+    let mut routes = Vec::new();
+    for (i, r) in files.into_iter().chain(defaults.iter()).enumerate() {
+        let key = format!("{key}[{i}]");
+        let mut route = match Route::new(&r.path) {
+            Ok(route) => route,
+            Err(e) => {
+                p.add(&format!("{key}.path"), e);
+                continue;
+            }
+        };
+        match r.auth.as_deref() {
+            None | Some("token") => {}
+            Some("public") => route.auth = Auth::Public,
+            Some(o) => p.add(
+                &format!("{key}.auth"),
+                format!("'{o}' is not token or public"),
+            ),
+        }
+        match r.project.as_deref() {
+            None | Some("optional") => {}
+            Some("required") => route.project = ProjectRule::Required,
+            Some(o) => p.add(
+                &format!("{key}.project"),
+                format!("'{o}' is not required or optional"),
+            ),
+        }
+        match r.body.as_deref() {
+            None | Some("parse") => {}
+            Some("no-project") => route.body = BodyRule::NoProject,
+            Some(o) => p.add(
+                &format!("{key}.body"),
+                format!("'{o}' is not parse or no-project"),
+            ),
+        }
+        if route.auth == Auth::Public && route.project == ProjectRule::Required {
+            p.add(&key, "a public route cannot require a project");
+        }
+        if route.project == ProjectRule::Required && !projects_on {
+            p.add(
+                &format!("{key}.project"),
+                "a project cannot be required while project.sources is empty",
+            );
+        }
+        routes.push(route);
+    }
+    for (i, r) in f.public_routes.iter().enumerate() {
+        match Route::new(r) {
+            Ok(route) => routes.push(Route {
+                auth: Auth::Public,
+                ..route
+            }),
+            Err(e) => p.add(&format!("public_routes[{i}]"), e),
+        }
+    }
+    Routes::new(routes)
+}
+
+/// Splits "/api/*/projects/{projectId}/x" into segments with one placeholder.
+fn parse_path_template(t: &str) -> Result<Vec<TemplateSegment>, String> {
     if !t.starts_with('/') {
         return Err(format!("'{t}' must start with '/'"));
     }
-    let segs: Vec<Option<String>> = t
+    let segs: Vec<TemplateSegment> = t
         .trim_matches('/')
         .split('/')
-        .map(|s| (s != "{projectId}").then(|| s.to_string()))
+        .map(|s| match s {
+            "{projectId}" => TemplateSegment::Project,
+            "*" => TemplateSegment::Any,
+            s => TemplateSegment::Literal(s.to_string()),
+        })
         .collect();
-    match segs.iter().filter(|s| s.is_none()).count() {
+    if segs
+        .iter()
+        .any(|s| matches!(s, TemplateSegment::Literal(l) if l.is_empty()))
+    {
+        return Err(format!("'{t}' has an empty segment"));
+    }
+    match segs
+        .iter()
+        .filter(|s| **s == TemplateSegment::Project)
+        .count()
+    {
         1 => Ok(segs),
         _ => Err(format!("'{t}' must contain {{projectId}} exactly once")),
     }
@@ -729,17 +855,71 @@ mod tests {
         assert_eq!(c.headers.identity_id, "x-tokengate-identity-id");
         assert!(!c.forward_authorization);
         assert_eq!(c.upstream.port, 3000);
-        // Membership checks are on unless turned off explicitly.
-        assert_eq!(c.project_sources.len(), 7);
+        // Membership checks are on unless turned off explicitly, and
+        // Infisical's project-scoped APIs require a project.
+        assert_eq!(c.project_sources.len(), 13);
+        assert_eq!(
+            c.routes.select("/api/v3/secrets/raw").project,
+            ProjectRule::Required
+        );
+        assert_eq!(
+            c.routes.select("/api/v1/workspace/p1/tags").project,
+            ProjectRule::Required
+        );
+        assert_eq!(
+            c.routes.select("/api/v1/workspace").project,
+            ProjectRule::Optional
+        );
         let off = parse(&format!("{MINIMAL}project: {{sources: []}}\n")).unwrap();
         assert!(off.project_sources.is_empty());
+        assert!(off.routes.all().is_empty());
+    }
+
+    #[test]
+    fn routes() {
+        let c = parse(&format!(
+            "{MINIMAL}routes:\n  - {{path: /api/*/secrets, project: required}}\n  - {{path: /up, body: no-project}}\n  - {{path: /status, auth: public}}\npublic_routes: [/health]\n"
+        ))
+        .unwrap();
+        assert_eq!(c.routes.all().len(), 4);
+        assert_eq!(c.routes.select("/up/x").body, BodyRule::NoProject);
+        assert_eq!(c.routes.select("/status").auth, Auth::Public);
+        assert_eq!(c.routes.select("/health/x").auth, Auth::Public);
+        // Given routes replace the defaults.
+        assert_eq!(
+            c.routes.select("/api/v1/folders").project,
+            ProjectRule::Optional
+        );
+        for (bad, key) in [
+            ("routes: [{path: x}]", "routes[0].path"),
+            ("routes: [{path: /a, auth: maybe}]", "routes[0].auth"),
+            (
+                "routes: [{path: /a, project: sometimes}]",
+                "routes[0].project",
+            ),
+            ("routes: [{path: /a, body: skip}]", "routes[0].body"),
+            (
+                "routes: [{path: /a, auth: public, project: required}]",
+                "routes[0]",
+            ),
+            ("routes: [{path: /a, wat: 1}]", "wat"),
+            ("public_routes: [/a, b]", "public_routes[1]"),
+            (
+                "routes: [{path: /a, project: required}]\nproject: {sources: []}",
+                "routes[0].project",
+            ),
+        ] {
+            let e = errors(&format!("{MINIMAL}{bad}\n"));
+            assert!(e.contains(key), "{bad}: {e}");
+        }
     }
 
     #[test]
     fn example_config_is_valid() {
         let text = include_str!("../config/tokengate.yaml");
         let c = parse(text).unwrap();
-        assert_eq!(c.project_sources.len(), 7);
+        assert_eq!(c.project_sources.len(), 13);
+        assert_eq!(c.routes.all().len(), 7);
     }
 
     #[test]
@@ -811,11 +991,15 @@ mod tests {
         assert_eq!(
             parse_path_template("/api/v1/projects/{projectId}").unwrap(),
             vec![
-                Some("api".into()),
-                Some("v1".into()),
-                Some("projects".into()),
-                None
+                TemplateSegment::Literal("api".into()),
+                TemplateSegment::Literal("v1".into()),
+                TemplateSegment::Literal("projects".into()),
+                TemplateSegment::Project
             ]
+        );
+        assert_eq!(
+            parse_path_template("/api/*/x/{projectId}").unwrap()[1],
+            TemplateSegment::Any
         );
         assert!(parse_path_template("/api/{projectId}/{projectId}").is_err());
         assert!(parse_path_template("/api").is_err());

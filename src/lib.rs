@@ -6,7 +6,9 @@
 //! - `model`:   identities, Token Auth config, tokens, memberships, bounds (pure)
 //! - `auth`:    the decision: token + client IP + now -> allow | deny (pure)
 //! - `store`:   the `Store` trait; `store::redis` and `store::embedded`
-//! - `proxy`:   Pingora `ProxyHttp` glue; `proxy::client_ip`, `proxy::project`, `proxy::headers`
+//! - `proxy`:   Pingora `ProxyHttp` glue; `proxy::target`, `proxy::path`, `proxy::names`,
+//!   `proxy::body`, `proxy::project`, `proxy::client_ip`, `proxy::headers`
+//! - `routes`:  per-path policy: public or token, project required, bodies read (pure)
 //! - `api`:     the Infisical-compatible management API answered by the gateway
 //! - `admin`:   the admin listener: /healthz, /readyz, /metrics
 //! - `metrics`: the Prometheus metrics, registered on an explicit registry
@@ -23,6 +25,7 @@ pub mod error;
 pub mod metrics;
 pub mod model;
 pub mod proxy;
+pub mod routes;
 pub mod server;
 pub mod store;
 pub mod token;

@@ -1,12 +1,16 @@
-//! The request path as Pingora `ProxyHttp` glue, top to bottom: management
-//! API or public route, token, client IP, project, one atomic store check,
-//! then header hygiene and forwarding. Business rules live in `auth`,
-//! `proxy::client_ip`, `proxy::project` and `proxy::headers`.
+//! The request path as Pingora `ProxyHttp` glue, top to bottom: a request
+//! the gateway fully understands (target, path, query, header text), then
+//! management API or route policy, token, client IP, project, one atomic
+//! store check, then header hygiene and forwarding. Business rules live in
+//! `auth`, `routes` and the `proxy::*` modules.
 
+pub mod body;
 pub mod client_ip;
 pub mod headers;
+pub mod names;
 pub mod path;
 pub mod project;
+pub mod target;
 
 use crate::api::{Api, ApiRequest};
 use crate::auth::Grant;
@@ -14,6 +18,7 @@ use crate::config::Config;
 use crate::error::{error_json, new_request_id};
 use crate::metrics::Metrics;
 use crate::model::now_millis;
+use crate::routes::{Auth, BodyRule, ProjectRule};
 use crate::store::{AuthRequest, Store};
 use crate::token::{AccessToken, Id};
 use async_trait::async_trait;
@@ -21,7 +26,7 @@ use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use project::Resolution;
+use project::{ProjectRules, Resolution};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,8 +46,7 @@ pub struct Gateway {
     /// does by default, so virtual hosts and TLS front ends route correctly.
     upstream_host: http::HeaderValue,
     injected: headers::Injected,
-    /// Whether a project source names a body field (then JSON bodies are read).
-    reads_body: bool,
+    projects: ProjectRules,
 }
 
 /// What one request learned on its way through the filters.
@@ -51,6 +55,8 @@ pub struct Ctx {
     /// Set when the request was authenticated; its headers are injected upstream.
     auth: Option<Authenticated>,
     outcome: &'static str,
+    /// An absolute-form target's path and query, sent upstream in origin-form.
+    origin_form: Option<String>,
 }
 
 struct Authenticated {
@@ -84,7 +90,7 @@ impl Gateway {
         let upstream_host = http::HeaderValue::from_str(&authority)
             .unwrap_or_else(|_| http::HeaderValue::from_static("localhost"));
         let injected = headers::Injected::new(&cfg.headers);
-        let reads_body = project::wants_body(&cfg.project_sources);
+        let projects = ProjectRules::new(&cfg.project_sources);
         Gateway {
             store,
             api,
@@ -93,7 +99,7 @@ impl Gateway {
             upstream,
             upstream_host,
             injected,
-            reads_body,
+            projects,
         }
     }
 
@@ -117,6 +123,27 @@ impl Gateway {
         );
         write_json(session, status, body).await?;
         Ok(true)
+    }
+
+    /// The request's path and query when the gateway fully understands the
+    /// request (see `proxy::target` and `proxy::path`), or why not.
+    fn understood<'s>(
+        &self,
+        session: &'s Session,
+    ) -> std::result::Result<target::Target<'s>, &'static str> {
+        let h = session.req_header();
+        let host = h.headers.get(http::header::HOST).map(|v| v.as_bytes());
+        let local = session
+            .server_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.to_string());
+        let t = target::split(h.raw_path(), host, local.as_deref())?;
+        path::check(t.path)?;
+        if let Some(q) = t.query {
+            target::check_query(q)?;
+        }
+        target::check_header_values(h.headers.values().map(|v| v.as_bytes()))?;
+        Ok(t)
     }
 
     fn client_ip(&self, session: &Session) -> IpAddr {
@@ -167,7 +194,13 @@ impl Gateway {
         }
     }
 
-    async fn serve_management(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+    async fn serve_management(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        path: &str,
+        query: Option<&str>,
+    ) -> Result<bool> {
         ctx.outcome = "management";
         let body = match Self::read_body(session, MAX_MANAGEMENT_BODY).await {
             BodyRead::Complete(body) => body,
@@ -178,8 +211,8 @@ impl Gateway {
         let h = session.req_header();
         let req = ApiRequest {
             method: h.method.as_str(),
-            path: h.uri.path(),
-            query: h.uri.query(),
+            path,
+            query,
             authorization: h
                 .headers
                 .get(http::header::AUTHORIZATION)
@@ -200,29 +233,6 @@ impl Gateway {
 enum BodyRead {
     Complete(Vec<u8>),
     Refused(u16, &'static str),
-}
-
-/// True when the body is JSON by its Content-Type, or says nothing (the
-/// upstream may still parse it as JSON, so the gateway reads it too).
-fn is_json_body(req: &RequestHeader) -> bool {
-    match req
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .map(|v| v.to_str())
-    {
-        None => true,
-        Some(Err(_)) => false,
-        Some(Ok(ct)) => {
-            let media = ct
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            media == "application/json"
-                || (media.starts_with("application/") && media.ends_with("+json"))
-        }
-    }
 }
 
 async fn write_json(session: &mut Session, status: u16, body: Vec<u8>) -> Result<()> {
@@ -257,22 +267,33 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        // 1. A path that could mean something else upstream is refused, then
-        //    the gateway's own API, then routes that need no token.
-        let path = session.req_header().uri.path();
-        if let Err(why) = path::check(path) {
-            ctx.outcome = "bad_request";
-            return self.reject(session, ctx, 400, why).await;
+        // 1. Only a request the gateway fully understands goes on: a target
+        //    it can read, a path and query every server reads the same way,
+        //    header text without control characters. This holds on every route.
+        let (path, query) = match self.understood(session) {
+            Ok(t) => {
+                if t.absolute {
+                    let mut origin = t.path.to_string();
+                    if let Some(q) = t.query {
+                        origin.push('?');
+                        origin.push_str(q);
+                    }
+                    ctx.origin_form = Some(origin);
+                }
+                (t.path.to_string(), t.query.map(str::to_string))
+            }
+            Err(why) => {
+                ctx.outcome = "bad_request";
+                return self.reject(session, ctx, 400, why).await;
+            }
+        };
+        if Api::is_management_path(&path) {
+            return self
+                .serve_management(session, ctx, &path, query.as_deref())
+                .await;
         }
-        if Api::is_management_path(path) {
-            return self.serve_management(session, ctx).await;
-        }
-        if self
-            .cfg
-            .public_routes
-            .iter()
-            .any(|p| path::is_under(path, p))
-        {
+        let route = self.cfg.routes.select(&path);
+        if route.auth == Auth::Public {
             ctx.outcome = "public";
             return Ok(false);
         }
@@ -287,13 +308,15 @@ impl ProxyHttp for Gateway {
         let client_ip = self.client_ip(session);
 
         // 5 (resolved early so the store sees it in the same atomic step as 4).
-        //   Every source is read, the body too when one names a body field.
-        let body = if self.reads_body
-            && is_json_body(session.req_header())
+        //   Every claim is read: the request head, and the body unless the
+        //   route declares its bodies carry no project.
+        let mut body_claims = Vec::new();
+        if self.projects.reads_body()
+            && route.body == BodyRule::Parse
             && !session.as_downstream_mut().is_body_empty()
         {
-            match Self::read_body(session, self.cfg.max_body_bytes).await {
-                BodyRead::Complete(body) => Some(body),
+            let body = match Self::read_body(session, self.cfg.max_body_bytes).await {
+                BodyRead::Complete(body) => body,
                 BodyRead::Refused(413, _) => {
                     return self
                         .reject(
@@ -307,32 +330,47 @@ impl ProxyHttp for Gateway {
                 BodyRead::Refused(status, why) => {
                     return self.reject(session, ctx, status, why).await
                 }
-            }
-        } else {
-            None
-        };
-        let resolved: std::result::Result<Option<String>, &'static str> = {
+            };
             let h = session.req_header();
-            let body = body
-                .as_deref()
-                .map_or(project::Body::None, project::Body::Json);
-            match project::resolve(
-                &self.cfg.project_sources,
-                h.uri.path(),
-                h.uri.query(),
-                &h.headers,
-                body,
-            ) {
-                Err(project::InvalidJson) => Err("request body is not valid JSON"),
-                Ok(Resolution::Conflict) => Err("request names more than one project"),
-                Ok(Resolution::Project(p)) if !crate::model::is_valid_scope_id(&p) => {
-                    Err("invalid project id")
-                }
-                Ok(Resolution::Project(p)) => Ok(Some(p.into_owned())),
-                Ok(Resolution::NoProject) => Ok(None),
+            let content_type: Vec<&[u8]> = h
+                .headers
+                .get_all(http::header::CONTENT_TYPE)
+                .iter()
+                .map(|v| v.as_bytes())
+                .collect();
+            let content_encoding: Vec<&[u8]> = h
+                .headers
+                .get_all(http::header::CONTENT_ENCODING)
+                .iter()
+                .map(|v| v.as_bytes())
+                .collect();
+            let heads = body::BodyHeaders {
+                content_type: &content_type,
+                content_encoding: &content_encoding,
+            };
+            if let Err(why) = body::claims(heads, &body, self.projects.names(), &mut body_claims) {
+                ctx.outcome = "bad_request";
+                return self.reject(session, ctx, 415, why).await;
             }
+        }
+        let resolution = self.projects.resolve(
+            &path,
+            query.as_deref(),
+            &session.req_header().headers,
+            &body_claims,
+        );
+        let project = match resolution {
+            Resolution::Conflict => Err("request names more than one project"),
+            Resolution::Project(p) if !crate::model::is_valid_scope_id(&p) => {
+                Err("invalid project id")
+            }
+            Resolution::Project(p) => Ok(Some(p)),
+            Resolution::NoProject if route.project == ProjectRule::Required => {
+                Err("this route requires a project (workspaceId or projectId)")
+            }
+            Resolution::NoProject => Ok(None),
         };
-        let project = match resolved {
+        let project = match project {
             Ok(p) => p,
             Err(why) => {
                 ctx.outcome = "bad_request";
@@ -402,6 +440,12 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         // 6. Whatever the client sent under our header names is dropped, on every route.
         headers::strip(req, &self.cfg.headers, self.cfg.forward_authorization);
+        if let Some(origin) = ctx.origin_form.take() {
+            // Pingora would forward an absolute-form target as received.
+            let uri = http::Uri::try_from(origin)
+                .map_err(|e| Error::because(ErrorType::InternalError, "origin-form target", e))?;
+            req.set_uri(uri);
+        }
         req.insert_header(http::header::HOST, self.upstream_host.clone())?;
         if let Some(a) = &ctx.auth {
             let caller = headers::Caller {

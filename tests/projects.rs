@@ -179,7 +179,7 @@ fn case_sources(cfg: GatewayConfig) {
     let rec = s.forwarded("POST", "/api/v3/secrets/raw/NAME", &[], Some(body));
     assert_project(&rec, "p1", "viewer");
     assert_eq!(rec.body_str(), body);
-    let odd = "{\n  \"secretValue\" : \"x y\\u00e9 \\\"q\\\" é\" ,\t\"type\":\"shared\",\r\n \"nested\": {\"workspaceId\": \"p2\"},\n   \"workspaceId\"   :\"p1\" , \"n\": [1, 2.50, -0e0, null]  }\n";
+    let odd = "{\n  \"secretValue\" : \"x y\\u00e9 \\\"q\\\" é\" ,\t\"type\":\"shared\",\r\n \"nested\": {\"workspaceId\": \"p1\"},\n   \"workspaceId\"   :\"p1\" , \"n\": [1, 2.50, -0e0, null]  }\n";
     let rec = s.forwarded("PATCH", "/api/v3/secrets/raw/ODD", &[], Some(odd));
     assert_project(&rec, "p1", "viewer");
     assert_eq!(rec.body, odd.as_bytes(), "the body was changed in transit");
@@ -224,6 +224,18 @@ fn case_sources(cfg: GatewayConfig) {
             vec![],
             Some(r#"{"workspaceId":"p1","projectId":"p2"}"#),
         ),
+        (
+            "POST",
+            "/api/v3/secrets/raw/NESTED",
+            vec![],
+            Some(r#"{"workspaceId":"p1","nested":{"workspaceId":"p2"}}"#),
+        ),
+        (
+            "POST",
+            "/api/v3/secrets/raw/REPEATED",
+            vec![],
+            Some(r#"{"workspaceId":"p2","workspaceId":"p1"}"#),
+        ),
     ] {
         let resp = s.send(method, path, &headers, body);
         assert_eq!(
@@ -238,20 +250,22 @@ fn case_sources(cfg: GatewayConfig) {
         &[("Content-Type", "application/json")],
         Some("{\"workspaceId\": \"p2\"} trailing"),
     );
-    assert_eq!(resp.expect_error(400), "request body is not valid JSON");
+    assert_eq!(resp.expect_error(415), "request body is not valid JSON");
     assert_eq!(s.upstream.count(), count, "a refused request was forwarded");
     assert_eq!(s.admin.uses(&s.token.token_id), used);
     // Sources that agree are one project.
     let rec = s.forwarded("GET", "/api/v1/projects/p1/x?workspaceId=p1", &[], None);
     assert_project(&rec, "p1", "viewer");
 
-    // No project anywhere (a nested field does not count): forwarded without project headers.
-    let rec = s.forwarded("GET", "/api/v1/things", &[], None);
-    assert_no_project(&rec);
+    // A nested field counts like any other.
     let body = r#"{"nested":{"workspaceId":"p1"},"secretValue":"x"}"#;
     let rec = s.forwarded("POST", "/api/v3/secrets/raw/N", &[], Some(body));
-    assert_no_project(&rec);
+    assert_project(&rec, "p1", "viewer");
     assert_eq!(rec.body_str(), body);
+    // No project anywhere, on a route that does not require one: forwarded
+    // without project headers.
+    let rec = s.forwarded("GET", "/api/v1/things", &[], None);
+    assert_no_project(&rec);
 
     assert_eq!(s.admin.uses(&s.token.token_id), 12);
 }

@@ -1,8 +1,14 @@
 //! Request paths the gateway and the upstream could read differently are
 //! refused before routing (pure): dot segments, empty segments, backslashes,
-//! and percent-encodings of characters that need none (`%2e`, `%69`) or that
-//! change the structure (`%2f`, `%5c`, `%25`). Otherwise a path could pass a
-//! public-route or project check here and mean another resource upstream.
+//! `;` path parameters (`..;`), percent-encodings of characters that need
+//! none (`%2e`, `%69`) or that change the structure (`%2f`, `%5c`, `%25`,
+//! `%3b`), encodings that do not decode to valid UTF-8 (overlong `%c0%ae`),
+//! control characters, and non-ASCII lookalikes of ASCII (fullwidth `．`,
+//! `／`, letters). Otherwise a path could pass a public-route or project
+//! check here and mean another resource upstream.
+
+use super::names::hex_byte;
+use unicode_normalization::UnicodeNormalization;
 
 /// `Ok` for a canonical path, or why it is refused.
 pub fn check(path: &str) -> Result<(), &'static str> {
@@ -11,6 +17,9 @@ pub fn check(path: &str) -> Result<(), &'static str> {
     }
     if path.contains('\\') {
         return Err("request path must not contain '\\'");
+    }
+    if path.contains(';') {
+        return Err("request path must not contain ';' (path parameters)");
     }
     let body = path.strip_prefix('/').unwrap_or(path);
     let body = body.strip_suffix('/').unwrap_or(body);
@@ -25,23 +34,55 @@ pub fn check(path: &str) -> Result<(), &'static str> {
         }
     }
     let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok());
-            let Some(c) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) else {
+        let b = bytes[i];
+        if b == b'%' {
+            let Some(c) = bytes.get(i + 1..i + 3).and_then(hex_byte) else {
                 return Err("request path has a malformed percent-encoding");
             };
             if c.is_ascii_alphanumeric()
-                || matches!(c, b'-' | b'.' | b'_' | b'~' | b'/' | b'\\' | b'%')
+                || matches!(c, b'-' | b'.' | b'_' | b'~' | b'/' | b'\\' | b'%' | b';')
             {
                 return Err("request path percent-encodes a character that must be sent as is");
             }
+            decoded.push(c);
             i += 3;
         } else {
+            decoded.push(b);
             i += 1;
+        }
+    }
+    let Ok(decoded) = std::str::from_utf8(&decoded) else {
+        return Err("request path does not decode to valid UTF-8");
+    };
+    check_decoded_text(decoded).map_err(|why| match why {
+        TextProblem::Control => "request path contains a control character",
+        TextProblem::Lookalike => {
+            "request path contains a non-ASCII lookalike of an ASCII character"
+        }
+    })
+}
+
+/// Why decoded text is refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TextProblem {
+    Control,
+    Lookalike,
+}
+
+/// Decoded text may hold neither control characters (C0, DEL, C1) nor
+/// non-ASCII characters whose compatibility form contains ASCII (fullwidth
+/// `．` and `／`, the one-dot leader, fullwidth letters): servers that
+/// normalise Unicode would read those as the ASCII they resemble.
+pub fn check_decoded_text(text: &str) -> Result<(), TextProblem> {
+    for c in text.chars() {
+        if c.is_control() {
+            return Err(TextProblem::Control);
+        }
+        if !c.is_ascii() && std::iter::once(c).nfkc().any(|n| n.is_ascii()) {
+            return Err(TextProblem::Lookalike);
         }
     }
     Ok(())
@@ -69,6 +110,7 @@ mod tests {
             "/a%20b",
             "/x%3Fy",
             "/v1/a.b/..c",
+            "/caf%C3%A9",
         ] {
             assert_eq!(check(p), Ok(()), "{p}");
         }
@@ -90,6 +132,20 @@ mod tests {
             "/a%252e",
             "relative",
             "/api/v1/projects/proj1/../secret/x",
+            "/public/..;/api/v1/projects/p/secrets",
+            "/public;x=1/a",
+            "/public/%3b/a",
+            "/public/%c0%ae%c0%ae/api",
+            "/public/%e0%80%ae/api",
+            "/public/%ff/api",
+            "/public/%ef%bc%8e%ef%bc%8e/api",
+            "/public/%ef%bc%8fapi",
+            "/public/%e2%80%a4%e2%80%a4/api",
+            "/%EF%BC%A1PI/v1",
+            "/a%00b",
+            "/a%0ab",
+            "/a%7fb",
+            "/a%c2%85b",
         ] {
             assert!(check(p).is_err(), "{p} should be refused");
         }

@@ -1,133 +1,168 @@
-//! Which project a request is about: from path templates, query parameters,
-//! headers and top-level JSON body fields (pure). Every source is read and
-//! they must agree: a request that names two projects (a query parameter
-//! given twice, a body that says another project than the path) is refused,
-//! because the gateway would check one and the upstream might act on the other.
+//! Which project a request is about (pure), read so that it fails closed:
+//! every place some framework could read a project from is a claim (path
+//! templates matched case-insensitively, query parameters, headers, cookies
+//! and body fields whose names are lookalikes of a source, a path segment so
+//! named followed by a value), and all claims must agree. A request naming
+//! two projects is refused, because the gateway would check one and the
+//! upstream might act on the other.
 
-use crate::config::ProjectSource;
+use super::names::{fold, percent_decode, NameSet};
+use crate::config::{ProjectSource, TemplateSegment};
 use http::HeaderMap;
-use std::borrow::Cow;
 
-/// The outcome of reading the sources.
+/// The outcome of reading the claims.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Resolution<'a> {
-    Project(Cow<'a, str>),
+pub enum Resolution {
+    Project(String),
     NoProject,
-    /// The sources name different projects.
+    /// The claims name different projects.
     Conflict,
 }
 
-/// What the request body holds, as far as project resolution is concerned.
-#[derive(Debug, Clone, Copy)]
-pub enum Body<'a> {
-    /// No body, or one that is not JSON: body sources yield nothing.
-    None,
-    /// The body as read; it must be valid JSON.
-    Json(&'a [u8]),
+/// The configured sources, prepared once.
+#[derive(Debug, Clone)]
+pub struct ProjectRules {
+    templates: Vec<Vec<TemplateSegment>>,
+    names: NameSet,
 }
 
-/// A body that claims to be JSON but is not: refused, since the upstream's
-/// parser might read a project out of it that the gateway could not.
-#[derive(Debug, PartialEq, Eq)]
-pub struct InvalidJson;
+impl ProjectRules {
+    pub fn new(sources: &[ProjectSource]) -> ProjectRules {
+        let templates = sources
+            .iter()
+            .filter_map(|s| match s {
+                ProjectSource::Path(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect();
+        let names = NameSet::new(sources.iter().filter_map(|s| match s {
+            ProjectSource::Query(n) | ProjectSource::Header(n) | ProjectSource::Body(n) => {
+                Some(n.as_str())
+            }
+            ProjectSource::Path(_) => None,
+        }));
+        ProjectRules { templates, names }
+    }
 
-/// True when any source reads the body.
-pub fn wants_body(sources: &[ProjectSource]) -> bool {
-    sources.iter().any(|s| matches!(s, ProjectSource::Body(_)))
+    /// The names a lookalike is judged against (for body parsing).
+    pub fn names(&self) -> &NameSet {
+        &self.names
+    }
+
+    /// True when projects are checked at all.
+    pub fn is_on(&self) -> bool {
+        !self.templates.is_empty() || !self.names.is_empty()
+    }
+
+    /// True when a body could carry a project claim.
+    pub fn reads_body(&self) -> bool {
+        !self.names.is_empty()
+    }
+
+    /// Collects every claim of the request head and of `body_claims` (from
+    /// `proxy::body`) and returns the one project they name, if any. `path`
+    /// and `query` have passed `proxy::path` and `proxy::target` checks.
+    pub fn resolve(
+        &self,
+        path: &str,
+        query: Option<&str>,
+        headers: &HeaderMap,
+        body_claims: &[String],
+    ) -> Resolution {
+        let mut claims = Claims::default();
+        let segments: Vec<String> = path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(|s| String::from_utf8_lossy(&percent_decode(s.as_bytes())).into_owned())
+            .collect();
+        for t in &self.templates {
+            if let Some(p) = from_template(t, &segments) {
+                claims.see(p);
+            }
+        }
+        // `/.../workspaceId/p1`: servers that map path pairs to parameters.
+        for pair in segments.windows(2) {
+            if self.names.matches(&pair[0]) {
+                claims.see(&pair[1]);
+            }
+        }
+        if let Some(q) = query.filter(|_| !self.names.is_empty()) {
+            for pair in q.split('&') {
+                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                if self.names.matches(&form_text(name)) {
+                    claims.see(&form_text(value));
+                }
+            }
+        }
+        if !self.names.is_empty() {
+            for (name, value) in headers {
+                let text = value.to_str().unwrap_or(super::body::UNUSABLE);
+                if name == http::header::COOKIE {
+                    for c in text.split(';') {
+                        let (n, v) = c.split_once('=').unwrap_or((c, ""));
+                        if self.names.matches(n.trim()) {
+                            claims.see(&form_text(v.trim()));
+                        }
+                    }
+                } else if self.names.matches(name.as_str()) {
+                    claims.see(text);
+                }
+            }
+        }
+        for c in body_claims {
+            claims.see(c);
+        }
+        claims.finish()
+    }
 }
 
-/// Reads every source and returns the one project they name, if any.
-pub fn resolve<'a>(
-    sources: &[ProjectSource],
-    path: &'a str,
-    query: Option<&'a str>,
-    headers: &'a HeaderMap,
-    body: Body<'_>,
-) -> Result<Resolution<'a>, InvalidJson> {
-    let json = match body {
-        Body::Json(b) => Some(parse_object(b)?),
-        Body::None => None,
-    };
-    let mut found: Option<Cow<'a, str>> = None;
-    let mut conflict = false;
-    let mut see = |v: Cow<'a, str>| {
+#[derive(Default)]
+struct Claims {
+    found: Option<String>,
+    conflict: bool,
+}
+
+impl Claims {
+    /// Empty values name nothing; any other value must equal the others.
+    fn see(&mut self, v: &str) {
         if v.is_empty() {
             return;
         }
-        match &found {
-            None => found = Some(v),
-            Some(f) if *f != v => conflict = true,
+        match &self.found {
+            None => self.found = Some(v.to_string()),
+            Some(f) if f != v => self.conflict = true,
             Some(_) => {}
         }
-    };
-    for source in sources {
-        match source {
-            ProjectSource::Path(template) => {
-                if let Some(p) = from_path(template, path) {
-                    see(Cow::Borrowed(p));
-                }
-            }
-            // All query sources are read in the one pass below.
-            ProjectSource::Query(_) => {}
-            ProjectSource::Header(name) => {
-                for v in headers.get_all(name.as_str()) {
-                    // A value that is not text cannot be compared: it names "some" project.
-                    see(v
-                        .to_str()
-                        .map(Cow::Borrowed)
-                        .unwrap_or(Cow::Borrowed("\u{fffd}")));
-                }
-            }
-            ProjectSource::Body(field) => {
-                if let Some(v) = json.as_ref().and_then(|m| m.get(field)) {
-                    match v {
-                        serde_json::Value::String(s) => see(Cow::Owned(s.clone())),
-                        serde_json::Value::Null => {}
-                        // A number or object where a project id belongs: unusable, and not "none".
-                        other => see(Cow::Owned(other.to_string())),
-                    }
-                }
-            }
-        }
     }
-    // The query string is parsed once; values borrow from it unless decoded.
-    if let Some(q) = query.filter(|_| sources.iter().any(|s| matches!(s, ProjectSource::Query(_))))
-    {
-        for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
-            if sources
-                .iter()
-                .any(|s| matches!(s, ProjectSource::Query(n) if *n == k))
-            {
-                see(v);
-            }
-        }
-    }
-    Ok(match (conflict, found) {
-        (true, _) => Resolution::Conflict,
-        (false, Some(p)) => Resolution::Project(p),
-        (false, None) => Resolution::NoProject,
-    })
-}
 
-/// A JSON body's top-level object (an empty map for other valid JSON).
-fn parse_object(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, InvalidJson> {
-    match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(serde_json::Value::Object(m)) => Ok(m),
-        Ok(_) => Ok(serde_json::Map::new()),
-        Err(_) => Err(InvalidJson),
+    fn finish(self) -> Resolution {
+        match (self.conflict, self.found) {
+            (true, _) => Resolution::Conflict,
+            (false, Some(p)) => Resolution::Project(p),
+            (false, None) => Resolution::NoProject,
+        }
     }
 }
 
-fn from_path<'a>(template: &[Option<String>], path: &'a str) -> Option<&'a str> {
-    let mut segs = path.trim_start_matches('/').split('/');
+/// Percent-decoded text with `+` as a space, as form and query parsers read it.
+fn form_text(raw: &str) -> String {
+    let plus = raw.replace('+', " ");
+    String::from_utf8_lossy(&percent_decode(plus.as_bytes())).into_owned()
+}
+
+/// The project a template names in these (decoded) segments. Literals are
+/// compared folded (case, `-`, `_`, `.` ignored), as lenient routers might.
+fn from_template<'s>(template: &[TemplateSegment], segments: &'s [String]) -> Option<&'s str> {
+    if segments.len() < template.len() {
+        return None;
+    }
     let mut found = None;
-    for t in template {
-        let seg = segs.next()?;
+    for (t, seg) in template.iter().zip(segments) {
         match t {
-            Some(lit) if lit == seg => {}
-            Some(_) => return None,
-            None if !seg.is_empty() => found = Some(seg),
-            None => return None,
+            TemplateSegment::Literal(lit) if fold(lit) == fold(seg) => {}
+            TemplateSegment::Literal(_) => return None,
+            TemplateSegment::Any => {}
+            TemplateSegment::Project => found = Some(seg.as_str()),
         }
     }
     found
@@ -136,147 +171,120 @@ fn from_path<'a>(template: &[Option<String>], path: &'a str) -> Option<&'a str> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use TemplateSegment::{Any, Literal, Project};
 
-    fn sources() -> Vec<ProjectSource> {
-        vec![
+    fn rules() -> ProjectRules {
+        ProjectRules::new(&[
             ProjectSource::Path(vec![
-                Some("api".into()),
-                Some("v1".into()),
-                Some("projects".into()),
-                None,
+                Literal("api".into()),
+                Any,
+                Literal("projects".into()),
+                Project,
             ]),
             ProjectSource::Query("workspaceId".into()),
             ProjectSource::Query("projectId".into()),
             ProjectSource::Header("x-project-id".into()),
             ProjectSource::Body("workspaceId".into()),
-            ProjectSource::Body("projectId".into()),
-        ]
+        ])
     }
 
-    fn run<'a>(
-        path: &'a str,
-        query: Option<&'a str>,
-        h: &'a HeaderMap,
-        body: Body<'_>,
-    ) -> Resolution<'a> {
-        resolve(&sources(), path, query, h, body).unwrap()
+    fn run(path: &str, query: Option<&str>, h: &HeaderMap, body: &[&str]) -> Resolution {
+        let body: Vec<String> = body.iter().map(|s| s.to_string()).collect();
+        rules().resolve(path, query, h, &body)
+    }
+
+    fn p(s: &str) -> Resolution {
+        Resolution::Project(s.into())
     }
 
     #[test]
     fn each_source_alone() {
         let h = HeaderMap::new();
-        assert_eq!(
-            run("/api/v1/projects/p1/secrets", None, &h, Body::None),
-            Resolution::Project("p1".into())
-        );
-        assert_eq!(
-            run(
-                "/api/v3/secrets/raw",
-                Some("a=1&workspaceId=p%202"),
-                &h,
-                Body::None
-            ),
-            Resolution::Project("p 2".into())
-        );
+        assert_eq!(run("/api/v1/projects/p1/secrets", None, &h, &[]), p("p1"));
+        assert_eq!(run("/API/V9/Pro-Jects/p1", None, &h, &[]), p("p1"));
+        assert_eq!(run("/x", Some("a=1&workspaceId=p%202"), &h, &[]), p("p 2"));
         let mut hp = HeaderMap::new();
         hp.insert("x-project-id", "p3".parse().unwrap());
+        assert_eq!(run("/x", None, &hp, &[]), p("p3"));
+        assert_eq!(run("/x", None, &h, &["p4"]), p("p4"));
+        assert_eq!(run("/x", None, &h, &[]), Resolution::NoProject);
         assert_eq!(
-            run("/x", None, &hp, Body::None),
-            Resolution::Project("p3".into())
-        );
-        let body = br#"{"workspaceId": "p4", "secretValue": "s"}"#;
-        assert_eq!(
-            run("/x", None, &h, Body::Json(body)),
-            Resolution::Project("p4".into())
-        );
-        assert_eq!(run("/x", None, &h, Body::None), Resolution::NoProject);
-    }
-
-    #[test]
-    fn sources_that_agree_are_one_project() {
-        let h = HeaderMap::new();
-        let body = br#"{"workspaceId": "p1", "projectId": "p1"}"#;
-        assert_eq!(
-            run(
-                "/api/v1/projects/p1/x",
-                Some("workspaceId=p1&workspaceId=p1"),
-                &h,
-                Body::Json(body)
-            ),
-            Resolution::Project("p1".into())
-        );
-    }
-
-    #[test]
-    fn sources_that_disagree_conflict() {
-        let h = HeaderMap::new();
-        assert_eq!(
-            run("/x", Some("workspaceId=p1&workspaceId=p2"), &h, Body::None),
-            Resolution::Conflict
-        );
-        assert_eq!(
-            run("/x", Some("workspaceId=p1&projectId=p2"), &h, Body::None),
-            Resolution::Conflict
-        );
-        assert_eq!(
-            run(
-                "/x",
-                Some("workspaceId=p1"),
-                &h,
-                Body::Json(br#"{"workspaceId": "p2"}"#)
-            ),
-            Resolution::Conflict
-        );
-        assert_eq!(
-            run(
-                "/x",
-                None,
-                &h,
-                Body::Json(br#"{"workspaceId": "p1", "projectId": "p2"}"#)
-            ),
-            Resolution::Conflict
-        );
-        let mut hp = HeaderMap::new();
-        hp.append("x-project-id", "p1".parse().unwrap());
-        hp.append("x-project-id", "p2".parse().unwrap());
-        assert_eq!(run("/x", None, &hp, Body::None), Resolution::Conflict);
-        // A non-string project field is not silently ignored.
-        assert_eq!(
-            run(
-                "/x",
-                Some("workspaceId=p1"),
-                &h,
-                Body::Json(br#"{"workspaceId": 5}"#)
-            ),
-            Resolution::Conflict
-        );
-    }
-
-    #[test]
-    fn bodies_that_are_not_json_are_refused() {
-        let h = HeaderMap::new();
-        for bad in [
-            &b"not json"[..],
-            b"\xEF\xBB\xBF{\"workspaceId\": \"p\"}",
-            br#"{"workspaceId": "p"} x"#,
-        ] {
-            assert_eq!(
-                resolve(&sources(), "/x", None, &h, Body::Json(bad)),
-                Err(InvalidJson)
-            );
-        }
-        assert_eq!(
-            run("/x", None, &h, Body::Json(b"[1, 2]")),
+            run("/api/v1/projects", None, &h, &[]),
             Resolution::NoProject
         );
     }
 
     #[test]
-    fn path_template_must_match_every_literal() {
-        let t = vec![Some("api".into()), None, Some("x".into())];
-        assert_eq!(from_path(&t, "/api/p/x/more"), Some("p"));
-        assert_eq!(from_path(&t, "/api/p/y"), None);
-        assert_eq!(from_path(&t, "/api//x"), None);
-        assert_eq!(from_path(&t, "/api/p"), None);
+    fn lookalikes_are_claims() {
+        let h = HeaderMap::new();
+        for q in [
+            "WorkspaceId=p2",
+            "workspace_id=p2",
+            "workspaceId[]=p2",
+            "workspaceId[0]=p2",
+            "workspaceId.=p2",
+            "workspaceId%00=p2",
+            "project-id=p2",
+            "x_project_id=p2",
+        ] {
+            assert_eq!(run("/x", Some(q), &h, &[]), p("p2"), "{q}");
+        }
+        let mut hu = HeaderMap::new();
+        hu.insert("x_project_id", "p5".parse().unwrap());
+        hu.insert("workspaceid", "p5".parse().unwrap());
+        assert_eq!(run("/x", None, &hu, &[]), p("p5"));
+        let mut hc = HeaderMap::new();
+        hc.insert("cookie", "a=b; workspaceId=p6".parse().unwrap());
+        assert_eq!(run("/x", None, &hc, &[]), p("p6"));
+        assert_eq!(run("/x/workspaceId/p7", None, &h, &[]), p("p7"));
+    }
+
+    #[test]
+    fn claims_that_disagree_conflict() {
+        let h = HeaderMap::new();
+        assert_eq!(
+            run("/x", Some("workspaceId=p1&workspaceId=p2"), &h, &[]),
+            Resolution::Conflict
+        );
+        assert_eq!(
+            run("/x", Some("workspaceId=p1&WORKSPACEID=p2"), &h, &[]),
+            Resolution::Conflict
+        );
+        assert_eq!(
+            run("/api/v1/projects/p1/x", None, &h, &["p2"]),
+            Resolution::Conflict
+        );
+        assert_eq!(run("/x", None, &h, &["p1", "p2"]), Resolution::Conflict);
+        let mut hp = HeaderMap::new();
+        hp.append("x-project-id", "p1".parse().unwrap());
+        hp.append("X_Project_Id", "p2".parse().unwrap());
+        assert_eq!(run("/x", None, &hp, &[]), Resolution::Conflict);
+    }
+
+    #[test]
+    fn claims_that_agree_are_one_project() {
+        let h = HeaderMap::new();
+        assert_eq!(
+            run(
+                "/api/v1/projects/p1/x",
+                Some("workspaceId=p1&projectId=p1&workspaceId="),
+                &h,
+                &["p1", ""]
+            ),
+            p("p1")
+        );
+    }
+
+    #[test]
+    fn templates() {
+        let t = vec![Literal("api".into()), Project, Literal("x".into())];
+        let segs = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            from_template(&t, &segs(&["api", "p", "x", "more"])),
+            Some("p")
+        );
+        assert_eq!(from_template(&t, &segs(&["API", "p", "X"])), Some("p"));
+        assert_eq!(from_template(&t, &segs(&["api", "p", "y"])), None);
+        assert_eq!(from_template(&t, &segs(&["api", "p"])), None);
     }
 }

@@ -1,0 +1,606 @@
+//! Project claims in a request body (pure). JSON (every `json` media type,
+//! and any body that starts like JSON whatever its type), form-urlencoded and
+//! multipart/form-data bodies are parsed; every field at any depth whose name
+//! is a lookalike of a project source is a claim, repeated keys included.
+//! Bodies of other types are scanned as form data, since lenient servers
+//! parse them so. A body the gateway cannot read with certainty (an encoded
+//! body, several or unparseable Content-Types, an odd charset, broken JSON,
+//! form or multipart syntax) is refused: the upstream might read a project
+//! out of it that the gateway could not.
+
+use super::names::{hex_byte, NameSet};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use std::fmt;
+
+/// Stands for a project value that is not text (a number, an object, bytes
+/// that are not UTF-8): never a valid project id, so such a claim is refused.
+pub const UNUSABLE: &str = "\u{fffd}";
+
+/// Why a body cannot be read (answered with 415).
+pub type Unreadable = &'static str;
+
+/// What the request says about its body.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BodyHeaders<'a> {
+    /// Every Content-Type header value.
+    pub content_type: &'a [&'a [u8]],
+    /// Every Content-Encoding header value.
+    pub content_encoding: &'a [&'a [u8]],
+}
+
+/// Adds to `out` every project claim in `body`.
+pub fn claims(
+    h: BodyHeaders<'_>,
+    body: &[u8],
+    names: &NameSet,
+    out: &mut Vec<String>,
+) -> Result<(), Unreadable> {
+    if body.is_empty() {
+        return Ok(());
+    }
+    if h.content_encoding
+        .iter()
+        .any(|v| !v.trim_ascii().eq_ignore_ascii_case(b"identity"))
+    {
+        return Err("request body is encoded (Content-Encoding); send it unencoded");
+    }
+    let media = match h.content_type {
+        [] => None,
+        [one] => Some(MediaType::parse(one)?),
+        _ => return Err("request has more than one Content-Type"),
+    };
+    if let Some(m) = &media {
+        if let Some(cs) = m.param("charset") {
+            if !["utf-8", "utf8", "us-ascii", "ascii"]
+                .iter()
+                .any(|ok| cs.eq_ignore_ascii_case(ok))
+            {
+                return Err("request body charset must be UTF-8");
+            }
+        }
+    }
+    let essence = media.as_ref().map_or("", |m| m.essence.as_str());
+    let looks_json = starts_like_json(body);
+    if essence.contains("json") || looks_json {
+        json(body, names, out)?;
+    }
+    if essence == "application/x-www-form-urlencoded" {
+        form(body, names, out, true)?;
+    } else if essence.starts_with("multipart/") {
+        let m = media.as_ref().ok_or("multipart body without a boundary")?;
+        let boundary = m
+            .param("boundary")
+            .ok_or("multipart body without a boundary")?;
+        multipart(body, boundary, names, out)?;
+    } else if !essence.contains("json") && !looks_json {
+        form(body, names, out, false)?;
+    }
+    Ok(())
+}
+
+/// JSON texts that hold keys start with `{` or `[` (after whitespace or a BOM,
+/// which some parsers skip and the strict parse then refuses).
+fn starts_like_json(body: &[u8]) -> bool {
+    let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
+    matches!(
+        body.iter()
+            .find(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n')),
+        Some(b'{' | b'[')
+    )
+}
+
+/// A parsed Content-Type: lowercase essence and its parameters.
+#[derive(Debug)]
+struct MediaType {
+    essence: String,
+    params: Vec<(String, String)>,
+}
+
+impl MediaType {
+    /// Parses `type/subtype; name=value; name="quoted"` strictly; anything
+    /// else (non-ASCII, a repeated parameter) is unreadable.
+    fn parse(raw: &[u8]) -> Result<MediaType, Unreadable> {
+        const BAD: Unreadable = "request Content-Type cannot be parsed";
+        let text = std::str::from_utf8(raw).map_err(|_| BAD)?;
+        if !text
+            .bytes()
+            .all(|b| b == b'\t' || (b' '..0x7f).contains(&b))
+        {
+            return Err(BAD);
+        }
+        let (essence, mut rest) = text.split_once(';').unwrap_or((text, ""));
+        let essence = essence.trim().to_ascii_lowercase();
+        if !essence.contains('/') || !essence.bytes().all(is_token_byte_or_slash) {
+            return Err(BAD);
+        }
+        let mut params: Vec<(String, String)> = Vec::new();
+        loop {
+            rest = rest.trim_start_matches([' ', '\t']);
+            if rest.is_empty() {
+                break;
+            }
+            let (name, after) = rest.split_once('=').ok_or(BAD)?;
+            let name = name.trim_end().to_ascii_lowercase();
+            if name.is_empty() || !name.bytes().all(is_token_byte) {
+                return Err(BAD);
+            }
+            let (value, after) = if let Some(q) = after.strip_prefix('"') {
+                quoted(q).ok_or(BAD)?
+            } else {
+                let end = after.find(';').unwrap_or(after.len());
+                (after[..end].trim_end().to_string(), &after[end..])
+            };
+            if params.iter().any(|(n, _)| *n == name) {
+                return Err("request Content-Type repeats a parameter");
+            }
+            params.push((name, value));
+            rest = after.trim_start_matches([' ', '\t']);
+            match rest.strip_prefix(';') {
+                Some(r) => rest = r,
+                None if rest.is_empty() => break,
+                None => return Err(BAD),
+            }
+        }
+        Ok(MediaType { essence, params })
+    }
+
+    fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A quoted string's value (after the opening quote) and the text after it.
+fn quoted(s: &str) -> Option<(String, &str)> {
+    let mut value = String::new();
+    let mut chars = s.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return Some((value, &s[i + 1..])),
+            '\\' => value.push(chars.next()?.1),
+            c => value.push(c),
+        }
+    }
+    None
+}
+
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn is_token_byte_or_slash(b: u8) -> bool {
+    b == b'/' || is_token_byte(b)
+}
+
+// ---- JSON ----
+
+/// Walks a strict JSON document, seeing every key at every depth, repeated
+/// keys included (a map type would keep only one of them).
+fn json(body: &[u8], names: &NameSet, out: &mut Vec<String>) -> Result<(), Unreadable> {
+    const BAD: Unreadable = "request body is not valid JSON";
+    let mut de = serde_json::Deserializer::from_slice(body);
+    Walk { names, out }.deserialize(&mut de).map_err(|_| BAD)?;
+    de.end().map_err(|_| BAD)
+}
+
+struct Walk<'n, 'o> {
+    names: &'n NameSet,
+    out: &'o mut Vec<String>,
+}
+
+impl<'de> DeserializeSeed<'de> for Walk<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Walk<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("JSON")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<String>()? {
+            if self.names.matches(&key) {
+                let value: serde_json::Value = map.next_value()?;
+                claim_json(&value, self.names, self.out);
+            } else {
+                map.next_value_seed(Walk {
+                    names: self.names,
+                    out: self.out,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq
+            .next_element_seed(Walk {
+                names: self.names,
+                out: self.out,
+            })?
+            .is_some()
+        {}
+        Ok(())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+/// The value of a project-named key: text is a claim, null is none, anything
+/// else is unusable (and still searched, for keys nested inside it).
+fn claim_json(value: &serde_json::Value, names: &NameSet, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Null => {}
+        other => {
+            out.push(UNUSABLE.to_string());
+            nested_claims(other, names, out);
+        }
+    }
+}
+
+fn nested_claims(value: &serde_json::Value, names: &NameSet, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                if names.matches(k) {
+                    claim_json(v, names, out);
+                } else {
+                    nested_claims(v, names, out);
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|v| nested_claims(v, names, out)),
+        _ => {}
+    }
+}
+
+// ---- form-urlencoded ----
+
+/// Reads `name=value` pairs. Strict (a form Content-Type): `;` (which some
+/// servers treat as a separator), malformed escapes and non-UTF-8 are
+/// unreadable. Lenient (other types, scanned in case the upstream parses
+/// them as a form): split on `&` and `;`, invalid text replaced.
+fn form(
+    body: &[u8],
+    names: &NameSet,
+    out: &mut Vec<String>,
+    strict: bool,
+) -> Result<(), Unreadable> {
+    if strict && body.contains(&b';') {
+        return Err("form body must not contain ';' (some servers split on it)");
+    }
+    for pair in body.split(|b| *b == b'&' || *b == b';') {
+        let (name, value) = match pair.iter().position(|b| *b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &b""[..]),
+        };
+        let name = form_decode(name, strict)?;
+        if names.matches(&name) {
+            out.push(form_decode(value, strict)?);
+        }
+    }
+    Ok(())
+}
+
+fn form_decode(raw: &[u8], strict: bool) -> Result<String, Unreadable> {
+    let mut bytes = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'%' => match raw.get(i + 1..i + 3).and_then(hex_byte) {
+                Some(b) => {
+                    bytes.push(b);
+                    i += 3;
+                    continue;
+                }
+                None if strict => return Err("form body has a malformed percent-encoding"),
+                None => bytes.push(b'%'),
+            },
+            b'+' => bytes.push(b' '),
+            b => bytes.push(b),
+        }
+        i += 1;
+    }
+    match String::from_utf8(bytes) {
+        Ok(s) => Ok(s),
+        Err(_) if strict => Err("form body is not valid UTF-8"),
+        Err(e) => Ok(String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    }
+}
+
+// ---- multipart/form-data ----
+
+/// Reads every part of a multipart body strictly: it starts with the first
+/// boundary, parts are CRLF-delimited, each has one Content-Disposition with
+/// one plain `name`, no transfer encoding, and the body ends with the closing
+/// boundary. A part named like a project source is a claim; a part whose
+/// content is JSON is searched too.
+fn multipart(
+    body: &[u8],
+    boundary: &str,
+    names: &NameSet,
+    out: &mut Vec<String>,
+) -> Result<(), Unreadable> {
+    const BAD: Unreadable = "multipart body cannot be parsed";
+    if boundary.is_empty() || boundary.len() > 70 {
+        return Err(BAD);
+    }
+    let delimiter = format!("--{boundary}");
+    let next_delimiter = format!("\r\n--{boundary}");
+    let mut rest = body.strip_prefix(delimiter.as_bytes()).ok_or(BAD)?;
+    loop {
+        if let Some(after) = rest.strip_prefix(b"--") {
+            // The closing boundary: nothing but a line end may follow.
+            return match after {
+                b"" | b"\r\n" => Ok(()),
+                _ => Err(BAD),
+            };
+        }
+        rest = rest.strip_prefix(b"\r\n").ok_or(BAD)?;
+        let head_end = find(rest, b"\r\n\r\n").ok_or(BAD)?;
+        let name = part_name(&rest[..head_end])?;
+        let content_start = head_end + 4;
+        let content_len = find(&rest[content_start..], next_delimiter.as_bytes()).ok_or(BAD)?;
+        let content = &rest[content_start..content_start + content_len];
+        if names.matches(&name) {
+            out.push(
+                std::str::from_utf8(content)
+                    .map(str::to_string)
+                    .unwrap_or_else(|_| UNUSABLE.to_string()),
+            );
+        }
+        if starts_like_json(content) {
+            // A file that merely starts like JSON is not refused for it.
+            let _ = json(content, names, out);
+        }
+        rest = &rest[content_start + content_len + next_delimiter.len()..];
+    }
+}
+
+/// The `name` of a part, from its header block.
+fn part_name(head: &[u8]) -> Result<String, Unreadable> {
+    const BAD: Unreadable = "multipart part headers cannot be parsed";
+    let head = std::str::from_utf8(head).map_err(|_| BAD)?;
+    let mut name = None;
+    for line in head.split("\r\n") {
+        if line.starts_with([' ', '\t']) {
+            return Err(BAD); // folded header lines are read differently by different parsers
+        }
+        let (field, value) = line.split_once(':').ok_or(BAD)?;
+        let field = field.trim();
+        if field.eq_ignore_ascii_case("content-transfer-encoding") {
+            let v = value.trim();
+            if !["7bit", "8bit", "binary"]
+                .iter()
+                .any(|ok| v.eq_ignore_ascii_case(ok))
+            {
+                return Err("multipart part uses a Content-Transfer-Encoding");
+            }
+        } else if field.eq_ignore_ascii_case("content-disposition") {
+            if name.is_some() {
+                return Err(BAD);
+            }
+            let disposition = MediaTypeParams::parse(value)?;
+            if disposition.params.iter().any(|(n, _)| n.ends_with('*')) {
+                return Err("multipart part uses an encoded (name*) parameter");
+            }
+            name = Some(disposition.param("name").ok_or(BAD)?.to_string());
+        }
+    }
+    name.ok_or(BAD)
+}
+
+/// A Content-Disposition value (`form-data; name="x"`), parsed with the
+/// same strict parameter rules as a Content-Type.
+struct MediaTypeParams;
+
+impl MediaTypeParams {
+    fn parse(value: &str) -> Result<MediaType, Unreadable> {
+        // Give the disposition type a subtype so the media-type parser accepts it.
+        let (kind, params) = value.split_once(';').unwrap_or((value, ""));
+        if !kind.trim().eq_ignore_ascii_case("form-data") {
+            return Err("multipart part is not form-data");
+        }
+        MediaType::parse(format!("form/data;{params}").as_bytes())
+            .map_err(|_| "multipart part headers cannot be parsed")
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names() -> NameSet {
+        NameSet::new(["workspaceId", "projectId"])
+    }
+
+    fn run(ct: Option<&str>, body: &str) -> Result<Vec<String>, Unreadable> {
+        let ct: Vec<&[u8]> = ct.iter().map(|c| c.as_bytes()).collect();
+        let mut out = Vec::new();
+        claims(
+            BodyHeaders {
+                content_type: &ct,
+                content_encoding: &[],
+            },
+            body.as_bytes(),
+            &names(),
+            &mut out,
+        )?;
+        Ok(out)
+    }
+
+    #[test]
+    fn json_under_every_type() {
+        for ct in [
+            Some("application/json"),
+            Some("application/json; charset=utf-8"),
+            Some("application/vnd.api+json"),
+            Some("text/json"),
+            Some("application/x-json"),
+            Some("text/plain"),
+            Some("application/octet-stream"),
+            None,
+        ] {
+            assert_eq!(
+                run(ct, r#" {"workspaceId": "p1"}"#).unwrap(),
+                ["p1"],
+                "{ct:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn json_keys_at_any_depth_and_repeated() {
+        let got = run(
+            Some("application/json"),
+            r#"{"WorkspaceId":"a","x":{"y":[{"project_id":"b"}]},"workspaceId":"c","workspaceId":"d","n":null,"projectId":null}"#,
+        )
+        .unwrap();
+        assert_eq!(got, ["a", "b", "c", "d"]);
+        assert_eq!(
+            run(Some("application/json"), r#"{"workspaceId": 5}"#).unwrap(),
+            [UNUSABLE]
+        );
+        assert_eq!(
+            run(
+                Some("application/json"),
+                r#"{"workspaceId": {"projectId": "q"}}"#
+            )
+            .unwrap(),
+            [UNUSABLE, "q"]
+        );
+        assert_eq!(
+            run(Some("application/json"), r#"{"workspace\u0049d": "e"}"#).unwrap(),
+            ["e"]
+        );
+    }
+
+    #[test]
+    fn broken_json_is_unreadable() {
+        for (ct, body) in [
+            (Some("application/json"), "not json"),
+            (Some("application/json"), "\u{feff}{\"workspaceId\": \"p\"}"),
+            (Some("application/json"), r#"{"workspaceId": "p"} x"#),
+            (Some("application/json"), r#"{"workspaceId": "\ud800"}"#),
+            (Some("text/plain"), r#"{"workspaceId": 'p'}"#),
+            (None, r#"{workspaceId: "p"}"#),
+            (Some("application/x-www-form-urlencoded"), r#"{"a":1,}"#),
+        ] {
+            assert!(run(ct, body).is_err(), "{ct:?} {body}");
+        }
+    }
+
+    #[test]
+    fn forms() {
+        let f = Some("application/x-www-form-urlencoded");
+        assert_eq!(
+            run(f, "a=1&workspaceId=p1&Workspace_Id%5B%5D=p+2").unwrap(),
+            ["p1", "p 2"]
+        );
+        assert!(run(f, "a=1;workspaceId=p1").is_err());
+        assert!(run(f, "workspaceId=%zz").is_err());
+        assert!(run(f, "workspaceId=%ff").is_err());
+        // Scanned leniently under other types.
+        assert_eq!(
+            run(Some("text/plain"), "a=1;workspaceId=p3").unwrap(),
+            ["p3"]
+        );
+        assert_eq!(run(None, "workspaceId=%zz").unwrap(), ["%zz"]);
+        assert!(run(Some("text/plain"), "just some text")
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn multipart_fields() {
+        let ct = Some("multipart/form-data; boundary=XyZ");
+        let body = "--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n\
+                    --XyZ\r\nContent-Disposition: form-data; name=\"workspaceId\"\r\n\r\np1\r\n\
+                    --XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"x.json\"\r\nContent-Type: application/json\r\n\r\n{\"projectId\":\"p2\"}\r\n\
+                    --XyZ--\r\n";
+        assert_eq!(run(ct, body).unwrap(), ["p1", "p2"]);
+        let quoted = Some("multipart/form-data; boundary=\"a b\"");
+        let body = "--a b\r\nContent-Disposition: form-data; name=PROJECT_ID\r\n\r\np3\r\n--a b--";
+        assert_eq!(run(quoted, body).unwrap(), ["p3"]);
+        for (ct, body) in [
+            (Some("multipart/form-data"), "--x--"),
+            (Some("multipart/form-data; boundary=x; boundary=y"), "--x--"),
+            (Some("multipart/form-data; boundary=x"), "preamble\r\n--x--"),
+            (Some("multipart/form-data; boundary=x"), "--x\nContent-Disposition: form-data; name=a\n\n1\n--x--"),
+            (Some("multipart/form-data; boundary=x"), "--x\r\nContent-Disposition: form-data; name*=utf-8''workspaceId\r\n\r\np\r\n--x--"),
+            (Some("multipart/form-data; boundary=x"), "--x\r\nContent-Disposition: form-data; name=a\r\nContent-Transfer-Encoding: base64\r\n\r\ncA==\r\n--x--"),
+            (Some("multipart/form-data; boundary=x"), "--x\r\nContent-Disposition: form-data; name=a\r\n\r\n1"),
+        ] {
+            assert!(run(ct, body).is_err(), "{ct:?} {body:?}");
+        }
+    }
+
+    #[test]
+    fn unreadable_headers() {
+        let mut out = Vec::new();
+        let two: [&[u8]; 2] = [b"application/json", b"text/plain"];
+        let h = BodyHeaders {
+            content_type: &two,
+            content_encoding: &[],
+        };
+        assert!(claims(h, b"{}", &names(), &mut out).is_err());
+        let gz: [&[u8]; 1] = [b"gzip"];
+        let h = BodyHeaders {
+            content_type: &[],
+            content_encoding: &gz,
+        };
+        assert!(claims(h, b"x", &names(), &mut out).is_err());
+        for ct in [
+            &b"application/json; charset=\xff"[..],
+            b"application/json; charset=utf-16",
+            b"application/json; charset=",
+            b"json",
+        ] {
+            let one = [ct];
+            let h = BodyHeaders {
+                content_type: &one,
+                content_encoding: &[],
+            };
+            assert!(
+                claims(h, b"{}", &names(), &mut out).is_err(),
+                "{}",
+                String::from_utf8_lossy(ct)
+            );
+        }
+        // An empty body carries nothing, whatever its headers say.
+        assert!(claims(h_empty(), b"", &names(), &mut out).is_ok());
+    }
+
+    fn h_empty() -> BodyHeaders<'static> {
+        BodyHeaders::default()
+    }
+}

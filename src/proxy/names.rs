@@ -1,0 +1,199 @@
+//! Lookalike names (pure): which query parameters, headers, cookies, body
+//! fields and path segments some framework could read as a project source.
+//! A name matches when, after percent-decoding, Unicode compatibility folding
+//! (fullwidth letters, the long s, the Kelvin sign), case folding and dropping
+//! everything but ASCII letters and digits, it equals a source name; or when
+//! one of its decorated parts does (`workspaceId[]`, `filter[workspaceId]`,
+//! `workspaceId.`). Matching too much only makes the gateway stricter; matching
+//! too little lets an upstream act on a project the gateway never checked.
+
+use unicode_normalization::UnicodeNormalization;
+
+/// The normalised names of every configured query, header and body source.
+/// One set for all of them: an upstream that merges parameters from several
+/// places does not care where a name came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NameSet(Vec<String>);
+
+impl NameSet {
+    pub fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> NameSet {
+        let mut set: Vec<String> = names
+            .into_iter()
+            .map(fold)
+            .filter(|n| !n.is_empty())
+            .collect();
+        set.sort();
+        set.dedup();
+        NameSet(set)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Does `raw` (a name as it arrived, possibly percent-encoded) name a project source?
+    pub fn matches(&self, raw: &str) -> bool {
+        if self.0.is_empty() {
+            return false;
+        }
+        let decoded = percent_decode_fully(raw);
+        if self.contains(&fold(&decoded)) {
+            return true;
+        }
+        decoded
+            .split(is_decoration)
+            .any(|part| self.contains(&fold(part)))
+    }
+
+    fn contains(&self, folded: &str) -> bool {
+        !folded.is_empty() && self.0.iter().any(|n| n == folded)
+    }
+}
+
+/// Characters frameworks use to decorate or nest a name: `a[b]`, `a.b`, `a:b`, `a(b)`.
+fn is_decoration(c: char) -> bool {
+    c.is_ascii_punctuation() && c != '_' && c != '-'
+}
+
+/// Folds a name to what a lenient framework would compare: compatibility
+/// characters to their plain form, then upper and lower case together (so the
+/// dotless i and the long s meet their ASCII letters as Java's
+/// `equalsIgnoreCase` has them), keeping only ASCII letters and digits.
+pub fn fold(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.nfkc() {
+        if c.is_ascii() {
+            if c.is_ascii_alphanumeric() {
+                out.push(c.to_ascii_lowercase());
+            }
+            continue;
+        }
+        for upper in c.to_uppercase() {
+            for lower in upper.to_lowercase() {
+                if lower.is_ascii_alphanumeric() {
+                    out.push(lower);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Percent-decodes until nothing changes (a few rounds at most), so a name
+/// encoded twice is seen as a server that decodes twice would see it.
+/// Invalid UTF-8 is replaced, never an error: this only decides matching.
+fn percent_decode_fully(raw: &str) -> String {
+    let mut cur = raw.to_string();
+    for _ in 0..4 {
+        if !cur.contains('%') {
+            break;
+        }
+        let next = String::from_utf8_lossy(&percent_decode(cur.as_bytes())).into_owned();
+        if next == cur {
+            break;
+        }
+        cur = next;
+    }
+    cur
+}
+
+/// Decodes `%XX` escapes; a `%` not followed by two hex digits stays as it is.
+pub fn percent_decode(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'%' {
+            if let Some(b) = raw.get(i + 1..i + 3).and_then(hex_byte) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(raw[i]);
+        i += 1;
+    }
+    out
+}
+
+/// The byte two ASCII hex digits spell.
+pub fn hex_byte(h: &[u8]) -> Option<u8> {
+    let digit = |c: u8| (c as char).to_digit(16);
+    match h {
+        [a, b] => Some((digit(*a)? * 16 + digit(*b)?) as u8),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set() -> NameSet {
+        NameSet::new(["workspaceId", "projectId", "x-project-id"])
+    }
+
+    #[test]
+    fn plain_and_lookalike_names_match() {
+        let s = set();
+        for name in [
+            "workspaceId",
+            "WorkspaceId",
+            "WORKSPACEID",
+            "workspace_id",
+            "workspace-id",
+            "workspace.id",
+            "workspaceId[]",
+            "workspaceId[0]",
+            "workspaceId[x]",
+            "filter[workspaceId]",
+            "a.b.workspaceId",
+            "workspaceId.",
+            "workspaceId%00",
+            "workspace%49d",
+            "workspace%2549d",
+            "%77orkspaceId",
+            "ｗｏｒｋｓｐａｃｅＩｄ",
+            "workſpaceId",
+            "project\u{0131}d",
+            "X_Project_Id",
+            "x-project-id",
+            "xprojectid",
+            "project_id",
+        ] {
+            assert!(s.matches(name), "{name} should match");
+        }
+    }
+
+    #[test]
+    fn other_names_do_not_match() {
+        let s = set();
+        for name in [
+            "environment",
+            "workspace",
+            "project",
+            "id",
+            "myworkspaceId",
+            "workspaceIds",
+            "secretPath",
+            "",
+            "[]",
+        ] {
+            assert!(!s.matches(name), "{name} should not match");
+        }
+        assert!(!NameSet::new([]).matches("workspaceId"));
+    }
+
+    #[test]
+    fn folding() {
+        assert_eq!(fold("Work-Space_ID.x"), "workspaceidx");
+        assert_eq!(fold("\u{212A}ey"), "key");
+        assert_eq!(fold("İd"), "id");
+    }
+
+    #[test]
+    fn decoding() {
+        assert_eq!(percent_decode(b"a%41%zz%4"), b"aA%zz%4");
+        assert_eq!(hex_byte(b"fF"), Some(0xff));
+        assert_eq!(hex_byte(b"g0"), None);
+    }
+}

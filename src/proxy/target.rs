@@ -1,0 +1,212 @@
+//! The request target and the request's text (pure): only targets the
+//! gateway fully understands are accepted. Origin-form (`/path?query`), or
+//! absolute-form `http(s)://authority/path` naming the gateway itself (the
+//! authority is the request's `Host` or the address the connection arrived
+//! on); `*`, authority-form and anything else (`xyz:/api/...`, `api/...`) is
+//! refused, because Pingora forwards such targets as they are while the
+//! gateway would have checked only a placeholder path. The query string may
+//! not use `;` as a separator nor hold malformed or non-UTF-8 escapes or
+//! control characters, and no header value may hold control characters.
+
+use super::names::hex_byte;
+use super::path::{check_decoded_text, TextProblem};
+
+/// The path and query of an accepted target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target<'a> {
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    /// The target was absolute-form: it is sent upstream in origin-form.
+    pub absolute: bool,
+}
+
+/// Splits the raw request target, or says why it is refused. `host` is the
+/// request's Host header, `local` the address the connection arrived on.
+pub fn split<'a>(
+    raw: &'a [u8],
+    host: Option<&[u8]>,
+    local: Option<&str>,
+) -> Result<Target<'a>, &'static str> {
+    if raw.iter().any(|&b| b <= b' ' || b >= 0x7f) {
+        return Err("request target must be printable ASCII");
+    }
+    let text = std::str::from_utf8(raw).map_err(|_| "request target must be printable ASCII")?;
+    let (path_and_query, absolute) = if text.starts_with('/') {
+        (text, false)
+    } else if let Some(rest) = strip_scheme(text) {
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, pq) = rest.split_at(end);
+        let own = !authority.is_empty()
+            && !authority.contains('@')
+            && (host.is_some_and(|h| authority.as_bytes().eq_ignore_ascii_case(h))
+                || local.is_some_and(|l| authority.eq_ignore_ascii_case(l)));
+        if !own {
+            return Err("an absolute request target must name this gateway");
+        }
+        if !pq.starts_with('/') {
+            return Err("request target must have a path starting with '/'");
+        }
+        (pq, true)
+    } else {
+        return Err("request target must be a path starting with '/'");
+    };
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path_and_query, None),
+    };
+    Ok(Target {
+        path,
+        query,
+        absolute,
+    })
+}
+
+/// The rest of `http://...` or `https://...`, scheme matched case-insensitively.
+fn strip_scheme(text: &str) -> Option<&str> {
+    ["http://", "https://"].iter().find_map(|scheme| {
+        let head = text.get(..scheme.len())?;
+        head.eq_ignore_ascii_case(scheme)
+            .then(|| &text[scheme.len()..])
+    })
+}
+
+/// `Ok` for a query string every server splits and decodes the same way.
+pub fn check_query(query: &str) -> Result<(), &'static str> {
+    if query.contains(';') {
+        return Err("query string must not contain ';' (some servers split on it)");
+    }
+    // Each name and value is checked decoded, as the upstream will see it.
+    for part in query.split(['&', '=']) {
+        let mut decoded = Vec::with_capacity(part.len());
+        let pb = part.as_bytes();
+        let mut j = 0;
+        while j < pb.len() {
+            if pb[j] == b'%' {
+                let Some(c) = pb.get(j + 1..j + 3).and_then(hex_byte) else {
+                    return Err("query string has a malformed percent-encoding");
+                };
+                decoded.push(c);
+                j += 3;
+            } else {
+                decoded.push(if pb[j] == b'+' { b' ' } else { pb[j] });
+                j += 1;
+            }
+        }
+        let Ok(text) = std::str::from_utf8(&decoded) else {
+            return Err("query string does not decode to valid UTF-8");
+        };
+        if check_decoded_text(text) == Err(TextProblem::Control) {
+            return Err("query string contains a control character");
+        }
+    }
+    Ok(())
+}
+
+/// `Ok` when no header value holds a control character other than tab.
+pub fn check_header_values<'h>(
+    values: impl IntoIterator<Item = &'h [u8]>,
+) -> Result<(), &'static str> {
+    for v in values {
+        if v.iter().any(|&b| (b < b' ' && b != b'\t') || b == 0x7f) {
+            return Err("a header value contains a control character");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(raw: &str) -> Target<'_> {
+        split(
+            raw.as_bytes(),
+            Some(b"gw.local:8080"),
+            Some("127.0.0.1:8080"),
+        )
+        .unwrap()
+    }
+
+    fn refused(raw: &[u8]) -> bool {
+        split(raw, Some(b"gw.local:8080"), Some("127.0.0.1:8080")).is_err()
+    }
+
+    #[test]
+    fn origin_form() {
+        let t = ok("/api/v3/secrets/raw?workspaceId=p1");
+        assert_eq!(t.path, "/api/v3/secrets/raw");
+        assert_eq!(t.query, Some("workspaceId=p1"));
+        assert!(!t.absolute);
+        assert_eq!(ok("/").query, None);
+        assert_eq!(ok("/x?").query, Some(""));
+    }
+
+    #[test]
+    fn absolute_form_naming_the_gateway() {
+        let t = ok("http://gw.local:8080/api/x?a=1");
+        assert_eq!((t.path, t.query, t.absolute), ("/api/x", Some("a=1"), true));
+        assert_eq!(ok("HTTPS://GW.LOCAL:8080/a").path, "/a");
+        assert_eq!(ok("http://127.0.0.1:8080/a").path, "/a");
+    }
+
+    #[test]
+    fn other_targets_are_refused() {
+        for raw in [
+            &b"xyz:/api/v1/projects/p-other/secrets"[..],
+            b"api/v1/projects/p-other/secrets",
+            b"*",
+            b"gw.local:8080",
+            b"http://evil.example/api/v1/projects/p-other",
+            b"http://gw.local:8080@evil/api",
+            b"http://user@gw.local:8080/api",
+            b"http://gw.local:8080",
+            b"http://gw.local:8080?a=1",
+            b"ftp://gw.local:8080/a",
+            b"//gw.local:8080/a/../b",
+            b"/a\xef\xbc\x8e",
+            b"/a\x00b",
+            b"",
+        ] {
+            // `//host/...` is origin-form; its empty segment is refused by the path check.
+            if raw.starts_with(b"//") {
+                assert!(super::super::path::check(ok("//gw.local:8080/a/../b").path).is_err());
+                continue;
+            }
+            assert!(refused(raw), "{}", String::from_utf8_lossy(raw));
+        }
+        assert!(split(b"http://gw.local:8080/a", None, None).is_err());
+    }
+
+    #[test]
+    fn queries() {
+        for q in [
+            "a=1&b=2",
+            "workspaceId=p1",
+            "a=%20b&c=d+e",
+            "",
+            "x",
+            "a=caf%C3%A9",
+        ] {
+            assert_eq!(check_query(q), Ok(()), "{q}");
+        }
+        for q in [
+            "a=1;workspaceId=p2",
+            "a=%zz",
+            "a=%2",
+            "workspaceId%00=p",
+            "a=%0a",
+            "a=%c0%ae",
+            "a=%ff",
+            "a=%c2%85",
+        ] {
+            assert!(check_query(q).is_err(), "{q}");
+        }
+    }
+
+    #[test]
+    fn header_values() {
+        assert!(check_header_values([&b"a\tb"[..], b"caf\xc3\xa9"]).is_ok());
+        assert!(check_header_values([&b"a\x00b"[..]]).is_err());
+        assert!(check_header_values([&b"a\x7f"[..]]).is_err());
+    }
+}
