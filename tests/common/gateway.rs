@@ -25,14 +25,20 @@ const DEFAULT_HEADERS: [(&str, &str); 6] = [
 
 /// Project sources of config/tokengate.yaml, written out explicitly so tests
 /// do not depend on the binary's built-in defaults.
-const DEFAULT_PROJECT_SOURCES: [(&str, &str); 7] = [
-    ("path", "/api/v1/projects/{projectId}"),
-    ("path", "/api/v2/workspace/{projectId}"),
+const DEFAULT_PROJECT_SOURCES: [(&str, &str); 13] = [
+    ("path", "/api/*/projects/{projectId}"),
+    ("path", "/api/*/project/{projectId}"),
+    ("path", "/api/*/workspace/{projectId}"),
+    ("path", "/api/*/workspaces/{projectId}"),
     ("query", "workspaceId"),
     ("query", "projectId"),
+    ("query", "projectSlug"),
+    ("query", "workspaceSlug"),
     ("header", "x-project-id"),
     ("body", "workspaceId"),
     ("body", "projectId"),
+    ("body", "projectSlug"),
+    ("body", "workspaceSlug"),
 ];
 
 #[derive(Debug, Clone)]
