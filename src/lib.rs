@@ -11,6 +11,7 @@
 //! - `admin`:   the admin listener: /healthz, /readyz, /metrics
 //! - `metrics`: the Prometheus metrics, registered on an explicit registry
 //! - `error`:   the JSON error body shared by proxy and API
+//! - `redact`:  hides tokens, Authorization values and the admin key in text (pure)
 //! - `server`:  assembles the Pingora server from a `Config`
 //! - `cli`:     the `tokengate` command line (serve, check-config, operator commands)
 
@@ -23,6 +24,7 @@ pub mod error;
 pub mod metrics;
 pub mod model;
 pub mod proxy;
+pub mod redact;
 pub mod server;
 pub mod store;
 pub mod token;
