@@ -52,7 +52,10 @@ pub fn error_json(
     // JSON leaves a token's characters unescaped, and the marker adds none
     // that need escaping, so redacting the text keeps it valid JSON.
     let json = serde_json::to_string(&body).unwrap_or_default();
-    crate::redact::tokens(&json).into_owned().into_bytes()
+    if let std::borrow::Cow::Owned(redacted) = crate::redact::tokens(&json) {
+        return redacted.into_bytes();
+    }
+    json.into_bytes()
 }
 
 /// A fresh request id for error answers and logs ("req-" + 16 hex digits).
