@@ -142,9 +142,7 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 fn serve(path: &Path) -> ExitCode {
-    // `try_init`: a logger set up by an embedding test must not make us panic.
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .try_init();
+    crate::logging::init();
     let cfg = match crate::config::load(path) {
         Ok(cfg) => cfg,
         Err(e) => {

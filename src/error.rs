@@ -33,7 +33,9 @@ pub fn error_name(status: u16) -> &'static str {
     }
 }
 
-/// Serialises an error answer.
+/// Serialises an error answer. Token-shaped text is hidden in the whole body:
+/// messages may quote client input (a project id, a role), and error bodies
+/// end up in client logs and proxies' logs.
 pub fn error_json(
     status: u16,
     message: &str,
@@ -47,7 +49,13 @@ pub fn error_json(
         error: error_name(status),
         details,
     };
-    serde_json::to_vec(&body).unwrap_or_default()
+    // JSON leaves a token's characters unescaped, and the marker adds none
+    // that need escaping, so redacting the text keeps it valid JSON.
+    let json = serde_json::to_string(&body).unwrap_or_default();
+    if let std::borrow::Cow::Owned(redacted) = crate::redact::tokens(&json) {
+        return redacted.into_bytes();
+    }
+    json.into_bytes()
 }
 
 /// A fresh request id for error answers and logs ("req-" + 16 hex digits).
@@ -76,5 +84,25 @@ mod tests {
         );
         assert_eq!(error_name(422), "ValidationFailure");
         assert_eq!(new_request_id().len(), 20);
+    }
+
+    #[test]
+    fn tokens_in_messages_and_details_are_hidden() {
+        let token = crate::token::AccessToken::generate(crate::token::Id::random()).expose();
+        let details = serde_json::json!([{"field": "x", "message": format!("got {token}")}]);
+        let body = error_json(
+            400,
+            &format!("identity is already a member of project {token}"),
+            "req-1",
+            Some(details),
+        );
+        let text = String::from_utf8(body).unwrap();
+        assert!(!text.contains(&token[5..]), "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            v["message"],
+            "identity is already a member of project tgat_[REDACTED]"
+        );
+        assert_eq!(v["details"][0]["message"], "got tgat_[REDACTED]");
     }
 }

@@ -13,6 +13,8 @@
 //! - `admin`:   the admin listener: /healthz, /readyz, /metrics
 //! - `metrics`: the Prometheus metrics, registered on an explicit registry
 //! - `error`:   the JSON error body shared by proxy and API
+//! - `redact`:  hides tokens, Authorization values and the admin key in text (pure)
+//! - `logging`: the process logger: `RUST_LOG` filtering, every record redacted
 //! - `server`:  assembles the Pingora server from a `Config`
 //! - `cli`:     the `tokengate` command line (serve, check-config, operator commands)
 
@@ -22,9 +24,11 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod proxy;
+pub mod redact;
 pub mod routes;
 pub mod server;
 pub mod store;

@@ -62,6 +62,9 @@ fn check_listen_addresses(cfg: &Config) -> anyhow::Result<()> {
 pub fn run(cfg: Config) -> anyhow::Result<()> {
     check_listen_addresses(&cfg)?;
     let admin_key = crate::config::read_admin_key(&cfg).map_err(anyhow::Error::msg)?;
+    if let Some(key) = &admin_key {
+        crate::logging::register_secret(key);
+    }
     if admin_key.is_none() {
         log::warn!(
             "no admin key configured: only admin identities' tokens can use the management API"

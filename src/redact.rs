@@ -1,0 +1,533 @@
+//! Redaction of secrets from text that leaves the process as a log line or an
+//! error body (pure, no I/O).
+//!
+//! What is secret, and why each rule is shaped as it is:
+//! - Access tokens, found by their fixed prefix rather than by parsing, so a
+//!   mistyped, truncated or forged token is hidden as well as a valid one. The
+//!   prefix is matched in any case and with any character percent-encoded
+//!   (once or twice: `%5F`, `%255F`), because a path or query is logged as the
+//!   client wrote it. A token cut by a line break (a wrapped or escaped dump)
+//!   is followed onto the next line for the rest of its length.
+//! - `Authorization` values, in raw header text (`Authorization: Bearer x`)
+//!   and in the `Debug` form of header maps (`"authorization": "Bearer x"`),
+//!   whatever the scheme: Pingora prints whole requests at debug level.
+//! - `Bearer <credential>` anywhere, for credentials that are not tokens.
+//! - Exact secrets registered at start-up (the admin key), raw and
+//!   percent-encoded, since the key has no shape to recognise.
+//! - Long mixed-case base64url runs: a token body that lost its prefix (the
+//!   secret part alone) still carries 256 random bits, and nothing the
+//!   gateway logs on purpose looks like that (ids are lowercase hex).
+//!
+//! Over-redaction is accepted everywhere: a log line that hides a little too
+//! much costs nothing, one that shows a secret cannot be taken back.
+
+use std::borrow::Cow;
+
+/// What replaces a secret.
+pub const MARKER: &str = "[REDACTED]";
+
+/// What replaces a token: the prefix stays so a reader knows what was there.
+pub const TOKEN_MARKER: &str = "tgat_[REDACTED]";
+
+const PREFIX: &[u8] = b"tgat_";
+
+/// Characters after the prefix in a token body (base64url).
+const BODY_CHARS: usize = crate::token::TOKEN_LEN - PREFIX.len();
+
+/// A prefix-less run of base64url characters at least this long, in mixed
+/// case with a digit, is taken for a secret. Shorter runs are left alone so
+/// that words, header names and Rust type names stay readable.
+const FRAGMENT_MIN: usize = 32;
+
+/// Redacts every rule above, with a set of exact secrets.
+#[derive(Debug, Default, Clone)]
+pub struct Redactor {
+    /// Each registered secret with its percent-encoded forms.
+    secrets: Vec<String>,
+}
+
+impl Redactor {
+    pub const fn new() -> Redactor {
+        Redactor {
+            secrets: Vec::new(),
+        }
+    }
+
+    /// Adds an exact secret. Empty strings are ignored (they would match everywhere).
+    pub fn add_secret(&mut self, secret: &str) {
+        if secret.is_empty() {
+            return;
+        }
+        for form in [
+            secret.to_string(),
+            percent_encode(secret, b"0123456789ABCDEF"),
+            percent_encode(secret, b"0123456789abcdef"),
+        ] {
+            if !self.secrets.contains(&form) {
+                self.secrets.push(form);
+            }
+        }
+        // Longest first, so a secret that contains another is hidden whole.
+        self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    }
+
+    /// `text` with every secret replaced; borrowed when nothing was found.
+    pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        scan(text, Rules::All(&self.secrets))
+    }
+}
+
+/// `text` with token-shaped substrings replaced, and nothing else: for error
+/// bodies, whose wording (`'Bearer <token>'`) is meant for the client.
+pub fn tokens(text: &str) -> Cow<'_, str> {
+    scan(text, Rules::TokensOnly)
+}
+
+#[derive(Clone, Copy)]
+enum Rules<'s> {
+    TokensOnly,
+    All(&'s [String]),
+}
+
+fn scan<'a>(text: &'a str, rules: Rules<'_>) -> Cow<'a, str> {
+    let b = text.as_bytes();
+    let mut out: Option<String> = None;
+    let mut copied = 0;
+    let mut i = 0;
+    while i < b.len() {
+        // Every rule starts on an ASCII byte or on the first byte of a
+        // registered secret, so `i` and `end` are always char boundaries.
+        let found = match rules {
+            Rules::TokensOnly => token_at(b, i),
+            Rules::All(secrets) => secret_at(b, i, secrets)
+                .or_else(|| token_at(b, i))
+                .or_else(|| authorization_at(b, i))
+                .or_else(|| bearer_at(b, i))
+                .or_else(|| fragment_at(b, i)),
+        };
+        match found {
+            Some(m) => {
+                let o = out.get_or_insert_with(|| String::with_capacity(text.len()));
+                o.push_str(&text[copied..m.keep_to]);
+                o.push_str(m.marker);
+                copied = m.end;
+                i = m.end;
+            }
+            None => i += 1,
+        }
+    }
+    match out {
+        None => Cow::Borrowed(text),
+        Some(mut o) => {
+            o.push_str(&text[copied..]);
+            Cow::Owned(o)
+        }
+    }
+}
+
+/// One match: keep the text up to `keep_to`, write `marker`, resume at `end`.
+struct Match {
+    keep_to: usize,
+    marker: &'static str,
+    end: usize,
+}
+
+fn secret_at(b: &[u8], i: usize, secrets: &[String]) -> Option<Match> {
+    secrets
+        .iter()
+        .find(|s| b[i..].starts_with(s.as_bytes()))
+        .map(|s| Match {
+            keep_to: i,
+            marker: MARKER,
+            end: i + s.len(),
+        })
+}
+
+fn is_body_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'-' || c == b'_'
+}
+
+fn hex(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
+}
+
+/// The character at `j` and how many bytes spell it: itself, `%XX`, or
+/// `%25XX` (a percent sign that was encoded once more).
+fn logical_char(b: &[u8], j: usize) -> Option<(u8, usize)> {
+    let c = *b.get(j)?;
+    if c != b'%' {
+        return Some((c, 1));
+    }
+    let decoded = (hex(*b.get(j + 1)?)? << 4) | hex(*b.get(j + 2)?)?;
+    if decoded == b'%' {
+        if let Some(d) = b
+            .get(j + 3)
+            .and_then(|&h| hex(h))
+            .zip(b.get(j + 4).and_then(|&l| hex(l)))
+        {
+            return Some(((d.0 << 4) | d.1, 5));
+        }
+    }
+    Some((decoded, 3))
+}
+
+/// A run of line breaks as written raw or escaped by `Debug` (`\n`, `\r\n`).
+fn line_break_len(b: &[u8], j: usize) -> usize {
+    let mut k = j;
+    loop {
+        match b.get(k..k + 2) {
+            Some(b"\\n") | Some(b"\\r") => k += 2,
+            _ => match b.get(k) {
+                Some(b'\n') | Some(b'\r') => k += 1,
+                _ => return k - j,
+            },
+        }
+    }
+}
+
+fn token_at(b: &[u8], i: usize) -> Option<Match> {
+    let mut j = i;
+    for want in PREFIX {
+        let (c, n) = logical_char(b, j)?;
+        if !c.eq_ignore_ascii_case(want) {
+            return None;
+        }
+        j += n;
+    }
+    let mut body = 0;
+    loop {
+        match logical_char(b, j) {
+            Some((c, n)) if is_body_char(c) || n > 1 => {
+                body += 1;
+                j += n;
+            }
+            _ => {
+                let brk = line_break_len(b, j);
+                let continues = brk > 0
+                    && body > 0
+                    && body < BODY_CHARS
+                    && b.get(j + brk).is_some_and(|&c| is_body_char(c));
+                if !continues {
+                    break;
+                }
+                j += brk;
+                // The rest of the token is at most what a full body lacks.
+                let mut left = BODY_CHARS - body;
+                while left > 0 {
+                    match logical_char(b, j) {
+                        Some((c, n)) if is_body_char(c) || n > 1 => {
+                            left -= 1;
+                            body += 1;
+                            j += n;
+                        }
+                        _ => break,
+                    }
+                }
+            }
+        }
+    }
+    (body > 0).then_some(Match {
+        keep_to: i,
+        marker: TOKEN_MARKER,
+        end: j,
+    })
+}
+
+fn starts_with_ignore_case(b: &[u8], i: usize, word: &[u8]) -> bool {
+    b.get(i..i + word.len())
+        .is_some_and(|s| s.eq_ignore_ascii_case(word))
+}
+
+fn skip_spaces(b: &[u8], mut j: usize) -> usize {
+    while b.get(j).is_some_and(|&c| c == b' ' || c == b'\t') {
+        j += 1;
+    }
+    j
+}
+
+/// `authorization` then `:` or `=` (a quote may close the name first): the
+/// value is hidden up to its closing quote, or to the end of the line or
+/// query parameter when it is not quoted.
+fn authorization_at(b: &[u8], i: usize) -> Option<Match> {
+    if !starts_with_ignore_case(b, i, b"authorization") {
+        return None;
+    }
+    let mut j = i + b"authorization".len();
+    if matches!(b.get(j), Some(b'"' | b'\'')) {
+        j += 1;
+    }
+    j = skip_spaces(b, j);
+    if !matches!(b.get(j), Some(b':' | b'=')) {
+        return None;
+    }
+    j = skip_spaces(b, j + 1);
+    // `Debug` of a non-UTF-8 header value is `b"..."`.
+    if b.get(j) == Some(&b'b') && matches!(b.get(j + 1), Some(b'"')) {
+        j += 1;
+    }
+    let start;
+    let mut k;
+    if let Some(&q @ (b'"' | b'\'')) = b.get(j) {
+        start = j + 1;
+        k = start;
+        while let Some(&c) = b.get(k) {
+            if c == q {
+                break;
+            }
+            k += if c == b'\\' { 2 } else { 1 };
+        }
+        k = k.min(b.len());
+    } else {
+        start = j;
+        k = start;
+        while b
+            .get(k)
+            .is_some_and(|&c| !matches!(c, b'\r' | b'\n' | b'\\' | b'&' | b'"'))
+        {
+            k += 1;
+        }
+    }
+    (k > start).then_some(Match {
+        keep_to: start,
+        marker: MARKER,
+        end: k,
+    })
+}
+
+/// `Bearer` and a credential, outside any `Authorization` (a value copied
+/// into a message, an error from a library). `<token>`-style placeholders in
+/// our own messages are not credentials.
+fn bearer_at(b: &[u8], i: usize) -> Option<Match> {
+    if !starts_with_ignore_case(b, i, b"bearer") {
+        return None;
+    }
+    let start = skip_spaces(b, i + b"bearer".len());
+    if start == i + b"bearer".len() {
+        return None;
+    }
+    let mut k = start;
+    while b
+        .get(k)
+        .is_some_and(|&c| !c.is_ascii_whitespace() && !matches!(c, b'"' | b'\'' | b'\\' | b','))
+    {
+        k += 1;
+    }
+    let cred = &b[start..k];
+    let placeholder = cred.len() > 2
+        && cred[0] == b'<'
+        && cred[cred.len() - 1] == b'>'
+        && cred[1..cred.len() - 1]
+            .iter()
+            .all(|c| c.is_ascii_alphabetic() || *c == b'-');
+    (!cred.is_empty() && !placeholder).then_some(Match {
+        keep_to: start,
+        marker: MARKER,
+        end: k,
+    })
+}
+
+/// A whole base64url run that looks random: mixed case and a digit.
+fn fragment_at(b: &[u8], i: usize) -> Option<Match> {
+    if i > 0 && is_body_char(b[i - 1]) {
+        return None;
+    }
+    let len = b[i..].iter().take_while(|&&c| is_body_char(c)).count();
+    if len < FRAGMENT_MIN {
+        return None;
+    }
+    let run = &b[i..i + len];
+    let random = run.iter().any(u8::is_ascii_uppercase)
+        && run.iter().any(u8::is_ascii_lowercase)
+        && run.iter().any(u8::is_ascii_digit);
+    random.then_some(Match {
+        keep_to: i,
+        marker: MARKER,
+        end: i + len,
+    })
+}
+
+fn percent_encode(s: &str, digits: &[u8; 16]) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for &c in s.as_bytes() {
+        if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') {
+            out.push(c as char);
+        } else {
+            out.push('%');
+            out.push(digits[usize::from(c >> 4)] as char);
+            out.push(digits[usize::from(c & 15)] as char);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::{AccessToken, Id};
+
+    fn token() -> String {
+        AccessToken::generate(Id::random()).expose()
+    }
+
+    fn all(text: &str) -> String {
+        Redactor::new().redact(text).into_owned()
+    }
+
+    /// Neither the token nor any 20-character piece of its body survives.
+    #[track_caller]
+    fn hidden(out: &str, token: &str) {
+        let body = &token[PREFIX.len()..];
+        for start in (0..body.len() - 20).step_by(5) {
+            let piece = &body[start..start + 20];
+            assert!(!out.contains(piece), "{piece} of the token is in {out}");
+        }
+    }
+
+    #[test]
+    fn tokens_in_paths_and_queries() {
+        let t = token();
+        for text in [
+            format!("GET /api/{t}/x -> 400: bad path"),
+            format!("GET /x?accessToken={t}&y=1"),
+            format!("\"{t}\""),
+            t.clone(),
+        ] {
+            for out in [all(&text), tokens(&text).into_owned()] {
+                hidden(&out, &t);
+                assert!(out.contains(TOKEN_MARKER), "{out}");
+            }
+        }
+        assert_eq!(
+            all(&format!("/x?accessToken={t}&y=1")),
+            "/x?accessToken=tgat_[REDACTED]&y=1"
+        );
+    }
+
+    #[test]
+    fn prefix_in_any_case_and_percent_encoded() {
+        let t = token();
+        let body = &t[PREFIX.len()..];
+        let encoded_body: String = body.bytes().map(|c| format!("%{c:02X}")).collect();
+        for text in [
+            format!("TGAT_{body}"),
+            format!("Tgat_{body}"),
+            format!("tgat%5F{body}"),
+            format!("tgat%5f{body}"),
+            format!("%74%67%61%74%5F{body}"),
+            format!("tgat%255F{body}"),
+            format!("tgat_{encoded_body}"),
+            format!("tgat_{}%41{}", &body[..30], &body[30..]),
+        ] {
+            let out = tokens(&text);
+            hidden(&out, &t);
+            assert!(!out.contains(&encoded_body[..60]), "{out}");
+            assert_eq!(out, TOKEN_MARKER, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_token_split_across_lines_is_followed() {
+        let t = token();
+        for brk in ["\n", "\r\n", "\\r\\n", "\\n"] {
+            let text = format!("a {}{brk}{} b", &t[..40], &t[40..]);
+            let out = tokens(&text);
+            hidden(&out, &t);
+            assert_eq!(out, format!("a {TOKEN_MARKER} b"));
+        }
+        // A complete token ends at the break; the next line is left alone.
+        let text = format!("{t}\nnext line");
+        let out = tokens(&text);
+        assert_eq!(out, format!("{TOKEN_MARKER}\nnext line"));
+    }
+
+    #[test]
+    fn authorization_values_raw_and_debug() {
+        let t = token();
+        for (text, want) in [
+            (
+                format!("GET / HTTP/1.1\r\nAuthorization: Bearer {t}\r\nHost: x\r\n"),
+                "GET / HTTP/1.1\r\nAuthorization: [REDACTED]\r\nHost: x\r\n".to_string(),
+            ),
+            (
+                "b\"GET / HTTP/1.1\\r\\nauthorization: Basic dXNlcjpwYXNz\\r\\n\"".to_string(),
+                "b\"GET / HTTP/1.1\\r\\nauthorization: [REDACTED]\\r\\n\"".to_string(),
+            ),
+            (
+                "headers: {\"host\": \"x\", \"authorization\": \"Bearer not a token\"}".to_string(),
+                "headers: {\"host\": \"x\", \"authorization\": \"[REDACTED]\"}".to_string(),
+            ),
+            (
+                "{\"AUTHORIZATION\": b\"Bearer \\xff\\\"x\"}".to_string(),
+                "{\"AUTHORIZATION\": b\"[REDACTED]\"}".to_string(),
+            ),
+            (
+                "proxy-authorization=secret&a=1".to_string(),
+                "proxy-authorization=[REDACTED]&a=1".to_string(),
+            ),
+        ] {
+            assert_eq!(all(&text), want);
+        }
+        // Prose that names the header is not a value.
+        for msg in [
+            "missing Authorization header",
+            "Authorization must be 'Bearer <token>'",
+        ] {
+            assert_eq!(all(msg), msg);
+        }
+    }
+
+    #[test]
+    fn bearer_credentials_anywhere() {
+        assert_eq!(
+            all("sent bearer abc.def, then"),
+            "sent bearer [REDACTED], then"
+        );
+        assert_eq!(all("Bearer\tx"), "Bearer\t[REDACTED]");
+        assert_eq!(all("bearer"), "bearer");
+        // Error bodies keep their wording.
+        assert_eq!(tokens("Bearer abc"), "Bearer abc");
+    }
+
+    #[test]
+    fn registered_secrets_raw_and_percent_encoded() {
+        let mut r = Redactor::new();
+        r.add_secret("k3y/with space+plus");
+        r.add_secret("");
+        for text in [
+            "GET /x?key=k3y/with space+plus",
+            "GET /x?key=k3y%2Fwith%20space%2Bplus",
+            "GET /x?key=k3y%2fwith%20space%2bplus",
+        ] {
+            let out = r.redact(text);
+            assert_eq!(out, "GET /x?key=[REDACTED]", "{text}");
+        }
+        assert_eq!(r.redact("nothing here"), "nothing here");
+    }
+
+    #[test]
+    fn a_body_without_its_prefix_is_hidden() {
+        // 43 characters, as many as a token's secret part.
+        let secret_part = "Zk9uT2x5QmFzZTY0U2VjcmV0UGFydEhlcmUxMjM0NTY";
+        let out = all(&format!("x {secret_part} y"));
+        assert_eq!(out, format!("x {MARKER} y"));
+        // What the gateway logs on purpose stays readable.
+        for text in [
+            "req-0123456789abcdef identity 3f2b8c1e-5d4a-4b6f-9e2d-1a2b3c4d5e6f",
+            "x-tokengate-identity-name tokengate_auth_duration_seconds",
+            "pingora_core::protocols::http::v1::server HttpSessionInnerConnection",
+        ] {
+            assert_eq!(all(text), text);
+        }
+    }
+
+    #[test]
+    fn untouched_text_is_borrowed() {
+        assert!(matches!(tokens("plain"), Cow::Borrowed("plain")));
+        assert!(matches!(
+            Redactor::new().redact("tgat_ alone"),
+            Cow::Borrowed(_)
+        ));
+        // Multi-byte text around a match stays intact.
+        assert_eq!(tokens("é tgat_abc ü"), format!("é {TOKEN_MARKER} ü"));
+    }
+}

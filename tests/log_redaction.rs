@@ -1,0 +1,101 @@
+//! Secrets never reach the log, at any level: a gateway at `trace` (where
+//! Pingora prints whole requests) is sent tokens where they do not belong,
+//! a malformed request carrying a token, and management calls with the admin
+//! key and with a forged token; neither secret appears in what it wrote.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+/// A string in the token's shape whose checksum is wrong, as a forger would send.
+fn forged_like(token: &str) -> String {
+    let mut bytes = token.as_bytes().to_vec();
+    let i = 40;
+    bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+    String::from_utf8(bytes).expect("ASCII token")
+}
+
+/// Panics if `text` holds `secret` or any 20-character piece of it.
+#[track_caller]
+fn absent(text: &str, what: &str, secret: &str) {
+    let pieces = secret.len().saturating_sub(20) + 1;
+    for start in 0..pieces {
+        let piece = &secret[start..(start + 20).min(secret.len())];
+        if let Some(at) = text.find(piece) {
+            let from = text[..at].rfind('\n').map_or(0, |n| n + 1);
+            let to = text[at..].find('\n').map_or(text.len(), |n| at + n);
+            panic!("{what} is visible: {}", &text[from..to]);
+        }
+    }
+}
+
+#[test]
+fn no_secret_reaches_the_log_at_trace_level() {
+    let mut gw = Gateway::start(GatewayConfig::embedded_temp().env("RUST_LOG", "trace"));
+    let (_id, created) = gw.admin().identity_with_token("member", json!({}));
+    let token = created.access_token.clone();
+    let body = token["tgat_".len()..].to_string();
+    let forged = forged_like(&token);
+
+    // A token in a path, plain and with its prefix percent-encoded.
+    get(&format!("{}/api/{token}/secrets", gw.url())).expect_status(401);
+    let encoded = format!("/api/tgat%5F{body}/x");
+    let (status, _) = raw_http(&gw.addr(), &raw_request("GET", &encoded, &[], None));
+    assert_eq!(status, 400);
+
+    // A token in a query string.
+    get(&format!("{}/x?accessToken={token}", gw.url())).expect_status(401);
+
+    // Malformed requests carrying the token: Pingora refuses them itself and
+    // logs the raw bytes it could not parse.
+    let auth = format!("Bearer {token}");
+    let bad_version = format!("GET /x HT\u{1}TP/1.1\r\nHost: a\r\nAuthorization: {auth}\r\n\r\n");
+    let _ = common::http::try_raw_http(&gw.addr(), &bad_version);
+    let bad_length = raw_request(
+        "GET",
+        "/x",
+        &[("Authorization", &auth), ("Content-Length", "zz")],
+        None,
+    );
+    let _ = common::http::try_raw_http(&gw.addr(), &bad_length);
+
+    // Management with the admin key, and with a forged token in its place.
+    gw.admin().create_identity(&unique("logged"), "member");
+    let r = Admin::with_token(&gw.url(), &forged).call("GET", "/api/v1/identities", None);
+    assert_eq!(r.status, 401, "{}", r.body);
+
+    // An error answer that quotes client input (a token-shaped project id).
+    let (member_id, _) = gw.admin().identity_with_token("member", json!({}));
+    let path = format!("/api/v1/projects/{token}/memberships/identities/{member_id}");
+    gw.admin()
+        .call("POST", &path, Some(json!({"role": "viewer"})));
+    let again = gw
+        .admin()
+        .call("POST", &path, Some(json!({"role": "viewer"})));
+    assert_eq!(again.status, 400, "{}", again.body);
+    absent(&again.body, "the token in an error body", &body);
+    assert!(again.body.contains("tgat_[REDACTED]"), "{}", again.body);
+
+    // Metric labels are fixed words; a scrape must not carry a token either.
+    let metrics = get(&format!("{}/metrics", gw.admin_url()));
+    absent(&metrics.body, "the token in the metrics", &body);
+
+    gw.stop();
+    let log = gw.log();
+    absent(&log, "the token in the log", &body);
+    absent(
+        &log,
+        "the forged token in the log",
+        &forged["tgat_".len()..],
+    );
+    absent(&log, "the admin key in the log", ADMIN_KEY);
+    // The requests were logged, redacted: without these the test proves nothing.
+    for marker in [
+        "tgat_[REDACTED]",
+        "\"authorization\": \"[REDACTED]\"",
+        "Authorization: [REDACTED]",
+    ] {
+        assert!(log.contains(marker), "no {marker:?} in the log:\n{log}");
+    }
+}
