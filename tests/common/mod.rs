@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod gateway;
 pub mod http;
+pub mod lenient;
 pub mod net;
 pub mod process;
 pub mod redis;
