@@ -73,9 +73,22 @@ pub fn claims(
             .ok_or("multipart body without a boundary")?;
         multipart(body, boundary, names, out)?;
     } else if !essence.contains("json") && !looks_json {
+        // Lenient servers parse a body that starts like multipart as multipart,
+        // taking the boundary from its first line.
+        if let Some(boundary) = leading_boundary(body) {
+            multipart(body, boundary, names, out)?;
+        }
         form(body, names, out, false)?;
     }
     Ok(())
+}
+
+/// The boundary of a body that starts like multipart (`--boundary` + CRLF or LF).
+fn leading_boundary(body: &[u8]) -> Option<&str> {
+    let rest = body.strip_prefix(b"--")?;
+    let end = rest.iter().position(|b| *b == b'\n')?;
+    let line = rest[..end].strip_suffix(b"\r").unwrap_or(&rest[..end]);
+    std::str::from_utf8(line).ok().filter(|l| !l.is_empty())
 }
 
 /// JSON texts that hold keys start with `{` or `[` (after whitespace or a BOM,
@@ -538,6 +551,14 @@ mod tests {
         assert!(run(Some("text/plain"), "just some text")
             .unwrap()
             .is_empty());
+        // Multipart without its type is read as multipart, strictly.
+        let body = "--with space\r\nContent-Disposition: form-data; name=\"workspaceId\"\r\n\r\np4\r\n--with space--\r\n";
+        assert_eq!(run(None, body).unwrap(), ["p4"]);
+        assert!(run(
+            Some("text/plain"),
+            "--x\nContent-Disposition: form-data; name=a\n\n1\n--x--"
+        )
+        .is_err());
     }
 
     #[test]
