@@ -7,7 +7,7 @@
 //! - `auth`:    the decision: token + client IP + now -> allow | deny (pure)
 //! - `store`:   the `Store` trait; `store::redis` and `store::embedded`
 //! - `proxy`:   Pingora `ProxyHttp` glue; `proxy::target`, `proxy::path`, `proxy::names`,
-//!   `proxy::body`, `proxy::project`, `proxy::client_ip`, `proxy::headers`
+//!   `proxy::body`, `proxy::multipart`, `proxy::project`, `proxy::client_ip`, `proxy::headers`
 //! - `routes`:  per-path policy: public or token, project required, bodies read (pure)
 //! - `api`:     the Infisical-compatible management API answered by the gateway
 //! - `admin`:   the admin listener: /healthz, /readyz, /metrics

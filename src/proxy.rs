@@ -7,6 +7,7 @@
 pub mod body;
 pub mod client_ip;
 pub mod headers;
+pub mod multipart;
 pub mod names;
 pub mod path;
 pub mod project;

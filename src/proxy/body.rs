@@ -1,13 +1,15 @@
 //! Project claims in a request body (pure). JSON (every `json` media type,
 //! and any body that starts like JSON whatever its type), form-urlencoded and
-//! multipart/form-data bodies are parsed; every field at any depth whose name
-//! is a lookalike of a project source is a claim, repeated keys included.
-//! Bodies of other types are scanned as form data, since lenient servers
-//! parse them so. A body the gateway cannot read with certainty (an encoded
-//! body, several or unparseable Content-Types, an odd charset, broken JSON,
-//! form or multipart syntax) is refused: the upstream might read a project
-//! out of it that the gateway could not.
+//! multipart/form-data bodies (read by `proxy::multipart`, also when a body
+//! starts like one) are parsed; every field at any depth whose name is a
+//! lookalike of a project source is a claim, repeated keys included. Bodies
+//! of other types are scanned as form data, since lenient servers parse them
+//! so. A body the gateway cannot read with certainty (an encoded body,
+//! several or unparseable Content-Types, an odd charset, broken JSON, form or
+//! multipart syntax) is refused: the upstream might read a project out of it
+//! that the gateway could not.
 
+use super::multipart;
 use super::names::{hex_byte, NameSet};
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::fmt;
@@ -71,12 +73,12 @@ pub fn claims(
         let boundary = m
             .param("boundary")
             .ok_or("multipart body without a boundary")?;
-        multipart(body, boundary, names, out)?;
+        multipart::claims(body, boundary, names, out)?;
     } else if !essence.contains("json") && !looks_json {
         // Lenient servers parse a body that starts like multipart as multipart,
         // taking the boundary from its first line.
         if let Some(boundary) = leading_boundary(body) {
-            multipart(body, boundary, names, out)?;
+            multipart::claims(body, boundary, names, out)?;
         }
         form(body, names, out, false)?;
     }
@@ -93,7 +95,7 @@ fn leading_boundary(body: &[u8]) -> Option<&str> {
 
 /// JSON texts that hold keys start with `{` or `[` (after whitespace or a BOM,
 /// which some parsers skip and the strict parse then refuses).
-fn starts_like_json(body: &[u8]) -> bool {
+pub(super) fn starts_like_json(body: &[u8]) -> bool {
     let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
     matches!(
         body.iter()
@@ -104,15 +106,15 @@ fn starts_like_json(body: &[u8]) -> bool {
 
 /// A parsed Content-Type: lowercase essence and its parameters.
 #[derive(Debug)]
-struct MediaType {
+pub(super) struct MediaType {
     essence: String,
-    params: Vec<(String, String)>,
+    pub(super) params: Vec<(String, String)>,
 }
 
 impl MediaType {
     /// Parses `type/subtype; name=value; name="quoted"` strictly; anything
     /// else (non-ASCII, a repeated parameter) is unreadable.
-    fn parse(raw: &[u8]) -> Result<MediaType, Unreadable> {
+    pub(super) fn parse(raw: &[u8]) -> Result<MediaType, Unreadable> {
         const BAD: Unreadable = "request Content-Type cannot be parsed";
         let text = std::str::from_utf8(raw).map_err(|_| BAD)?;
         if !text
@@ -157,7 +159,7 @@ impl MediaType {
         Ok(MediaType { essence, params })
     }
 
-    fn param(&self, name: &str) -> Option<&str> {
+    pub(super) fn param(&self, name: &str) -> Option<&str> {
         self.params
             .iter()
             .find(|(n, _)| n == name)
@@ -191,7 +193,7 @@ fn is_token_byte_or_slash(b: u8) -> bool {
 
 /// Walks a strict JSON document, seeing every key at every depth, repeated
 /// keys included (a map type would keep only one of them).
-fn json(body: &[u8], names: &NameSet, out: &mut Vec<String>) -> Result<(), Unreadable> {
+pub(super) fn json(body: &[u8], names: &NameSet, out: &mut Vec<String>) -> Result<(), Unreadable> {
     const BAD: Unreadable = "request body is not valid JSON";
     let mut de = serde_json::Deserializer::from_slice(body);
     Walk { names, out }.deserialize(&mut de).map_err(|_| BAD)?;
@@ -344,108 +346,6 @@ fn form_decode(raw: &[u8], strict: bool) -> Result<String, Unreadable> {
         Err(_) if strict => Err("form body is not valid UTF-8"),
         Err(e) => Ok(String::from_utf8_lossy(e.as_bytes()).into_owned()),
     }
-}
-
-// ---- multipart/form-data ----
-
-/// Reads every part of a multipart body strictly: it starts with the first
-/// boundary, parts are CRLF-delimited, each has one Content-Disposition with
-/// one plain `name`, no transfer encoding, and the body ends with the closing
-/// boundary. A part named like a project source is a claim; a part whose
-/// content is JSON is searched too.
-fn multipart(
-    body: &[u8],
-    boundary: &str,
-    names: &NameSet,
-    out: &mut Vec<String>,
-) -> Result<(), Unreadable> {
-    const BAD: Unreadable = "multipart body cannot be parsed";
-    if boundary.is_empty() || boundary.len() > 70 {
-        return Err(BAD);
-    }
-    let delimiter = format!("--{boundary}");
-    let next_delimiter = format!("\r\n--{boundary}");
-    let mut rest = body.strip_prefix(delimiter.as_bytes()).ok_or(BAD)?;
-    loop {
-        if let Some(after) = rest.strip_prefix(b"--") {
-            // The closing boundary: nothing but a line end may follow.
-            return match after {
-                b"" | b"\r\n" => Ok(()),
-                _ => Err(BAD),
-            };
-        }
-        rest = rest.strip_prefix(b"\r\n").ok_or(BAD)?;
-        let head_end = find(rest, b"\r\n\r\n").ok_or(BAD)?;
-        let name = part_name(&rest[..head_end])?;
-        let content_start = head_end + 4;
-        let content_len = find(&rest[content_start..], next_delimiter.as_bytes()).ok_or(BAD)?;
-        let content = &rest[content_start..content_start + content_len];
-        if names.matches(&name) {
-            out.push(
-                std::str::from_utf8(content)
-                    .map(str::to_string)
-                    .unwrap_or_else(|_| UNUSABLE.to_string()),
-            );
-        }
-        if starts_like_json(content) {
-            // A file that merely starts like JSON is not refused for it.
-            let _ = json(content, names, out);
-        }
-        rest = &rest[content_start + content_len + next_delimiter.len()..];
-    }
-}
-
-/// The `name` of a part, from its header block.
-fn part_name(head: &[u8]) -> Result<String, Unreadable> {
-    const BAD: Unreadable = "multipart part headers cannot be parsed";
-    let head = std::str::from_utf8(head).map_err(|_| BAD)?;
-    let mut name = None;
-    for line in head.split("\r\n") {
-        if line.starts_with([' ', '\t']) {
-            return Err(BAD); // folded header lines are read differently by different parsers
-        }
-        let (field, value) = line.split_once(':').ok_or(BAD)?;
-        let field = field.trim();
-        if field.eq_ignore_ascii_case("content-transfer-encoding") {
-            let v = value.trim();
-            if !["7bit", "8bit", "binary"]
-                .iter()
-                .any(|ok| v.eq_ignore_ascii_case(ok))
-            {
-                return Err("multipart part uses a Content-Transfer-Encoding");
-            }
-        } else if field.eq_ignore_ascii_case("content-disposition") {
-            if name.is_some() {
-                return Err(BAD);
-            }
-            let disposition = MediaTypeParams::parse(value)?;
-            if disposition.params.iter().any(|(n, _)| n.ends_with('*')) {
-                return Err("multipart part uses an encoded (name*) parameter");
-            }
-            name = Some(disposition.param("name").ok_or(BAD)?.to_string());
-        }
-    }
-    name.ok_or(BAD)
-}
-
-/// A Content-Disposition value (`form-data; name="x"`), parsed with the
-/// same strict parameter rules as a Content-Type.
-struct MediaTypeParams;
-
-impl MediaTypeParams {
-    fn parse(value: &str) -> Result<MediaType, Unreadable> {
-        // Give the disposition type a subtype so the media-type parser accepts it.
-        let (kind, params) = value.split_once(';').unwrap_or((value, ""));
-        if !kind.trim().eq_ignore_ascii_case("form-data") {
-            return Err("multipart part is not form-data");
-        }
-        MediaType::parse(format!("form/data;{params}").as_bytes())
-            .map_err(|_| "multipart part headers cannot be parsed")
-    }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 #[cfg(test)]
