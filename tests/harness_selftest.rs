@@ -342,7 +342,7 @@ fn gateway_config_yaml_has_harness_defaults() {
         "  url: \"redis://127.0.0.1:7777/0\"".to_string(),
         "trusted_proxies: [\"10.0.0.0/8\"]".to_string(),
         "public_routes: [\"/api/status\"]".to_string(),
-        "    - path: \"/api/v1/projects/{projectId}\"".to_string(),
+        "    - path: \"/api/*/projects/{projectId}\"".to_string(),
         "    - body: \"projectId\"".to_string(),
         "  identity_id: \"x-tokengate-identity-id\"".to_string(),
         "  project_role: \"x-tokengate-project-role\"".to_string(),
