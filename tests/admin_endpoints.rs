@@ -23,9 +23,18 @@ fn metrics_count_outcomes_and_reasons_without_identifying_anyone() {
     );
     assert_eq!(get(&format!("{}/a", gw.url())).status, 401);
 
-    let metrics = get(&format!("{}/metrics", gw.admin_url()));
-    assert_eq!(metrics.status, 200);
-    let text = metrics.body;
+    // Requests are counted in Pingora's logging step, just after the answer
+    // is sent, so the last one may not be in yet when the scrape arrives.
+    let scrape = || {
+        let metrics = get(&format!("{}/metrics", gw.admin_url()));
+        assert_eq!(metrics.status, 200);
+        metrics.body
+    };
+    let mut text = String::new();
+    poll_until(Duration::from_secs(5), || {
+        text = scrape();
+        text.contains(r#"tokengate_requests_total{outcome="denied"} 2"#)
+    });
     assert!(
         text.contains(r#"tokengate_requests_total{outcome="forwarded"} 1"#),
         "{text}"
