@@ -143,7 +143,7 @@ impl Gateway {
         if let Some(q) = t.query {
             target::check_query(q)?;
         }
-        target::check_header_values(h.headers.values().map(|v| v.as_bytes()))?;
+        target::check_headers(h.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())))?;
         Ok(t)
     }
 

@@ -169,6 +169,14 @@ fn request_targets(s: &Setup) {
     ] {
         s.refused(400, None, head, &[], None);
     }
+    // Headers some frameworks route on instead of the target.
+    for (name, value) in [
+        ("X-Original-URL", "/api/v1/projects/p-other/secrets"),
+        ("x_rewrite_url", "/api/v1/projects/p-other/secrets"),
+        ("X-HTTP-Method-Override", "DELETE"),
+    ] {
+        s.refused(400, None, "GET /public/x", &[(name, value)], None);
+    }
     // A plain public path still passes without a project.
     let rec = s.forwarded("GET /public/status?a=b", &[], None);
     assert_project(&rec, None);

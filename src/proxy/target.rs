@@ -6,9 +6,10 @@
 //! refused, because Pingora forwards such targets as they are while the
 //! gateway would have checked only a placeholder path. The query string may
 //! not use `;` as a separator nor hold malformed or non-UTF-8 escapes or
-//! control characters, and no header value may hold control characters.
+//! control characters, no header value may hold control characters, and no
+//! header may override the URL or method.
 
-use super::names::hex_byte;
+use super::names::{fold, hex_byte};
 use super::path::{check_decoded_text, TextProblem};
 
 /// The path and query of an accepted target.
@@ -102,13 +103,29 @@ pub fn check_query(query: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// `Ok` when no header value holds a control character other than tab.
-pub fn check_header_values<'h>(
-    values: impl IntoIterator<Item = &'h [u8]>,
+/// Headers some frameworks let replace the request's URL or method (IIS and
+/// Symfony route on `X-Original-URL`), folded as `proxy::names` folds names:
+/// the gateway would have checked one resource and the upstream served another.
+const OVERRIDES: [&str; 6] = [
+    "xoriginalurl",
+    "xrewriteurl",
+    "xoverrideurl",
+    "xhttpmethodoverride",
+    "xhttpmethod",
+    "xmethodoverride",
+];
+
+/// `Ok` when no header rewrites the URL or method and no header value holds
+/// a control character other than tab.
+pub fn check_headers<'h>(
+    headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
 ) -> Result<(), &'static str> {
-    for v in values {
-        if v.iter().any(|&b| (b < b' ' && b != b'\t') || b == 0x7f) {
+    for (name, value) in headers {
+        if value.iter().any(|&b| (b < b' ' && b != b'\t') || b == 0x7f) {
             return Err("a header value contains a control character");
+        }
+        if OVERRIDES.contains(&fold(name).as_str()) {
+            return Err("headers that override the URL or method (X-Original-URL, X-Rewrite-URL, X-HTTP-Method-Override) are not accepted");
         }
     }
     Ok(())
@@ -204,9 +221,19 @@ mod tests {
     }
 
     #[test]
-    fn header_values() {
-        assert!(check_header_values([&b"a\tb"[..], b"caf\xc3\xa9"]).is_ok());
-        assert!(check_header_values([&b"a\x00b"[..]]).is_err());
-        assert!(check_header_values([&b"a\x7f"[..]]).is_err());
+    fn headers() {
+        assert!(check_headers([("a", &b"a\tb"[..]), ("b", b"caf\xc3\xa9")]).is_ok());
+        assert!(check_headers([("a", &b"a\x00b"[..])]).is_err());
+        assert!(check_headers([("a", &b"a\x7f"[..])]).is_err());
+        for name in [
+            "x-original-url",
+            "X-Rewrite-URL",
+            "x_original_url",
+            "x-http-method-override",
+            "X-Method-Override",
+        ] {
+            assert!(check_headers([(name, &b"/x"[..])]).is_err(), "{name}");
+        }
+        assert!(check_headers([("x-original-host", &b"x"[..])]).is_ok());
     }
 }
