@@ -134,7 +134,7 @@ pub(crate) async fn delete(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiEr
 
 pub(crate) async fn list(cx: &Ctx<'_>) -> Result<ApiResponse, ApiError> {
     let (offset, limit) = paging(cx.req.query)?;
-    let page = cx.store.list_identities(offset, limit).await?;
+    let page = cx.store.list_identities(None, offset, limit).await?;
     let mut flags = Vec::with_capacity(page.items.len());
     for i in &page.items {
         flags.push(has_token_auth(cx.store, i.id).await?);

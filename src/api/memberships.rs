@@ -236,7 +236,10 @@ pub(crate) async fn delete(
 pub(crate) async fn list(cx: &Ctx<'_>, raw_project: &str) -> Result<ApiResponse, ApiError> {
     let project = project(raw_project)?;
     let (offset, limit) = paging(cx.req.query)?;
-    let page = cx.store.list_memberships(&project, offset, limit).await?;
+    let page = cx
+        .store
+        .list_memberships(&project, None, offset, limit)
+        .await?;
     let mut members = Vec::with_capacity(page.items.len());
     for m in &page.items {
         let identity = lookup(cx.store, m.identity_id).await?;
