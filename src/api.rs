@@ -3,11 +3,17 @@
 //! independent: the proxy glue turns a request into an [`ApiRequest`] and
 //! writes back the [`ApiResponse`].
 //!
+//! Organizations are a boundary: an identity caller sees and manages only
+//! identities, Token Auth configurations, tokens and memberships of its own
+//! organization (lists are filtered in the store; anything else is a 403 that
+//! names nothing of the other org), and creates identities only there. The
+//! admin key is global. No caller moves an identity to another organization.
+//!
 //! Routes (all JSON; `admin` = the admin key or an identity with org role admin):
-//! - `GET    /api/v1/identities`                                       admin: list identities (`offset`, `limit`)
-//! - `POST   /api/v1/identities`                                       admin: create an identity
+//! - `GET    /api/v1/identities`                                       admin: list identities of the caller's org (`offset`, `limit`)
+//! - `POST   /api/v1/identities`                                       admin: create an identity (in the caller's org)
 //! - `GET    /api/v1/identities/{identityId}`                          admin: one identity
-//! - `PATCH  /api/v1/identities/{identityId}`                          admin: rename, change role or delete protection
+//! - `PATCH  /api/v1/identities/{identityId}`                          admin: rename, change role or delete protection (never the org)
 //! - `DELETE /api/v1/identities/{identityId}`                          admin: delete it and revoke its tokens
 //! - `POST   /api/v1/auth/token-auth/identities/{identityId}`          admin: attach Token Auth
 //! - `GET    /api/v1/auth/token-auth/identities/{identityId}`          admin: the Token Auth configuration
@@ -20,7 +26,7 @@
 //! - `POST   /api/v1/auth/token-auth/tokens/{tokenId}/revoke`          admin: revoke a token by id
 //! - `POST   /api/v1/auth/token/renew`                                 anyone holding the token: renew it
 //! - `POST   /api/v1/auth/token/revoke`                                anyone holding the token: revoke it
-//! - `GET    /api/v1/projects/{projectId}/memberships/identities`                admin: list a project's memberships
+//! - `GET    /api/v1/projects/{projectId}/memberships/identities`                admin: list a project's memberships (of the caller's org)
 //! - `POST   /api/v1/projects/{projectId}/memberships/identities/{identityId}`   admin: add a membership
 //! - `GET    /api/v1/projects/{projectId}/memberships/identities/{identityId}`   admin: one membership
 //! - `PATCH  /api/v1/projects/{projectId}/memberships/identities/{identityId}`   admin: replace its roles

@@ -70,14 +70,23 @@ pub trait Store: Send + Sync {
 
     async fn create_identity(&self, identity: &Identity) -> Result<(), StoreError>;
     async fn get_identity(&self, id: Id) -> Result<Option<Identity>, StoreError>;
-    /// Replaces an existing identity; `false` when it does not exist.
+    /// Replaces an existing identity; `false` when it does not exist. The
+    /// organization is fixed at creation: the stored `org_id` is kept whatever
+    /// `identity.org_id` says, because the org boundary of the management API
+    /// and the per-org indexes rely on it never changing.
     async fn update_identity(&self, identity: &Identity) -> Result<bool, StoreError>;
     /// Deletes the identity, its Token Auth configuration and memberships, and
     /// revokes all its tokens in one step, unless it has delete protection
     /// (checked in the same step).
     async fn delete_identity(&self, id: Id) -> Result<Deletion, StoreError>;
-    /// Identities, oldest first.
-    async fn list_identities(&self, offset: u64, limit: u64) -> Result<Page<Identity>, StoreError>;
+    /// Identities, oldest first: those of organization `org` only when it is
+    /// given (the total counts only those), every identity otherwise.
+    async fn list_identities(
+        &self,
+        org: Option<&str>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Page<Identity>, StoreError>;
 
     /// Create: `false` if one is already attached or the identity is gone.
     /// Update: `false` if none is attached.
@@ -123,10 +132,12 @@ pub trait Store: Send + Sync {
         project: &str,
         identity: Id,
     ) -> Result<Option<Membership>, StoreError>;
-    /// A project's memberships, oldest first.
+    /// A project's memberships, oldest first: only those of identities of
+    /// organization `org` when it is given (the total counts only those).
     async fn list_memberships(
         &self,
         project: &str,
+        org: Option<&str>,
         offset: u64,
         limit: u64,
     ) -> Result<Page<Membership>, StoreError>;

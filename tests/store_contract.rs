@@ -453,14 +453,18 @@ async fn membership_crud_and_listing(s: &dyn Store) {
         };
         assert!(s.put_membership(&m).await.unwrap());
     }
-    let page = s.list_memberships("p1", 0, 10).await.unwrap();
+    let page = s.list_memberships("p1", None, 0, 10).await.unwrap();
     assert_eq!(page.total, 2);
     assert_eq!(
         page.items.iter().map(|m| m.identity_id).collect::<Vec<_>>(),
         vec![a.id, b.id]
     );
     assert_eq!(
-        s.list_memberships("p1", 1, 10).await.unwrap().items.len(),
+        s.list_memberships("p1", None, 1, 10)
+            .await
+            .unwrap()
+            .items
+            .len(),
         1
     );
     let got = s.get_membership("p1", a.id).await.unwrap().unwrap();
@@ -473,8 +477,14 @@ async fn membership_crud_and_listing(s: &dyn Store) {
         Some(a.id)
     );
     assert_eq!(s.get_membership("p1", a.id).await.unwrap(), None);
-    assert_eq!(s.list_memberships("p1", 0, 10).await.unwrap().total, 1);
-    assert_eq!(s.list_memberships("p2", 0, 10).await.unwrap().total, 0);
+    assert_eq!(
+        s.list_memberships("p1", None, 0, 10).await.unwrap().total,
+        1
+    );
+    assert_eq!(
+        s.list_memberships("p2", None, 0, 10).await.unwrap().total,
+        0
+    );
 }
 
 async fn identity_crud_and_listing(s: &dyn Store) {
@@ -484,10 +494,13 @@ async fn identity_crud_and_listing(s: &dyn Store) {
     s.create_identity(&a).await.unwrap();
     s.create_identity(&b).await.unwrap();
     assert_eq!(s.get_identity(a.id).await.unwrap(), Some(a.clone()));
-    let page = s.list_identities(0, 10).await.unwrap();
+    let page = s.list_identities(None, 0, 10).await.unwrap();
     assert_eq!((page.total, page.items.len()), (2, 2));
     assert_eq!(page.items[0].id, a.id);
-    assert_eq!(s.list_identities(1, 1).await.unwrap().items[0].id, b.id);
+    assert_eq!(
+        s.list_identities(None, 1, 1).await.unwrap().items[0].id,
+        b.id
+    );
     a.role = "admin".into();
     a.name = "renamed".into();
     assert!(s.update_identity(&a).await.unwrap());
@@ -503,6 +516,173 @@ async fn identity_crud_and_listing(s: &dyn Store) {
             .unwrap()
             .unwrap()
             .has_delete_protection
+    );
+}
+
+fn identity_in(org: &str, created_at: Millis) -> Identity {
+    Identity {
+        org_id: org.into(),
+        created_at,
+        ..identity("member")
+    }
+}
+
+fn ids<T>(items: &[T], id: impl Fn(&T) -> Id) -> Vec<Id> {
+    items.iter().map(id).collect()
+}
+
+async fn identities_list_per_org(s: &dyn Store) {
+    // Interleaved creation, and an org whose id extends another's: the filter
+    // is an exact match and keeps the oldest-first order within the org.
+    let a1 = identity_in("org-a", T0 + 1);
+    let b1 = identity_in("org-b", T0 + 2);
+    let a2 = identity_in("org-a", T0 + 3);
+    let aa = identity_in("org-aa", T0 + 4);
+    let a3 = identity_in("org-a", T0 + 5);
+    for i in [&a1, &b1, &a2, &aa, &a3] {
+        s.create_identity(i).await.unwrap();
+    }
+    let page = s.list_identities(Some("org-a"), 0, 10).await.unwrap();
+    assert_eq!(page.total, 3);
+    assert_eq!(ids(&page.items, |i| i.id), vec![a1.id, a2.id, a3.id]);
+    let page = s.list_identities(Some("org-a"), 1, 1).await.unwrap();
+    assert_eq!((page.total, ids(&page.items, |i| i.id)), (3, vec![a2.id]));
+    let page = s.list_identities(Some("org-a"), 3, 10).await.unwrap();
+    assert_eq!((page.total, page.items.len()), (3, 0));
+    let page = s.list_identities(Some("org-b"), 0, 10).await.unwrap();
+    assert_eq!((page.total, ids(&page.items, |i| i.id)), (1, vec![b1.id]));
+    let page = s.list_identities(Some("org-none"), 0, 10).await.unwrap();
+    assert_eq!((page.total, page.items.len()), (0, 0));
+    assert_eq!(s.list_identities(None, 0, 10).await.unwrap().total, 5);
+
+    assert!(matches!(
+        s.delete_identity(a2.id).await.unwrap(),
+        Deletion::Deleted(_)
+    ));
+    let page = s.list_identities(Some("org-a"), 0, 10).await.unwrap();
+    assert_eq!(
+        (page.total, ids(&page.items, |i| i.id)),
+        (2, vec![a1.id, a3.id])
+    );
+    assert_eq!(s.list_identities(None, 0, 10).await.unwrap().total, 4);
+}
+
+async fn identity_org_is_fixed_at_creation(s: &dyn Store) {
+    let a = identity_in("org-a", T0);
+    s.create_identity(&a).await.unwrap();
+    let moved = Identity {
+        org_id: "org-b".into(),
+        name: "renamed".into(),
+        ..a.clone()
+    };
+    assert!(s.update_identity(&moved).await.unwrap());
+    let stored = s.get_identity(a.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.org_id.as_str(), stored.name.as_str()),
+        ("org-a", "renamed")
+    );
+    assert_eq!(
+        s.list_identities(Some("org-a"), 0, 10).await.unwrap().total,
+        1
+    );
+    assert_eq!(
+        s.list_identities(Some("org-b"), 0, 10).await.unwrap().total,
+        0
+    );
+}
+
+async fn memberships_list_per_org(s: &dyn Store) {
+    let a1 = identity_in("org-a", T0);
+    let b1 = identity_in("org-b", T0);
+    let a2 = identity_in("org-a", T0);
+    for (n, i) in [&a1, &b1, &a2].into_iter().enumerate() {
+        s.create_identity(i).await.unwrap();
+        for project in ["p1", "p2"] {
+            let m = Membership {
+                id: Id::random(),
+                project_id: project.into(),
+                identity_id: i.id,
+                roles: vec![grant("member", None)],
+                created_at: T0 + n as u64,
+                updated_at: T0,
+            };
+            assert!(s.put_membership(&m).await.unwrap());
+        }
+    }
+    let page = s
+        .list_memberships("p1", Some("org-a"), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(page.total, 2);
+    assert_eq!(ids(&page.items, |m| m.identity_id), vec![a1.id, a2.id]);
+    let page = s.list_memberships("p1", Some("org-a"), 1, 1).await.unwrap();
+    assert_eq!(
+        (page.total, ids(&page.items, |m| m.identity_id)),
+        (2, vec![a2.id])
+    );
+    let page = s
+        .list_memberships("p1", Some("org-b"), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        (page.total, ids(&page.items, |m| m.identity_id)),
+        (1, vec![b1.id])
+    );
+    assert_eq!(
+        s.list_memberships("p1", Some("org-c"), 0, 10)
+            .await
+            .unwrap()
+            .total,
+        0
+    );
+    assert_eq!(
+        s.list_memberships("p1", None, 0, 10).await.unwrap().total,
+        3
+    );
+
+    // Replacing a membership keeps it listed once.
+    let mut m = s.get_membership("p1", a1.id).await.unwrap().unwrap();
+    m.roles = vec![grant("viewer", None)];
+    assert!(s.put_membership(&m).await.unwrap());
+    assert_eq!(
+        s.list_memberships("p1", Some("org-a"), 0, 10)
+            .await
+            .unwrap()
+            .total,
+        2
+    );
+
+    assert!(s.delete_membership("p1", a1.id).await.unwrap().is_some());
+    let page = s
+        .list_memberships("p1", Some("org-a"), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        (page.total, ids(&page.items, |m| m.identity_id)),
+        (1, vec![a2.id])
+    );
+    assert_eq!(
+        s.list_memberships("p2", Some("org-a"), 0, 10)
+            .await
+            .unwrap()
+            .total,
+        2
+    );
+
+    assert!(matches!(
+        s.delete_identity(b1.id).await.unwrap(),
+        Deletion::Deleted(_)
+    ));
+    for project in ["p1", "p2"] {
+        let page = s
+            .list_memberships(project, Some("org-b"), 0, 10)
+            .await
+            .unwrap();
+        assert_eq!((page.total, page.items.len()), (0, 0), "{project}");
+    }
+    assert_eq!(
+        s.list_memberships("p2", None, 0, 10).await.unwrap().total,
+        2
     );
 }
 
@@ -618,8 +798,11 @@ async fn deleting_an_identity_removes_everything(s: &dyn Store) {
     assert_eq!(s.get_identity(rec.identity_id).await.unwrap(), None);
     assert_eq!(s.get_token(t.token_id).await.unwrap(), None);
     assert_eq!(s.get_token_auth(rec.identity_id).await.unwrap(), None);
-    assert_eq!(s.list_memberships("pz", 0, 10).await.unwrap().total, 0);
-    assert_eq!(s.list_identities(0, 10).await.unwrap().total, 0);
+    assert_eq!(
+        s.list_memberships("pz", None, 0, 10).await.unwrap().total,
+        0
+    );
+    assert_eq!(s.list_identities(None, 0, 10).await.unwrap().total, 0);
     assert_eq!(
         s.delete_identity(rec.identity_id).await.unwrap(),
         Deletion::NotFound
@@ -629,14 +812,14 @@ async fn deleting_an_identity_removes_everything(s: &dyn Store) {
 async fn offsets_past_the_end_give_empty_pages(s: &dyn Store) {
     let (_, rec) = setup(s, |_| {}).await;
     for offset in [2, i64::MAX as u64, i64::MAX as u64 + 1, u64::MAX] {
-        let ids = s.list_identities(offset, 100).await.unwrap();
+        let ids = s.list_identities(None, offset, 100).await.unwrap();
         assert_eq!((ids.items.len(), ids.total), (0, 1), "offset {offset}");
         assert!(s
             .list_tokens(rec.identity_id, offset, 100)
             .await
             .unwrap()
             .is_empty());
-        let ms = s.list_memberships("p", offset, 100).await.unwrap();
+        let ms = s.list_memberships("p", None, offset, 100).await.unwrap();
         assert!(ms.items.is_empty());
     }
 }
@@ -698,7 +881,13 @@ async fn memberships_need_an_existing_identity(s: &dyn Store) {
             .unwrap(),
         None
     );
-    assert_eq!(s.list_memberships("p-ghost", 0, 10).await.unwrap().total, 0);
+    assert_eq!(
+        s.list_memberships("p-ghost", None, 0, 10)
+            .await
+            .unwrap()
+            .total,
+        0
+    );
 }
 
 async fn trusted_ips_read_back_exactly(s: &dyn Store) {
@@ -779,6 +968,9 @@ contract!(
     project_membership_in_the_same_step,
     membership_crud_and_listing,
     identity_crud_and_listing,
+    identities_list_per_org,
+    identity_org_is_fixed_at_creation,
+    memberships_list_per_org,
     role_change_is_seen_on_the_next_check,
     token_auth_config_create_update_remove,
     tokens_need_token_auth_and_list_newest_first,

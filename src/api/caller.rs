@@ -1,11 +1,12 @@
 //! Who may call the management API: the admin key, or an access token of an
-//! identity with org role `admin`; and what an identity caller may not do to
+//! identity with org role `admin`; and what an identity caller may not do:
+//! reach outside its own organization (the admin key is global), or act on
 //! identities (or grant roles) ranking above its own.
 
 use super::reply::ApiError;
 use super::ApiRequest;
 use crate::auth::Deny;
-use crate::model::org_role_rank;
+use crate::model::{org_role_rank, Identity};
 use crate::store::{AuthRequest, Store};
 use crate::token::{self, AccessToken, Id};
 use sha2::{Digest, Sha256};
@@ -19,7 +20,13 @@ pub const MANAGER_ROLE: &str = "admin";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Caller {
     AdminKey,
-    Identity { id: Id, role: String },
+    /// `org_id` is read from the stored identity after the token is checked;
+    /// it cannot go stale because an identity never changes organization.
+    Identity {
+        id: Id,
+        role: String,
+        org_id: String,
+    },
 }
 
 impl fmt::Display for Caller {
@@ -38,6 +45,31 @@ impl Caller {
             Caller::AdminKey => u16::MAX,
             Caller::Identity { role, .. } => u16::from(org_role_rank(role)),
         }
+    }
+
+    /// The organization this caller is confined to; `None` for the admin key.
+    pub fn org(&self) -> Option<&str> {
+        match self {
+            Caller::AdminKey => None,
+            Caller::Identity { org_id, .. } => Some(org_id),
+        }
+    }
+
+    /// May this caller see or manage `what` (named as the caller named it),
+    /// which belongs to organization `org_id`? The refusal never names that
+    /// organization: the caller learns nothing about it.
+    pub fn may_enter(&self, org_id: &str, what: &str) -> Result<(), ApiError> {
+        match self.org() {
+            Some(own) if own != org_id => Err(ApiError::forbidden(format!(
+                "{what} belongs to another organization; an identity's token manages only its own organization"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// May this caller see `identity` (and its Token Auth, tokens and memberships)?
+    pub fn may_see(&self, identity: &Identity) -> Result<(), ApiError> {
+        self.may_enter(&identity.org_id, &format!("identity {}", identity.id))
     }
 
     /// May this caller issue tokens for, change or delete an identity with `target_role`?
@@ -103,9 +135,15 @@ pub(crate) async fn authorize(
         }
         Err(deny) => return Err(deny.into()),
     };
+    // Gone since the check (deleted concurrently): its token is as good as unknown.
+    let identity = store
+        .get_identity(token.identity_id)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("invalid access token"))?;
     Ok(Caller::Identity {
         id: token.identity_id,
         role: grant.org_role,
+        org_id: identity.org_id,
     })
 }
 
@@ -117,7 +155,25 @@ mod tests {
         Caller::Identity {
             id: Id([1; 16]),
             role: role.into(),
+            org_id: "org-a".into(),
         }
+    }
+
+    #[test]
+    fn identities_stay_in_their_org_and_the_admin_key_is_global() {
+        let caller = identity("admin");
+        assert_eq!(caller.org(), Some("org-a"));
+        assert!(caller.may_enter("org-a", "x").is_ok());
+        let Err(ApiError::Status(403, msg)) = caller.may_enter("org-b", "identity 7") else {
+            panic!("another org must be refused with 403");
+        };
+        assert!(msg.starts_with("identity 7 "), "{msg}");
+        assert!(!msg.contains("org-b"), "the other org is not named: {msg}");
+        // Prefixes and case are different orgs, not the same one.
+        assert!(caller.may_enter("org-a2", "x").is_err());
+        assert!(caller.may_enter("ORG-A", "x").is_err());
+        assert_eq!(Caller::AdminKey.org(), None);
+        assert!(Caller::AdminKey.may_enter("org-b", "x").is_ok());
     }
 
     // The admin-only gate means every identity caller today ranks at the top,

@@ -1,25 +1,34 @@
 //! `/api/v1/identities[/{identityId}]`: create, read, change, delete and list
 //! machine identities; deletion honours `hasDeleteProtection` and revokes
-//! every token of the identity (the store does it in one step).
+//! every token of the identity (the store does it in one step). An identity
+//! caller works inside its own organization only, and no caller moves an
+//! identity to another organization (its tokens and memberships would
+//! cross the boundary with it).
 
+use super::caller::Caller;
 use super::input::{self, paging, path_id, Body};
 use super::reply::{ok, ApiError, Keyed};
 use super::views::{IdentityList, IdentityView};
 use super::{ApiResponse, Ctx};
-use crate::model::Identity;
+use crate::model::{FieldError, Identity};
 use crate::store::{Deletion, Store};
 use crate::token::Id;
 
 /// Org role of an identity created without one: no access until granted.
 pub const DEFAULT_ROLE: &str = "no-access";
 
-/// The identity with `raw` id, or 404.
-pub(crate) async fn load(store: &dyn Store, raw: &str) -> Result<Identity, ApiError> {
+/// The identity with `raw` id: 404 when there is none, 403 when it is outside
+/// the caller's organization. Every route naming an identity goes through
+/// here, so none can forget the org boundary.
+pub(crate) async fn load(cx: &Ctx<'_>, raw: &str) -> Result<Identity, ApiError> {
     let id = path_id(raw, "identity")?;
-    store
+    let identity = cx
+        .store
         .get_identity(id)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("identity {id} not found")))
+        .ok_or_else(|| ApiError::not_found(format!("identity {id} not found")))?;
+    cx.caller.may_see(&identity)?;
+    Ok(identity)
 }
 
 pub(crate) async fn has_token_auth(store: &dyn Store, id: Id) -> Result<bool, ApiError> {
@@ -43,6 +52,11 @@ pub(crate) async fn create(cx: &Ctx<'_>) -> Result<ApiResponse, ApiError> {
         None => DEFAULT_ROLE.to_string(),
     };
     let has_delete_protection = f.bool("hasDeleteProtection")?.unwrap_or(false);
+    if cx.caller.org().is_some_and(|own| own != org_id) {
+        return Err(ApiError::forbidden(
+            "cannot create an identity in another organization; organizationId must be your own",
+        ));
+    }
     cx.caller.may_grant(&role)?;
     let now = cx.req.now;
     let identity = Identity {
@@ -65,15 +79,30 @@ pub(crate) async fn create(cx: &Ctx<'_>) -> Result<ApiResponse, ApiError> {
 }
 
 pub(crate) async fn get(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiError> {
-    let identity = load(cx.store, raw).await?;
+    let identity = load(cx, raw).await?;
     answer(&identity, has_token_auth(cx.store, identity.id).await?)
 }
 
 pub(crate) async fn update(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiError> {
-    let mut identity = load(cx.store, raw).await?;
+    let mut identity = load(cx, raw).await?;
     cx.caller.may_act_on(&identity.role)?;
     let body = Body::parse(cx.req.body)?;
     let f = body.fields();
+    if let Some(org) = f.str("organizationId")? {
+        let org = input::scope_id("organizationId", org.trim())?;
+        if org != identity.org_id {
+            return Err(match cx.caller {
+                Caller::AdminKey => FieldError::new(
+                    "organizationId",
+                    "cannot be changed: an identity stays in the organization it was created in; create a new identity there instead",
+                )
+                .into(),
+                Caller::Identity { .. } => ApiError::forbidden(
+                    "cannot move an identity to another organization",
+                ),
+            });
+        }
+    }
     if let Some(name) = f.str("name")? {
         identity.name = input::name("name", name, false)?;
     }
@@ -102,7 +131,7 @@ pub(crate) async fn update(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiEr
 }
 
 pub(crate) async fn delete(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiError> {
-    let identity = load(cx.store, raw).await?;
+    let identity = load(cx, raw).await?;
     cx.caller.may_act_on(&identity.role)?;
     // Reported as it was just before deletion.
     let had_token_auth = has_token_auth(cx.store, identity.id).await?;
@@ -134,7 +163,10 @@ pub(crate) async fn delete(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiEr
 
 pub(crate) async fn list(cx: &Ctx<'_>) -> Result<ApiResponse, ApiError> {
     let (offset, limit) = paging(cx.req.query)?;
-    let page = cx.store.list_identities(offset, limit).await?;
+    let page = cx
+        .store
+        .list_identities(cx.caller.org(), offset, limit)
+        .await?;
     let mut flags = Vec::with_capacity(page.items.len());
     for i in &page.items {
         flags.push(has_token_auth(cx.store, i.id).await?);

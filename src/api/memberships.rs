@@ -1,6 +1,8 @@
 //! `/api/v1/projects/{projectId}/memberships/identities[/{identityId}]`: an
 //! identity's roles in a project, including Infisical's temporary roles
-//! (`relative` mode: active from the start time for the given range).
+//! (`relative` mode: active from the start time for the given range). An
+//! identity caller sees and manages only memberships of identities of its own
+//! organization; projects themselves are not owned by an org here.
 
 use super::identities::{self, has_token_auth};
 use super::input::{self, paging, Body, Fields};
@@ -151,7 +153,7 @@ pub(crate) async fn create(
     raw_id: &str,
 ) -> Result<ApiResponse, ApiError> {
     let project = project(raw_project)?;
-    let identity = identities::load(cx.store, raw_id).await?;
+    let identity = identities::load(cx, raw_id).await?;
     cx.caller.may_act_on(&identity.role)?;
     let roles = grants(&Body::parse(cx.req.body)?)?;
     if cx
@@ -183,7 +185,7 @@ pub(crate) async fn get(
     raw_id: &str,
 ) -> Result<ApiResponse, ApiError> {
     let project = project(raw_project)?;
-    let identity = identities::load(cx.store, raw_id).await?;
+    let identity = identities::load(cx, raw_id).await?;
     let m = cx
         .store
         .get_membership(&project, identity.id)
@@ -198,7 +200,7 @@ pub(crate) async fn update(
     raw_id: &str,
 ) -> Result<ApiResponse, ApiError> {
     let project = project(raw_project)?;
-    let identity = identities::load(cx.store, raw_id).await?;
+    let identity = identities::load(cx, raw_id).await?;
     cx.caller.may_act_on(&identity.role)?;
     let roles = grants(&Body::parse(cx.req.body)?)?;
     let mut m = cx
@@ -217,7 +219,7 @@ pub(crate) async fn delete(
     raw_id: &str,
 ) -> Result<ApiResponse, ApiError> {
     let project = project(raw_project)?;
-    let identity = identities::load(cx.store, raw_id).await?;
+    let identity = identities::load(cx, raw_id).await?;
     cx.caller.may_act_on(&identity.role)?;
     let m = cx
         .store
@@ -236,7 +238,10 @@ pub(crate) async fn delete(
 pub(crate) async fn list(cx: &Ctx<'_>, raw_project: &str) -> Result<ApiResponse, ApiError> {
     let project = project(raw_project)?;
     let (offset, limit) = paging(cx.req.query)?;
-    let page = cx.store.list_memberships(&project, offset, limit).await?;
+    let page = cx
+        .store
+        .list_memberships(&project, cx.caller.org(), offset, limit)
+        .await?;
     let mut members = Vec::with_capacity(page.items.len());
     for m in &page.items {
         let identity = lookup(cx.store, m.identity_id).await?;

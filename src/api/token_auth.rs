@@ -66,7 +66,7 @@ fn apply(f: &Fields<'_>, cfg: &mut TokenAuthConfig) -> Result<(), FieldError> {
 }
 
 pub(crate) async fn attach(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiError> {
-    let identity = identities::load(cx.store, raw).await?;
+    let identity = identities::load(cx, raw).await?;
     cx.caller.may_act_on(&identity.role)?;
     let body = Body::parse(cx.req.body)?;
     let now = cx.req.now;
@@ -98,7 +98,7 @@ pub(crate) async fn attach(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiEr
 }
 
 pub(crate) async fn get(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiError> {
-    let identity = identities::load(cx.store, raw).await?;
+    let identity = identities::load(cx, raw).await?;
     let cfg = cx
         .store
         .get_token_auth(identity.id)
@@ -108,7 +108,7 @@ pub(crate) async fn get(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiError
 }
 
 pub(crate) async fn update(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiError> {
-    let identity = identities::load(cx.store, raw).await?;
+    let identity = identities::load(cx, raw).await?;
     cx.caller.may_act_on(&identity.role)?;
     let body = Body::parse(cx.req.body)?;
     let mut cfg = cx
@@ -131,7 +131,7 @@ pub(crate) async fn update(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiEr
 }
 
 pub(crate) async fn remove(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiError> {
-    let identity = identities::load(cx.store, raw).await?;
+    let identity = identities::load(cx, raw).await?;
     cx.caller.may_act_on(&identity.role)?;
     let cfg = cx
         .store

@@ -1,6 +1,7 @@
 //! Access tokens by the admin: issue one for an identity (the configuration is
 //! copied onto it and the secret shown once), list an identity's tokens, read,
-//! rename and revoke a token by its public id.
+//! rename and revoke a token by its public id. A token by id is held to the
+//! organization of the identity it belongs to.
 
 use super::identities;
 use super::input::{self, paging, path_id, Body};
@@ -8,30 +9,29 @@ use super::reply::{message, ok, ApiError, Keyed};
 use super::views::{TokenCreated, TokenList, TokenView};
 use super::{ApiResponse, Ctx};
 use crate::model::{Identity, TokenRecord};
-use crate::store::Store;
 use crate::token::AccessToken;
 
 pub const REVOKED: &str = "Successfully revoked access token";
 
-/// The token with `raw` id, or 404.
-async fn load(store: &dyn Store, raw: &str) -> Result<TokenRecord, ApiError> {
+/// The token with `raw` id and the identity it belongs to (for the org and
+/// rank checks): 404 when either is gone, 403 when the identity is outside
+/// the caller's organization.
+async fn load(cx: &Ctx<'_>, raw: &str) -> Result<(TokenRecord, Identity), ApiError> {
     let id = path_id(raw, "access token")?;
-    store
-        .get_token(id)
+    let not_found = || ApiError::not_found(format!("access token {id} not found"));
+    let token = cx.store.get_token(id).await?.ok_or_else(not_found)?;
+    let owner = cx
+        .store
+        .get_identity(token.identity_id)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("access token {id} not found")))
-}
-
-/// The identity a token belongs to, for the rank check; gone means the token is too.
-async fn owner(store: &dyn Store, t: &TokenRecord) -> Result<Identity, ApiError> {
-    store
-        .get_identity(t.identity_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("access token {} not found", t.id)))
+        .ok_or_else(not_found)?;
+    cx.caller
+        .may_enter(&owner.org_id, &format!("access token {id}"))?;
+    Ok((token, owner))
 }
 
 pub(crate) async fn create(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiError> {
-    let identity = identities::load(cx.store, raw).await?;
+    let identity = identities::load(cx, raw).await?;
     cx.caller.may_act_on(&identity.role)?;
     let body = Body::parse(cx.req.body)?;
     let name = match body.fields().str("name")? {
@@ -88,7 +88,7 @@ pub(crate) async fn create(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiEr
 }
 
 pub(crate) async fn list(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiError> {
-    let identity = identities::load(cx.store, raw).await?;
+    let identity = identities::load(cx, raw).await?;
     let (offset, limit) = paging(cx.req.query)?;
     let tokens = cx.store.list_tokens(identity.id, offset, limit).await?;
     ok(&TokenList {
@@ -97,13 +97,13 @@ pub(crate) async fn list(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiErro
 }
 
 pub(crate) async fn get(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiError> {
-    let token = load(cx.store, raw).await?;
+    let (token, _) = load(cx, raw).await?;
     ok(&Keyed("token", TokenView::new(&token)))
 }
 
 pub(crate) async fn rename(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiError> {
-    let token = load(cx.store, raw).await?;
-    cx.caller.may_act_on(&owner(cx.store, &token).await?.role)?;
+    let (token, owner) = load(cx, raw).await?;
+    cx.caller.may_act_on(&owner.role)?;
     let body = Body::parse(cx.req.body)?;
     let name = input::name("name", body.fields().required_str("name")?, true)?;
     let renamed = cx
@@ -122,8 +122,8 @@ pub(crate) async fn rename(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiEr
 
 /// Revoking an already revoked token succeeds: the caller's goal holds.
 pub(crate) async fn revoke(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiError> {
-    let token = load(cx.store, raw).await?;
-    cx.caller.may_act_on(&owner(cx.store, &token).await?.role)?;
+    let (token, owner) = load(cx, raw).await?;
+    cx.caller.may_act_on(&owner.role)?;
     if !cx.store.revoke_token(token.id).await? {
         return Err(ApiError::not_found(format!(
             "access token {} not found",

@@ -423,11 +423,15 @@ impl Store for EmbeddedStore {
 
     async fn update_identity(&self, identity: &Identity) -> Result<bool, StoreError> {
         let (_disk, mut st) = self.lock_for_write()?;
-        if !st.identities.contains_key(&identity.id) {
+        let Some(stored) = st.identities.get(&identity.id) else {
             return Ok(false);
-        }
-        blocking(|| commit(&self.inner.db, &[Write::Identity(identity)]))?;
-        st.identities.insert(identity.id, identity.clone());
+        };
+        let identity = Identity {
+            org_id: stored.org_id.clone(),
+            ..identity.clone()
+        };
+        blocking(|| commit(&self.inner.db, &[Write::Identity(&identity)]))?;
+        st.identities.insert(identity.id, identity);
         Ok(true)
     }
 
@@ -472,9 +476,18 @@ impl Store for EmbeddedStore {
         Ok(Deletion::Deleted(identity))
     }
 
-    async fn list_identities(&self, offset: u64, limit: u64) -> Result<Page<Identity>, StoreError> {
+    async fn list_identities(
+        &self,
+        org: Option<&str>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Page<Identity>, StoreError> {
         let st = self.lock()?;
-        let mut all: Vec<&Identity> = st.identities.values().collect();
+        let mut all: Vec<&Identity> = st
+            .identities
+            .values()
+            .filter(|i| org.is_none_or(|o| i.org_id == o))
+            .collect();
         all.sort_by_key(|i| (i.created_at, i.id));
         let total = all.len() as u64;
         Ok(page(all.into_iter().cloned(), total, offset, limit))
@@ -622,14 +635,23 @@ impl Store for EmbeddedStore {
     async fn list_memberships(
         &self,
         project: &str,
+        org: Option<&str>,
         offset: u64,
         limit: u64,
     ) -> Result<Page<Membership>, StoreError> {
         let st = self.lock()?;
+        let in_org = |m: &Membership| {
+            org.is_none_or(|o| {
+                st.identities
+                    .get(&m.identity_id)
+                    .is_some_and(|i| i.org_id == o)
+            })
+        };
         let mut all: Vec<&Membership> = st
             .memberships
             .range((project.to_string(), Id([0; 16]))..=(project.to_string(), Id([0xff; 16])))
             .map(|(_, m)| m)
+            .filter(|m| in_org(m))
             .collect();
         all.sort_by_key(|m| (m.created_at, m.identity_id));
         let total = all.len() as u64;

@@ -2,7 +2,10 @@
 //! one hash slot (`tg:{IID}:...`), so the request path is one EVALSHA of
 //! `check_and_consume.lua` and works on Redis Cluster. Global indexes (the
 //! identity list, token id -> identity, project -> identities) live outside
-//! that slot and are only touched by the management API.
+//! that slot and are only touched by the management API. So do the per-org
+//! indexes (org -> identities, project and org -> identities): each is one
+//! key, so an org's page is one ZRANGE on whichever node holds it, and they
+//! stay right because an identity's org never changes after creation.
 
 use super::{AuthOutcome, AuthRequest, Deletion, Page, PutMode, Store, StoreError};
 use crate::auth::{Deny, Grant};
@@ -45,11 +48,14 @@ static CREATE_TOKEN: LazyLock<redis::Script> = LazyLock::new(|| {
          redis.call('ZADD', KEYS[3], ARGV[1], ARGV[2]) return 1",
     )
 });
+// Answers the identity's org with the write, so the per-org project index is
+// fed from the same read that checked the identity exists.
 static PUT_MEMBERSHIP: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
-        "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+        "if redis.call('EXISTS', KEYS[1]) == 0 then return {0, ''} end
          redis.call('HSET', KEYS[2], 'j', ARGV[1], 'g', ARGV[2])
-         redis.call('SADD', KEYS[3], ARGV[3]) return 1",
+         redis.call('SADD', KEYS[3], ARGV[3])
+         return {1, redis.call('HGET', KEYS[1], 'o') or ''}",
     )
 });
 // Keys built inside these two scripts share the identity's hash tag, so they
@@ -80,6 +86,8 @@ static DELETE_IDENTITY: LazyLock<redis::Script> = LazyLock::new(|| {
 });
 
 const IDENTITIES: &str = "tg:identities";
+/// The identity hash field holding its organization.
+const ORG_FIELD: &str = "o";
 const TOKEN_INDEX: &str = "tg:tokens";
 
 fn prefix(iid: Id) -> String {
@@ -105,6 +113,14 @@ fn identity_projects_key(iid: Id) -> String {
 }
 fn project_key(project: &str) -> String {
     format!("tg:p:{project}")
+}
+// Org and project ids never contain ':' or braces (model::is_valid_scope_id),
+// so these names cannot collide with each other or borrow a hash tag.
+fn org_key(org: &str) -> String {
+    format!("tg:o:{org}")
+}
+fn project_org_key(project: &str, org: &str) -> String {
+    format!("tg:p:{project}:o:{org}")
 }
 
 /// Connection settings for the Redis store.
@@ -381,7 +397,7 @@ fn identity_fields(i: &Identity) -> Vec<(&'static str, String)> {
     vec![
         ("n", i.name.clone()),
         ("r", i.role.clone()),
-        ("o", i.org_id.clone()),
+        (ORG_FIELD, i.org_id.clone()),
         ("p", if i.has_delete_protection { "1" } else { "0" }.into()),
         ("c", i.created_at.to_string()),
         ("u", i.updated_at.to_string()),
@@ -400,7 +416,7 @@ fn identity_from_hash(id: Id, h: &HashMap<String, String>) -> Result<Option<Iden
     Ok(Some(Identity {
         id,
         name: name.clone(),
-        org_id: h.get("o").cloned().unwrap_or_default(),
+        org_id: h.get(ORG_FIELD).cloned().unwrap_or_default(),
         role: h.get("r").cloned().ok_or_else(|| corrupt("role"))?,
         has_delete_protection: h.get("p").map(|p| p == "1").unwrap_or(false),
         created_at: num("c")?,
@@ -496,12 +512,18 @@ impl Store for RedisStore {
                 .arg(identity_fields(identity)),
         )
         .await?;
-        self.query::<()>(
+        self.run_each(&[
             redis::cmd("ZADD")
                 .arg(IDENTITIES)
                 .arg(identity.created_at)
-                .arg(identity.id.hex()),
-        )
+                .arg(identity.id.hex())
+                .clone(),
+            redis::cmd("ZADD")
+                .arg(org_key(&identity.org_id))
+                .arg(identity.created_at)
+                .arg(identity.id.hex())
+                .clone(),
+        ])
         .await
     }
 
@@ -513,9 +535,13 @@ impl Store for RedisStore {
     }
 
     async fn update_identity(&self, identity: &Identity) -> Result<bool, StoreError> {
+        // The org field is left out: it keeps the value written at creation.
+        let fields: Vec<_> = identity_fields(identity)
+            .into_iter()
+            .filter(|(k, _)| *k != ORG_FIELD)
+            .collect();
         let mut inv = HSET_IF_EXISTS.prepare_invoke();
-        inv.key(identity_key(identity.id))
-            .arg(identity_fields(identity));
+        inv.key(identity_key(identity.id)).arg(fields);
         let n: i64 = self.script(&inv).await?;
         Ok(n == 1)
     }
@@ -538,28 +564,40 @@ impl Store for RedisStore {
             _ => return Ok(Deletion::NotFound),
         }
         // The identity's own slot is already clean; now the global indexes.
-        let mut cmds = vec![redis::cmd("ZREM").arg(IDENTITIES).arg(id.hex()).clone()];
+        let mut cmds = vec![
+            redis::cmd("ZREM").arg(IDENTITIES).arg(id.hex()).clone(),
+            redis::cmd("ZREM")
+                .arg(org_key(&identity.org_id))
+                .arg(id.hex())
+                .clone(),
+        ];
         if !tids.is_empty() {
             cmds.push(redis::cmd("HDEL").arg(TOKEN_INDEX).arg(&tids).clone());
         }
         for project in &projects {
-            cmds.push(
-                redis::cmd("ZREM")
-                    .arg(project_key(project))
-                    .arg(id.hex())
-                    .clone(),
-            );
+            for key in [
+                project_key(project),
+                project_org_key(project, &identity.org_id),
+            ] {
+                cmds.push(redis::cmd("ZREM").arg(key).arg(id.hex()).clone());
+            }
         }
         self.run_each(&cmds).await?;
         Ok(Deletion::Deleted(identity))
     }
 
-    async fn list_identities(&self, offset: u64, limit: u64) -> Result<Page<Identity>, StoreError> {
-        let total: u64 = self.query(redis::cmd("ZCARD").arg(IDENTITIES)).await?;
+    async fn list_identities(
+        &self,
+        org: Option<&str>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Page<Identity>, StoreError> {
+        let index = org.map_or_else(|| IDENTITIES.to_string(), org_key);
+        let total: u64 = self.query(redis::cmd("ZCARD").arg(&index)).await?;
         let ids: Vec<String> = self
             .query(
                 redis::cmd("ZRANGE")
-                    .arg(IDENTITIES)
+                    .arg(&index)
                     .arg(range(offset, limit).0)
                     .arg(range(offset, limit).1),
             )
@@ -701,17 +739,22 @@ impl Store for RedisStore {
             .arg(to_json(m)?)
             .arg(encode_grants(m))
             .arg(&m.project_id);
-        let written: i64 = self.script(&inv).await?;
+        let (written, org): (i64, String) = self.script(&inv).await?;
         if written == 0 {
             return Ok(false);
         }
-        self.query::<()>(
+        let add = |key: String| {
             redis::cmd("ZADD")
-                .arg(project_key(&m.project_id))
+                .arg(key)
                 .arg("NX")
                 .arg(m.created_at)
-                .arg(iid.hex()),
-        )
+                .arg(iid.hex())
+                .clone()
+        };
+        self.run_each(&[
+            add(project_key(&m.project_id)),
+            add(project_org_key(&m.project_id, &org)),
+        ])
         .await?;
         Ok(true)
     }
@@ -739,7 +782,14 @@ impl Store for RedisStore {
         let Some(m) = self.get_membership(project, identity).await? else {
             return Ok(None);
         };
-        self.run_each(&[
+        let org: Option<String> = self
+            .query(
+                redis::cmd("HGET")
+                    .arg(identity_key(identity))
+                    .arg(ORG_FIELD),
+            )
+            .await?;
+        let mut cmds = vec![
             redis::cmd("DEL")
                 .arg(membership_key(identity, project))
                 .clone(),
@@ -751,24 +801,36 @@ impl Store for RedisStore {
                 .arg(project_key(project))
                 .arg(identity.hex())
                 .clone(),
-        ])
-        .await?;
+        ];
+        // No org means the identity is being deleted; that removes its entries.
+        if let Some(org) = org {
+            cmds.push(
+                redis::cmd("ZREM")
+                    .arg(project_org_key(project, &org))
+                    .arg(identity.hex())
+                    .clone(),
+            );
+        }
+        self.run_each(&cmds).await?;
         Ok(Some(m))
     }
 
     async fn list_memberships(
         &self,
         project: &str,
+        org: Option<&str>,
         offset: u64,
         limit: u64,
     ) -> Result<Page<Membership>, StoreError> {
-        let total: u64 = self
-            .query(redis::cmd("ZCARD").arg(project_key(project)))
-            .await?;
+        let index = match org {
+            Some(org) => project_org_key(project, org),
+            None => project_key(project),
+        };
+        let total: u64 = self.query(redis::cmd("ZCARD").arg(&index)).await?;
         let ids: Vec<String> = self
             .query(
                 redis::cmd("ZRANGE")
-                    .arg(project_key(project))
+                    .arg(&index)
                     .arg(range(offset, limit).0)
                     .arg(range(offset, limit).1),
             )

@@ -87,11 +87,17 @@ impl Admin {
     /// Creates an identity in [`ORG_ID`]; returns its id.
     #[track_caller]
     pub fn create_identity(&self, name: &str, role: &str) -> String {
+        self.create_identity_in(ORG_ID, name, role)
+    }
+
+    /// Creates an identity in organization `org`; returns its id.
+    #[track_caller]
+    pub fn create_identity_in(&self, org: &str, name: &str, role: &str) -> String {
         let identity = Self::field(
             self.ok(
                 "POST",
                 "/api/v1/identities",
-                Some(json!({"name": name, "organizationId": ORG_ID, "role": role})),
+                Some(json!({"name": name, "organizationId": org, "role": role})),
             ),
             "identity",
         );
@@ -307,7 +313,18 @@ impl Admin {
     /// A fresh identity with org role `role`, Token Auth `config`, and one token.
     #[track_caller]
     pub fn identity_with_token(&self, role: &str, config: Value) -> (String, CreatedToken) {
-        let id = self.create_identity(&unique("identity"), role);
+        self.identity_with_token_in(ORG_ID, role, config)
+    }
+
+    /// [`Admin::identity_with_token`] in organization `org`.
+    #[track_caller]
+    pub fn identity_with_token_in(
+        &self,
+        org: &str,
+        role: &str,
+        config: Value,
+    ) -> (String, CreatedToken) {
+        let id = self.create_identity_in(org, &unique("identity"), role);
         self.attach_token_auth(&id, config);
         let token = self.create_token(&id, &unique("token"));
         (id, token)

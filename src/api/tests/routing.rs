@@ -145,7 +145,12 @@ impl Store for DownStore {
     async fn delete_identity(&self, _: Id) -> Result<Deletion, StoreError> {
         down()
     }
-    async fn list_identities(&self, _: u64, _: u64) -> Result<Page<Identity>, StoreError> {
+    async fn list_identities(
+        &self,
+        _: Option<&str>,
+        _: u64,
+        _: u64,
+    ) -> Result<Page<Identity>, StoreError> {
         down()
     }
     async fn put_token_auth(&self, _: &TokenAuthConfig, _: PutMode) -> Result<bool, StoreError> {
@@ -187,6 +192,7 @@ impl Store for DownStore {
     async fn list_memberships(
         &self,
         _: &str,
+        _: Option<&str>,
         _: u64,
         _: u64,
     ) -> Result<Page<Membership>, StoreError> {
