@@ -153,6 +153,36 @@ impl<'p> Route<'p> {
     }
 }
 
+/// Is `path` in one of the management API's namespaces, exactly as spelled?
+fn claims_path(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix("/api/v1/") else {
+        return false;
+    };
+    if under(rest, "identities") || under(rest, "auth/token-auth") {
+        return true;
+    }
+    if rest == "auth/token/renew" || rest == "auth/token/revoke" {
+        return true;
+    }
+    rest.strip_prefix("projects/")
+        .and_then(|p| p.split_once('/'))
+        .is_some_and(|(_, tail)| under(tail, "memberships/identities"))
+}
+
+/// `path` with each segment percent-decoded, lowercased, trimmed and without
+/// a file extension.
+fn loose_path(path: &str) -> String {
+    path.split('/')
+        .map(|seg| {
+            let decoded = crate::proxy::names::percent_decode(seg.as_bytes());
+            let seg = String::from_utf8_lossy(&decoded).to_lowercase();
+            let stem = seg.split_once('.').map_or(seg.as_str(), |(stem, _)| stem);
+            stem.trim().to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// `rest` is `prefix` or lies below it (segment-wise, so `identitiesx` is not).
 fn under(rest: &str, prefix: &str) -> bool {
     rest.strip_prefix(prefix)
@@ -173,20 +203,11 @@ impl Api {
 
     /// True for paths the gateway answers itself instead of forwarding.
     /// Whole namespaces are claimed, so an unknown route below them is a 404
-    /// from the gateway rather than a request leaking to the upstream.
+    /// from the gateway rather than a request leaking to the upstream; so are
+    /// their spellings a lenient upstream would route the same way
+    /// (`/API/v1/Identities`, `/api/v1/identities.json`, `identities%20`).
     pub fn is_management_path(path: &str) -> bool {
-        let Some(rest) = path.strip_prefix("/api/v1/") else {
-            return false;
-        };
-        if under(rest, "identities") || under(rest, "auth/token-auth") {
-            return true;
-        }
-        if rest == "auth/token/renew" || rest == "auth/token/revoke" {
-            return true;
-        }
-        rest.strip_prefix("projects/")
-            .and_then(|p| p.split_once('/'))
-            .is_some_and(|(_, tail)| under(tail, "memberships/identities"))
+        claims_path(path) || claims_path(&loose_path(path))
     }
 
     /// Answers one management request. Never panics and never answers 500.

@@ -7,7 +7,7 @@
 //! might route the same way may loosen nothing and must not escape a rule
 //! that tightens.
 
-use crate::proxy::names::fold;
+use crate::proxy::names::loosely_equal;
 
 /// Whether a route needs a token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,7 +83,7 @@ impl Route {
         self.segments.iter().zip(segments).all(|(s, seg)| match s {
             Segment::Any => true,
             Segment::Literal(lit) if exact => lit == seg,
-            Segment::Literal(lit) => fold(lit) == fold(seg),
+            Segment::Literal(lit) => loosely_equal(lit, seg),
         })
     }
 
@@ -200,6 +200,14 @@ mod tests {
             ProjectRule::Required
         );
         assert_eq!(t.select("/api/v3/se_crets").project, ProjectRule::Required);
+        assert_eq!(
+            t.select("/api/v3/secrets.json").project,
+            ProjectRule::Required
+        );
+        assert_eq!(
+            t.select("/api/v3/secrets%20/raw").project,
+            ProjectRule::Required
+        );
         assert_eq!(t.select("/PUBLIC/x").auth, Auth::Token);
         assert_eq!(t.select("/publicity").auth, Auth::Token);
         assert_eq!(t.select("/api/v3/secrets/Health").auth, Auth::Token);

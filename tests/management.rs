@@ -1577,6 +1577,16 @@ fn case_callers(cfg: GatewayConfig) {
         ("GET", "/api/v1/auth/token/renew".to_string(), 405),
         ("GET", "/api/v1/auth/token/revoke".to_string(), 405),
         ("DELETE", tokens_path(&member), 405),
+        // Spellings a case-insensitive or suffix-matching upstream would route
+        // to the same place are claimed too.
+        ("GET", "/API/v1/Identities".to_string(), 404),
+        ("GET", "/api/v1/identities.json".to_string(), 404),
+        ("GET", "/api/v1/auth/Token-Auth/tokens/x".to_string(), 404),
+        (
+            "GET",
+            format!("/api/v1/projects/{project}/Memberships/identities"),
+            404,
+        ),
     ] {
         for auth in [bearer(ADMIN_KEY), bearer(&member_token.access_token)] {
             let resp = http(

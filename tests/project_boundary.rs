@@ -264,6 +264,8 @@ fn bodies(s: &Setup) {
     );
 
     // Bodies the gateway cannot read with certainty: 415.
+    let utf16: String = r#"{"workspaceId":"p-other"}"#.chars().flat_map(|c| ['\0', c]).collect();
+    let tricky = "--abc xyz\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\nhello\r\n--abc\r\nContent-Disposition: form-data; name=\"workspaceId\"\r\n\r\np-other\r\n--abc--\r\n--abc xyz--\r\n";
     for (headers, body) in [
         (vec![("Content-Type", "application/json")], "{\"workspaceId\":\"p1\"} trailing"),
         (vec![("Content-Type", "application/json")], "workspaceId=p-other"),
@@ -277,6 +279,16 @@ fn bodies(s: &Setup) {
         (vec![("Content-Type", "multipart/form-data")], "--x--"),
         (vec![multi], "--BOUNDARY\r\nContent-Disposition: form-data; name*=utf-8''workspaceId\r\n\r\np-other\r\n--BOUNDARY--"),
         (vec![multi], "--BOUNDARY\r\nContent-Disposition: form-data; name=a\r\nContent-Transfer-Encoding: base64\r\n\r\ncC1vdGhlcg==\r\n--BOUNDARY--"),
+        // UTF-16 JSON (Python's and Jackson's JSON readers detect it).
+        (vec![], &utf16),
+        (vec![("Content-Type", "text/plain")], &utf16),
+        // A boundary Werkzeug and PHP cut short, or take from `boundary*`.
+        (vec![("Content-Type", "multipart/form-data; boundary=abc xyz")], tricky),
+        (vec![("Content-Type", "multipart/form-data; boundary=abc, boundary=xyz")], tricky),
+        (vec![("Content-Type", "multipart/form-data; boundary=xyz; boundary*=utf-8''abc")], tricky),
+        // A part name that is not a token; a JSON part that does not parse.
+        (vec![("Content-Type", "multipart/form-data; boundary=abc")], "--abc\r\nContent-Disposition: form-data; name=workspaceId x\r\n\r\np-other\r\n--abc--\r\n"),
+        (vec![("Content-Type", "multipart/form-data; boundary=abc")], "--abc\r\nContent-Disposition: form-data; name=\"meta\"; filename=\"m.json\"\r\nContent-Type: application/json\r\n\r\n{\"y\":NaN,\"workspaceId\":\"p-other\"}\r\n--abc--\r\n"),
     ] {
         s.refused(415, None, post, &headers, Some(body));
     }
@@ -344,6 +356,8 @@ fn lookalikes(s: &Setup) {
         vec![("X-Project-ID", "p-other")],
         vec![("WorkspaceId", "p-other")],
         vec![("Cookie", "a=b; workspaceId=p-other")],
+        vec![("Cookie", "a=b, workspaceId=p-other")],
+        vec![("Cookie", "a=b workspaceId=p-other")],
     ] {
         s.refused(403, Some(NO_ACCESS), "GET /api/v1/things", &headers, None);
     }
@@ -351,6 +365,8 @@ fn lookalikes(s: &Setup) {
     for body in [
         r#"{"WorkspaceID":"p-other"}"#,
         r#"{"workspace_id":"p-other"}"#,
+        r#"{"workspace":{"id":"p-other"}}"#,
+        r#"{"project":{"Id":"p-other"}}"#,
         r#"{"data":{"items":[{"projectId":"p-other"}]}}"#,
         r#"{"workspace\u0049d":"p-other"}"#,
     ] {
@@ -434,8 +450,20 @@ fn required_projects(s: &Setup) {
         "/api/v1/dynamic-secrets/leases",
         // Empty values name nothing.
         "/api/v3/secrets/raw?workspaceId=",
+        // Spellings suffix-matching or space-trimming routers send to the same handler.
+        "/api/v3/secrets.json",
+        "/api/v1/folders.json",
+        "/api/v1/folders%20",
+        "/api/v3/secrets%20/raw",
     ] {
         s.refused(400, none, &format!("GET {target}"), &[], None);
+    }
+    for target in [
+        "/api/v1/folders%E2%80%8B",
+        "/api/v3/secrets%3Fx",
+        "/api/v3/secrets%23x",
+    ] {
+        s.refused(400, None, &format!("GET {target}"), &[], None);
     }
     let rec = s.forwarded(
         "GET /api/v3/secrets/raw?workspaceId=p1&environment=dev",

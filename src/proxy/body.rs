@@ -51,23 +51,38 @@ pub fn claims(
         [one] => Some(MediaType::parse(one)?),
         _ => return Err("request has more than one Content-Type"),
     };
-    if let Some(m) = &media {
-        if let Some(cs) = m.param("charset") {
-            if !["utf-8", "utf8", "us-ascii", "ascii"]
+    let latin1 = match media.as_ref().and_then(|m| m.param("charset")) {
+        None => false,
+        Some(cs)
+            if ["utf-8", "utf8", "us-ascii", "ascii"]
                 .iter()
-                .any(|ok| cs.eq_ignore_ascii_case(ok))
-            {
-                return Err("request body charset must be UTF-8");
-            }
+                .any(|ok| cs.eq_ignore_ascii_case(ok)) =>
+        {
+            false
+        }
+        Some(cs)
+            if ["iso-8859-1", "latin1", "latin-1"]
+                .iter()
+                .any(|ok| cs.eq_ignore_ascii_case(ok)) =>
+        {
+            true
+        }
+        Some(_) => return Err("request body charset must be UTF-8 or ISO-8859-1"),
+    };
+    let essence = media.as_ref().map_or("", |m| m.essence.as_str());
+    if !essence.starts_with("multipart/") {
+        // UTF-16 and UTF-32 text is full of NULs, and some JSON parsers
+        // detect and decode it: text the gateway cannot read as such is refused.
+        if body.contains(&0) || (!latin1 && std::str::from_utf8(body).is_err()) {
+            return Err("request body is not UTF-8 text");
         }
     }
-    let essence = media.as_ref().map_or("", |m| m.essence.as_str());
     let looks_json = starts_like_json(body);
     if essence.contains("json") || looks_json {
         json(body, names, out)?;
     }
     if essence == "application/x-www-form-urlencoded" {
-        form(body, names, out, true)?;
+        form(body, names, out, true, latin1)?;
     } else if essence.starts_with("multipart/") {
         let m = media.as_ref().ok_or("multipart body without a boundary")?;
         let boundary = m
@@ -80,7 +95,7 @@ pub fn claims(
         if let Some(boundary) = leading_boundary(body) {
             multipart::claims(body, boundary, names, out)?;
         }
-        form(body, names, out, false)?;
+        form(body, names, out, false, latin1)?;
     }
     Ok(())
 }
@@ -107,8 +122,8 @@ pub(super) fn starts_like_json(body: &[u8]) -> bool {
 /// A parsed Content-Type: lowercase essence and its parameters.
 #[derive(Debug)]
 pub(super) struct MediaType {
-    essence: String,
-    pub(super) params: Vec<(String, String)>,
+    pub(super) essence: String,
+    params: Vec<(String, String)>,
 }
 
 impl MediaType {
@@ -134,16 +149,26 @@ impl MediaType {
             if rest.is_empty() {
                 break;
             }
+            // No space around `=`, values are a token or a quoted string,
+            // and no `name*` (RFC 2231) forms: parsers disagree on all of it
+            // (`boundary=a b`, `boundary=a, boundary=b`, `boundary*=`).
             let (name, after) = rest.split_once('=').ok_or(BAD)?;
-            let name = name.trim_end().to_ascii_lowercase();
+            let name = name.to_ascii_lowercase();
             if name.is_empty() || !name.bytes().all(is_token_byte) {
                 return Err(BAD);
+            }
+            if name.contains('*') {
+                return Err("request Content-Type uses an encoded (name*) parameter");
             }
             let (value, after) = if let Some(q) = after.strip_prefix('"') {
                 quoted(q).ok_or(BAD)?
             } else {
-                let end = after.find(';').unwrap_or(after.len());
-                (after[..end].trim_end().to_string(), &after[end..])
+                let end = after.find([';', ' ', '\t']).unwrap_or(after.len());
+                let value = &after[..end];
+                if value.is_empty() || !value.bytes().all(is_token_byte) {
+                    return Err(BAD);
+                }
+                (value.to_string(), &after[end..])
             };
             if params.iter().any(|(n, _)| *n == name) {
                 return Err("request Content-Type repeats a parameter");
@@ -196,23 +221,37 @@ fn is_token_byte_or_slash(b: u8) -> bool {
 pub(super) fn json(body: &[u8], names: &NameSet, out: &mut Vec<String>) -> Result<(), Unreadable> {
     const BAD: Unreadable = "request body is not valid JSON";
     let mut de = serde_json::Deserializer::from_slice(body);
-    Walk { names, out }.deserialize(&mut de).map_err(|_| BAD)?;
+    Walk {
+        names,
+        out,
+        parent: None,
+    }
+    .deserialize(&mut de)
+    .map_err(|_| BAD)?;
     de.end().map_err(|_| BAD)
 }
 
-struct Walk<'n, 'o> {
+struct Walk<'n, 'o, 'p> {
     names: &'n NameSet,
     out: &'o mut Vec<String>,
+    /// The key this value sits under, if any: `{"workspace": {"id": ..}}`
+    /// is `workspace.id` to frameworks that flatten nested input.
+    parent: Option<&'p str>,
 }
 
-impl<'de> DeserializeSeed<'de> for Walk<'_, '_> {
+/// Does `key` (under `parent`) name a project source?
+fn key_matches(names: &NameSet, parent: Option<&str>, key: &str) -> bool {
+    names.matches(key) || parent.is_some_and(|p| names.matches(&format!("{p}.{key}")))
+}
+
+impl<'de> DeserializeSeed<'de> for Walk<'_, '_, '_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Walk<'_, '_> {
+impl<'de> Visitor<'de> for Walk<'_, '_, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -221,13 +260,14 @@ impl<'de> Visitor<'de> for Walk<'_, '_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key::<String>()? {
-            if self.names.matches(&key) {
+            if key_matches(self.names, self.parent, &key) {
                 let value: serde_json::Value = map.next_value()?;
-                claim_json(&value, self.names, self.out);
+                claim_json(&value, &key, self.names, self.out);
             } else {
                 map.next_value_seed(Walk {
                     names: self.names,
                     out: self.out,
+                    parent: Some(&key),
                 })?;
             }
         }
@@ -239,6 +279,7 @@ impl<'de> Visitor<'de> for Walk<'_, '_> {
             .next_element_seed(Walk {
                 names: self.names,
                 out: self.out,
+                parent: self.parent,
             })?
             .is_some()
         {}
@@ -267,29 +308,29 @@ impl<'de> Visitor<'de> for Walk<'_, '_> {
 
 /// The value of a project-named key: text is a claim, null is none, anything
 /// else is unusable (and still searched, for keys nested inside it).
-fn claim_json(value: &serde_json::Value, names: &NameSet, out: &mut Vec<String>) {
+fn claim_json(value: &serde_json::Value, key: &str, names: &NameSet, out: &mut Vec<String>) {
     match value {
         serde_json::Value::String(s) => out.push(s.clone()),
         serde_json::Value::Null => {}
         other => {
             out.push(UNUSABLE.to_string());
-            nested_claims(other, names, out);
+            nested_claims(other, key, names, out);
         }
     }
 }
 
-fn nested_claims(value: &serde_json::Value, names: &NameSet, out: &mut Vec<String>) {
+fn nested_claims(value: &serde_json::Value, parent: &str, names: &NameSet, out: &mut Vec<String>) {
     match value {
         serde_json::Value::Object(m) => {
             for (k, v) in m {
-                if names.matches(k) {
-                    claim_json(v, names, out);
+                if key_matches(names, Some(parent), k) {
+                    claim_json(v, k, names, out);
                 } else {
-                    nested_claims(v, names, out);
+                    nested_claims(v, k, names, out);
                 }
             }
         }
-        serde_json::Value::Array(a) => a.iter().for_each(|v| nested_claims(v, names, out)),
+        serde_json::Value::Array(a) => a.iter().for_each(|v| nested_claims(v, parent, names, out)),
         _ => {}
     }
 }
@@ -305,6 +346,7 @@ fn form(
     names: &NameSet,
     out: &mut Vec<String>,
     strict: bool,
+    latin1: bool,
 ) -> Result<(), Unreadable> {
     if strict && body.contains(&b';') {
         return Err("form body must not contain ';' (some servers split on it)");
@@ -314,15 +356,17 @@ fn form(
             Some(i) => (&pair[..i], &pair[i + 1..]),
             None => (pair, &b""[..]),
         };
-        let name = form_decode(name, strict)?;
+        let name = form_decode(name, strict, latin1)?;
         if names.matches(&name) {
-            out.push(form_decode(value, strict)?);
+            out.push(form_decode(value, strict, latin1)?);
         }
     }
     Ok(())
 }
 
-fn form_decode(raw: &[u8], strict: bool) -> Result<String, Unreadable> {
+/// Decodes `+` and escapes, then reads the bytes as UTF-8, or as ISO-8859-1
+/// when the body says so (each byte one character).
+fn form_decode(raw: &[u8], strict: bool, latin1: bool) -> Result<String, Unreadable> {
     let mut bytes = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
@@ -340,6 +384,9 @@ fn form_decode(raw: &[u8], strict: bool) -> Result<String, Unreadable> {
             b => bytes.push(b),
         }
         i += 1;
+    }
+    if latin1 {
+        return Ok(bytes.iter().map(|&b| char::from(b)).collect());
     }
     match String::from_utf8(bytes) {
         Ok(s) => Ok(s),
@@ -483,6 +530,71 @@ mod tests {
         ] {
             assert!(run(ct, body).is_err(), "{ct:?} {body:?}");
         }
+    }
+
+    /// Found by an attacker-style probe: each of these was read differently
+    /// by some framework (Werkzeug, Python's json, Jackson) than by the gateway.
+    #[test]
+    fn what_lenient_parsers_read_differently() {
+        // UTF-16 JSON, which Python's and Jackson's JSON readers detect.
+        let utf16: Vec<u8> = r#"{"workspaceId":"p-other"}"#.bytes().flat_map(|b| [0, b]).collect();
+        let mut out = Vec::new();
+        assert!(claims(h_empty(), &utf16, &names(), &mut out).is_err());
+        assert!(claims(h_empty(), b"\xff\xfe{\x00", &names(), &mut out).is_err());
+        assert!(claims(h_empty(), b"caf\xe9", &names(), &mut out).is_err());
+        // Parameters that are neither a token nor a quoted string, or starred.
+        for ct in [
+            "multipart/form-data; boundary=abc xyz",
+            "multipart/form-data; boundary=abc, boundary=xyz",
+            "multipart/form-data; boundary=a\"bc",
+            "multipart/form-data; boundary=xyz; boundary*=utf-8''abc",
+            "multipart/form-data; boundary =abc",
+            "multipart/form-data; boundary= abc",
+        ] {
+            assert!(run(Some(ct), "--abc--").is_err(), "{ct}");
+        }
+        // A part name that is not a token.
+        let ct = Some("multipart/form-data; boundary=abc");
+        assert!(run(
+            ct,
+            "--abc\r\nContent-Disposition: form-data; name=workspaceId x\r\n\r\np\r\n--abc--"
+        )
+        .is_err());
+        // A JSON part must parse, by its type or its look.
+        for part in [
+            "Content-Type: application/json\r\n\r\n{\"y\":NaN,\"workspaceId\":\"p\"}",
+            "Content-Type: application/json\r\n\r\nnot json",
+            "\r\n{\"y\":1e999999,\"workspaceId\":\"p\"}",
+        ] {
+            let body = format!("--abc\r\nContent-Disposition: form-data; name=\"m\"; filename=\"m.json\"\r\n{part}\r\n--abc--");
+            assert!(run(ct, &body).is_err(), "{part}");
+        }
+        // Nested objects that flatten to a source name.
+        assert_eq!(
+            run(
+                Some("application/json"),
+                r#"{"workspace":{"id":"a"},"x":{"project":[{"Id":"b"}]}}"#
+            )
+            .unwrap(),
+            ["a", "b"]
+        );
+        // A form in ISO-8859-1 is read as such.
+        assert_eq!(
+            run(
+                Some("application/x-www-form-urlencoded; charset=ISO-8859-1"),
+                "workspaceId=p%E91"
+            )
+            .unwrap(),
+            ["p\u{e9}1"]
+        );
+        assert_eq!(
+            run(
+                Some("application/x-www-form-urlencoded; charset=ISO-8859-1"),
+                "worksp%AAceId=p1"
+            )
+            .unwrap(),
+            ["p1"]
+        );
     }
 
     #[test]

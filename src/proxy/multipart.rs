@@ -9,7 +9,8 @@ use super::body::{json, starts_like_json, MediaType, Unreadable, UNUSABLE};
 use super::names::NameSet;
 
 /// Adds the claims of every part: a part named like a project source is a
-/// claim, and a part whose content is JSON is searched too.
+/// claim, and a part that is JSON (by its type or its look) must parse and
+/// is searched too, as frameworks that bind JSON parts would read it.
 pub fn claims(
     body: &[u8],
     boundary: &str,
@@ -33,7 +34,7 @@ pub fn claims(
         }
         rest = rest.strip_prefix(b"\r\n").ok_or(BAD)?;
         let head_end = find(rest, b"\r\n\r\n").ok_or(BAD)?;
-        let name = part_name(&rest[..head_end])?;
+        let (name, json_type) = part_head(&rest[..head_end])?;
         let content_start = head_end + 4;
         let content_len = find(&rest[content_start..], next_delimiter.as_bytes()).ok_or(BAD)?;
         let content = &rest[content_start..content_start + content_len];
@@ -44,19 +45,19 @@ pub fn claims(
                     .unwrap_or_else(|_| UNUSABLE.to_string()),
             );
         }
-        if starts_like_json(content) {
-            // A file that merely starts like JSON is not refused for it.
-            let _ = json(content, names, out);
+        if json_type || starts_like_json(content) {
+            json(content, names, out)?;
         }
         rest = &rest[content_start + content_len + next_delimiter.len()..];
     }
 }
 
-/// The `name` of a part, from its header block.
-fn part_name(head: &[u8]) -> Result<String, Unreadable> {
+/// The `name` of a part, and whether its Content-Type is JSON, from its header block.
+fn part_head(head: &[u8]) -> Result<(String, bool), Unreadable> {
     const BAD: Unreadable = "multipart part headers cannot be parsed";
     let head = std::str::from_utf8(head).map_err(|_| BAD)?;
     let mut name = None;
+    let mut content_type: Option<MediaType> = None;
     for line in head.split("\r\n") {
         if line.starts_with([' ', '\t']) {
             return Err(BAD); // folded header lines are read differently by different parsers
@@ -75,14 +76,16 @@ fn part_name(head: &[u8]) -> Result<String, Unreadable> {
             if name.is_some() {
                 return Err(BAD);
             }
-            let disposition = disposition(value)?;
-            if disposition.params.iter().any(|(n, _)| n.ends_with('*')) {
-                return Err("multipart part uses an encoded (name*) parameter");
+            name = Some(disposition(value)?.param("name").ok_or(BAD)?.to_string());
+        } else if field.eq_ignore_ascii_case("content-type") {
+            if content_type.is_some() {
+                return Err(BAD);
             }
-            name = Some(disposition.param("name").ok_or(BAD)?.to_string());
+            content_type = Some(MediaType::parse(value.trim().as_bytes()).map_err(|_| BAD)?);
         }
     }
-    name.ok_or(BAD)
+    let json_type = content_type.is_some_and(|t| t.essence.contains("json"));
+    Ok((name.ok_or(BAD)?, json_type))
 }
 
 /// A Content-Disposition value (`form-data; name="x"`), parsed with the

@@ -50,9 +50,28 @@ impl NameSet {
     }
 }
 
-/// Characters frameworks use to decorate or nest a name: `a[b]`, `a.b`, `a:b`, `a(b)`.
+/// Characters frameworks use to decorate or nest a name (`a[b]`, `a.b`,
+/// `a:b`, `a(b)`), or at which a lenient parser stops reading one (`a b`).
 fn is_decoration(c: char) -> bool {
-    c.is_ascii_punctuation() && c != '_' && c != '-'
+    (c.is_ascii_punctuation() && c != '_' && c != '-') || c.is_whitespace()
+}
+
+/// Do a configured path literal and a request path segment name the same
+/// thing to a lenient router? The segment is percent-decoded, both are
+/// folded (case, `-`, `_`, `.`, spaces and invisible characters ignored),
+/// and a file extension on the segment (`secrets.json`) is ignored too, as
+/// routers with suffix matching do.
+pub fn loosely_equal(literal: &str, segment: &str) -> bool {
+    let lit = fold(literal);
+    let decoded = if segment.contains('%') {
+        String::from_utf8_lossy(&percent_decode(segment.as_bytes())).into_owned()
+    } else {
+        segment.to_string()
+    };
+    fold(&decoded) == lit
+        || decoded
+            .split_once('.')
+            .is_some_and(|(stem, _)| fold(stem) == lit)
 }
 
 /// Folds a name to what a lenient framework would compare: compatibility
@@ -159,6 +178,8 @@ mod tests {
             "x-project-id",
             "xprojectid",
             "project_id",
+            "workspaceId x",
+            "workspaceId\tx",
         ] {
             assert!(s.matches(name), "{name} should match");
         }
@@ -181,6 +202,24 @@ mod tests {
             assert!(!s.matches(name), "{name} should not match");
         }
         assert!(!NameSet::new([]).matches("workspaceId"));
+    }
+
+    #[test]
+    fn loose_segments() {
+        for seg in [
+            "secrets",
+            "Secrets",
+            "SE_CRETS",
+            "secrets.json",
+            "secrets%20",
+            "secrets%E2%80%8B",
+            "se-crets.x.y",
+        ] {
+            assert!(loosely_equal("secrets", seg), "{seg}");
+        }
+        for seg in ["secret", "secretsx", "x.secrets", "secrets%3Fx"] {
+            assert!(!loosely_equal("secrets", seg), "{seg}");
+        }
     }
 
     #[test]

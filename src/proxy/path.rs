@@ -43,7 +43,10 @@ pub fn check(path: &str) -> Result<(), &'static str> {
                 return Err("request path has a malformed percent-encoding");
             };
             if c.is_ascii_alphanumeric()
-                || matches!(c, b'-' | b'.' | b'_' | b'~' | b'/' | b'\\' | b'%' | b';')
+                || matches!(
+                    c,
+                    b'-' | b'.' | b'_' | b'~' | b'/' | b'\\' | b'%' | b';' | b'?' | b'#'
+                )
             {
                 return Err("request path percent-encodes a character that must be sent as is");
             }
@@ -57,12 +60,32 @@ pub fn check(path: &str) -> Result<(), &'static str> {
     let Ok(decoded) = std::str::from_utf8(&decoded) else {
         return Err("request path does not decode to valid UTF-8");
     };
+    if decoded.chars().any(is_invisible) {
+        return Err("request path contains an invisible character");
+    }
     check_decoded_text(decoded).map_err(|why| match why {
         TextProblem::Control => "request path contains a control character",
         TextProblem::Lookalike => {
             "request path contains a non-ASCII lookalike of an ASCII character"
         }
     })
+}
+
+/// Format characters that render as nothing (soft hyphen, zero-width space
+/// and joiners, direction marks, the BOM): servers that strip them would
+/// read `fol\u{200b}ders` as `folders`.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00ad}'
+            | '\u{034f}'
+            | '\u{061c}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}'
+            | '\u{feff}'
+    )
 }
 
 /// Why decoded text is refused.
@@ -108,7 +131,6 @@ mod tests {
             "/api/v3/secrets/raw",
             "/api/v1/projects/p-1.a_b~/x/",
             "/a%20b",
-            "/x%3Fy",
             "/v1/a.b/..c",
             "/caf%C3%A9",
         ] {
@@ -146,6 +168,10 @@ mod tests {
             "/a%0ab",
             "/a%7fb",
             "/a%c2%85b",
+            "/x%3Fy",
+            "/x%23y",
+            "/api/v1/fol%E2%80%8Bders",
+            "/api/v1/folders%C2%AD",
         ] {
             assert!(check(p).is_err(), "{p} should be refused");
         }

@@ -6,7 +6,7 @@
 //! two projects is refused, because the gateway would check one and the
 //! upstream might act on the other.
 
-use super::names::{fold, percent_decode, NameSet};
+use super::names::{loosely_equal, percent_decode, NameSet};
 use crate::config::{ProjectSource, TemplateSegment};
 use http::HeaderMap;
 
@@ -98,7 +98,8 @@ impl ProjectRules {
             for (name, value) in headers {
                 let text = value.to_str().unwrap_or(super::body::UNUSABLE);
                 if name == http::header::COOKIE {
-                    for c in text.split(';') {
+                    // Some cookie parsers also split on `,` and whitespace.
+                    for c in text.split([';', ',', ' ', '\t']) {
                         let (n, v) = c.split_once('=').unwrap_or((c, ""));
                         if self.names.matches(n.trim()) {
                             claims.see(&form_text(v.trim()));
@@ -159,7 +160,7 @@ fn from_template<'s>(template: &[TemplateSegment], segments: &'s [String]) -> Op
     let mut found = None;
     for (t, seg) in template.iter().zip(segments) {
         match t {
-            TemplateSegment::Literal(lit) if fold(lit) == fold(seg) => {}
+            TemplateSegment::Literal(lit) if loosely_equal(lit, seg) => {}
             TemplateSegment::Literal(_) => return None,
             TemplateSegment::Any => {}
             TemplateSegment::Project => found = Some(seg.as_str()),
@@ -236,6 +237,11 @@ mod tests {
         let mut hc = HeaderMap::new();
         hc.insert("cookie", "a=b; workspaceId=p6".parse().unwrap());
         assert_eq!(run("/x", None, &hc, &[]), p("p6"));
+        for cookie in ["a=b, workspaceId=p6", "a=b workspaceId=p6"] {
+            let mut hc = HeaderMap::new();
+            hc.insert("cookie", cookie.parse().unwrap());
+            assert_eq!(run("/x", None, &hc, &[]), p("p6"), "{cookie}");
+        }
         assert_eq!(run("/x/workspaceId/p7", None, &h, &[]), p("p7"));
     }
 

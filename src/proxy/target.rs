@@ -106,10 +106,14 @@ pub fn check_query(query: &str) -> Result<(), &'static str> {
 /// Headers some frameworks let replace the request's URL or method (IIS and
 /// Symfony route on `X-Original-URL`), folded as `proxy::names` folds names:
 /// the gateway would have checked one resource and the upstream served another.
-const OVERRIDES: [&str; 6] = [
+const OVERRIDES: [&str; 10] = [
     "xoriginalurl",
+    "xoriginaluri",
     "xrewriteurl",
     "xoverrideurl",
+    "xforwardeduri",
+    "xforwardedpath",
+    "xenvoyoriginalpath",
     "xhttpmethodoverride",
     "xhttpmethod",
     "xmethodoverride",
