@@ -36,6 +36,11 @@ impl NameSet {
         if self.0.is_empty() {
             return false;
         }
+        // Plain ASCII names (nearly all of them) are compared without allocating.
+        if raw.is_ascii() && !raw.contains('%') {
+            let any = |part: &str| self.0.iter().any(|n| ascii_fold_eq(part, n));
+            return any(raw) || raw.split(is_decoration).any(any);
+        }
         let decoded = percent_decode_fully(raw);
         if self.contains(&fold(&decoded)) {
             return true;
@@ -47,6 +52,30 @@ impl NameSet {
 
     fn contains(&self, folded: &str) -> bool {
         !folded.is_empty() && self.0.iter().any(|n| n == folded)
+    }
+}
+
+/// `fold(text) == folded` for ASCII `text`, without allocating.
+fn ascii_fold_eq(text: &str, folded: &str) -> bool {
+    let mut a = text
+        .bytes()
+        .filter(u8::is_ascii_alphanumeric)
+        .map(|b| b.to_ascii_lowercase());
+    !folded.is_empty() && folded.bytes().all(|f| a.next() == Some(f)) && a.next().is_none()
+}
+
+/// `fold(x) == fold(y)` for ASCII `x` and `y`, without allocating.
+fn ascii_folds_equal(x: &str, y: &str) -> bool {
+    let (mut a, mut b) = (
+        x.bytes().filter(u8::is_ascii_alphanumeric),
+        y.bytes().filter(u8::is_ascii_alphanumeric),
+    );
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return true,
+            (Some(p), Some(q)) if p.eq_ignore_ascii_case(&q) => {}
+            _ => return false,
+        }
     }
 }
 
@@ -62,6 +91,11 @@ fn is_decoration(c: char) -> bool {
 /// and a file extension on the segment (`secrets.json`) is ignored too, as
 /// routers with suffix matching do.
 pub fn loosely_equal(literal: &str, segment: &str) -> bool {
+    if literal.is_ascii() && segment.is_ascii() && !segment.contains('%') {
+        let stem = segment.split_once('.').map(|(stem, _)| stem);
+        return ascii_folds_equal(literal, segment)
+            || stem.is_some_and(|stem| ascii_folds_equal(literal, stem));
+    }
     let lit = fold(literal);
     let decoded = if segment.contains('%') {
         String::from_utf8_lossy(&percent_decode(segment.as_bytes())).into_owned()

@@ -9,6 +9,7 @@
 use super::names::{loosely_equal, percent_decode, NameSet};
 use crate::config::{ProjectSource, TemplateSegment};
 use http::HeaderMap;
+use std::borrow::Cow;
 
 /// The outcome of reading the claims.
 #[derive(Debug, PartialEq, Eq)]
@@ -70,10 +71,10 @@ impl ProjectRules {
         body_claims: &[String],
     ) -> Resolution {
         let mut claims = Claims::default();
-        let segments: Vec<String> = path
+        let segments: Vec<Cow<'_, str>> = path
             .split('/')
             .filter(|s| !s.is_empty())
-            .map(|s| String::from_utf8_lossy(&percent_decode(s.as_bytes())).into_owned())
+            .map(decoded)
             .collect();
         for t in &self.templates {
             if let Some(p) = from_template(t, &segments) {
@@ -146,14 +147,28 @@ impl Claims {
 }
 
 /// Percent-decoded text with `+` as a space, as form and query parsers read it.
-fn form_text(raw: &str) -> String {
+fn form_text(raw: &str) -> Cow<'_, str> {
+    if !raw.contains(['+', '%']) {
+        return Cow::Borrowed(raw);
+    }
     let plus = raw.replace('+', " ");
-    String::from_utf8_lossy(&percent_decode(plus.as_bytes())).into_owned()
+    Cow::Owned(String::from_utf8_lossy(&percent_decode(plus.as_bytes())).into_owned())
+}
+
+/// A path segment percent-decoded (invalid UTF-8 replaced).
+fn decoded(segment: &str) -> Cow<'_, str> {
+    if !segment.contains('%') {
+        return Cow::Borrowed(segment);
+    }
+    Cow::Owned(String::from_utf8_lossy(&percent_decode(segment.as_bytes())).into_owned())
 }
 
 /// The project a template names in these (decoded) segments. Literals are
 /// compared folded (case, `-`, `_`, `.` ignored), as lenient routers might.
-fn from_template<'s>(template: &[TemplateSegment], segments: &'s [String]) -> Option<&'s str> {
+fn from_template<'s>(
+    template: &[TemplateSegment],
+    segments: &'s [Cow<'_, str>],
+) -> Option<&'s str> {
     if segments.len() < template.len() {
         return None;
     }
@@ -163,7 +178,7 @@ fn from_template<'s>(template: &[TemplateSegment], segments: &'s [String]) -> Op
             TemplateSegment::Literal(lit) if loosely_equal(lit, seg) => {}
             TemplateSegment::Literal(_) => return None,
             TemplateSegment::Any => {}
-            TemplateSegment::Project => found = Some(seg.as_str()),
+            TemplateSegment::Project => found = Some(seg.as_ref()),
         }
     }
     found
@@ -284,7 +299,7 @@ mod tests {
     #[test]
     fn templates() {
         let t = vec![Literal("api".into()), Project, Literal("x".into())];
-        let segs = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let segs = |s: &[&'static str]| s.iter().map(|x| Cow::Borrowed(*x)).collect::<Vec<_>>();
         assert_eq!(
             from_template(&t, &segs(&["api", "p", "x", "more"])),
             Some("p")
