@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::error::{error_json, new_request_id};
 use crate::metrics::Metrics;
 use crate::model::now_millis;
-use crate::routes::{Auth, BodyRule, ProjectRule};
+use crate::routes::{Auth, BodyRule};
 use crate::store::{AuthRequest, Store};
 use crate::token::{AccessToken, Id};
 use async_trait::async_trait;
@@ -27,7 +27,7 @@ use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use project::{ProjectRules, Resolution};
+use project::ProjectRules;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -195,6 +195,46 @@ impl Gateway {
         }
     }
 
+    /// The project claims of the request body: none when no source could be
+    /// in a body, the route declares its bodies carry none, or there is no
+    /// body; otherwise the body is read (and kept for forwarding) and parsed.
+    async fn body_claims(
+        &self,
+        session: &mut Session,
+        rule: BodyRule,
+    ) -> std::result::Result<Vec<String>, (u16, &'static str)> {
+        let mut claims = Vec::new();
+        if !self.projects.reads_body()
+            || rule == BodyRule::NoProject
+            || session.as_downstream_mut().is_body_empty()
+        {
+            return Ok(claims);
+        }
+        let body = match Self::read_body(session, self.cfg.max_body_bytes).await {
+            BodyRead::Complete(body) => body,
+            BodyRead::Refused(413, _) => {
+                return Err((413, "request body too large to find its project"))
+            }
+            BodyRead::Refused(status, why) => return Err((status, why)),
+        };
+        let h = session.req_header();
+        let values = |name| -> Vec<&[u8]> {
+            h.headers
+                .get_all(name)
+                .iter()
+                .map(|v| v.as_bytes())
+                .collect()
+        };
+        let content_type = values(http::header::CONTENT_TYPE);
+        let content_encoding = values(http::header::CONTENT_ENCODING);
+        let heads = body::BodyHeaders {
+            content_type: &content_type,
+            content_encoding: &content_encoding,
+        };
+        body::claims(heads, &body, self.projects.names(), &mut claims).map_err(|why| (415, why))?;
+        Ok(claims)
+    }
+
     async fn serve_management(
         &self,
         session: &mut Session,
@@ -311,67 +351,18 @@ impl ProxyHttp for Gateway {
         // 5 (resolved early so the store sees it in the same atomic step as 4).
         //   Every claim is read: the request head, and the body unless the
         //   route declares its bodies carry no project.
-        let mut body_claims = Vec::new();
-        if self.projects.reads_body()
-            && route.body == BodyRule::Parse
-            && !session.as_downstream_mut().is_body_empty()
-        {
-            let body = match Self::read_body(session, self.cfg.max_body_bytes).await {
-                BodyRead::Complete(body) => body,
-                BodyRead::Refused(413, _) => {
-                    return self
-                        .reject(
-                            session,
-                            ctx,
-                            413,
-                            "request body too large to find its project",
-                        )
-                        .await
-                }
-                BodyRead::Refused(status, why) => {
-                    return self.reject(session, ctx, status, why).await
-                }
-            };
-            let h = session.req_header();
-            let content_type: Vec<&[u8]> = h
-                .headers
-                .get_all(http::header::CONTENT_TYPE)
-                .iter()
-                .map(|v| v.as_bytes())
-                .collect();
-            let content_encoding: Vec<&[u8]> = h
-                .headers
-                .get_all(http::header::CONTENT_ENCODING)
-                .iter()
-                .map(|v| v.as_bytes())
-                .collect();
-            let heads = body::BodyHeaders {
-                content_type: &content_type,
-                content_encoding: &content_encoding,
-            };
-            if let Err(why) = body::claims(heads, &body, self.projects.names(), &mut body_claims) {
+        let body_claims = match self.body_claims(session, route.body).await {
+            Ok(claims) => claims,
+            Err((status, why)) => {
                 ctx.outcome = "bad_request";
-                return self.reject(session, ctx, 415, why).await;
+                return self.reject(session, ctx, status, why).await;
             }
-        }
-        let resolution = self.projects.resolve(
-            &path,
-            query.as_deref(),
-            &session.req_header().headers,
-            &body_claims,
-        );
-        let project = match resolution {
-            Resolution::Conflict => Err("request names more than one project"),
-            Resolution::Project(p) if !crate::model::is_valid_scope_id(&p) => {
-                Err("invalid project id")
-            }
-            Resolution::Project(p) => Ok(Some(p)),
-            Resolution::NoProject if route.project == ProjectRule::Required => {
-                Err("this route requires a project (workspaceId or projectId)")
-            }
-            Resolution::NoProject => Ok(None),
         };
-        let project = match project {
+        let h = session.req_header();
+        let resolution = self
+            .projects
+            .resolve(&path, query.as_deref(), &h.headers, &body_claims);
+        let project = match project::decide(resolution, route.project) {
             Ok(p) => p,
             Err(why) => {
                 ctx.outcome = "bad_request";

@@ -8,6 +8,8 @@
 
 use super::names::{loosely_equal, percent_decode, NameSet};
 use crate::config::{ProjectSource, TemplateSegment};
+use crate::model::is_valid_scope_id;
+use crate::routes::ProjectRule;
 use http::HeaderMap;
 use std::borrow::Cow;
 
@@ -18,6 +20,21 @@ pub enum Resolution {
     NoProject,
     /// The claims name different projects.
     Conflict,
+}
+
+/// The project a request is checked against, or why it is refused (400):
+/// claims that disagree, a value that is not a valid project id, or no
+/// project on a route that requires one.
+pub fn decide(resolution: Resolution, rule: ProjectRule) -> Result<Option<String>, &'static str> {
+    match resolution {
+        Resolution::Conflict => Err("request names more than one project"),
+        Resolution::Project(p) if !is_valid_scope_id(&p) => Err("invalid project id"),
+        Resolution::Project(p) => Ok(Some(p)),
+        Resolution::NoProject if rule == ProjectRule::Required => {
+            Err("this route requires a project (workspaceId or projectId)")
+        }
+        Resolution::NoProject => Ok(None),
+    }
 }
 
 /// The configured sources, prepared once.
@@ -294,6 +311,17 @@ mod tests {
             ),
             p("p1")
         );
+    }
+
+    #[test]
+    fn decisions() {
+        use ProjectRule::{Optional, Required};
+        assert_eq!(decide(p("p1"), Required), Ok(Some("p1".into())));
+        assert_eq!(decide(Resolution::NoProject, Optional), Ok(None));
+        assert!(decide(Resolution::NoProject, Required).is_err());
+        assert!(decide(Resolution::Conflict, Optional).is_err());
+        assert!(decide(p("p 1"), Optional).is_err());
+        assert!(decide(p(super::super::body::UNUSABLE), Optional).is_err());
     }
 
     #[test]
