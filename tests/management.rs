@@ -327,21 +327,6 @@ impl Env {
     }
 }
 
-macro_rules! on_both_stores {
-    ($case:ident, $redis:ident, $embedded:ident) => {
-        #[test]
-        fn $redis() {
-            let redis = Redis::start();
-            $case(GatewayConfig::redis(&redis.url()));
-        }
-
-        #[test]
-        fn $embedded() {
-            $case(GatewayConfig::embedded_temp());
-        }
-    };
-}
-
 // ---------------------------------------------------------------------------
 // Identities
 

@@ -144,21 +144,6 @@ fn set(ids: &[&str]) -> BTreeSet<String> {
     ids.iter().map(|s| s.to_string()).collect()
 }
 
-macro_rules! on_both_stores {
-    ($case:ident, $redis:ident, $embedded:ident) => {
-        #[test]
-        fn $redis() {
-            let redis = Redis::start();
-            $case(GatewayConfig::redis(&redis.url()));
-        }
-
-        #[test]
-        fn $embedded() {
-            $case(GatewayConfig::embedded_temp());
-        }
-    };
-}
-
 // ---------------------------------------------------------------------------
 // Identities
 

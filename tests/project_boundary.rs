@@ -120,7 +120,8 @@ fn assert_project(rec: &Recorded, project: Option<&str>) {
     );
 }
 
-fn request_targets(s: &Setup) {
+fn request_targets(cfg: GatewayConfig) {
+    let s = &Setup::new(cfg);
     let own = s.gw.addr();
     // Not origin-form: Pingora would forward these targets as received.
     for head in [
@@ -182,16 +183,11 @@ fn request_targets(s: &Setup) {
     assert_project(&rec, None);
 }
 
-#[test]
-fn request_targets_embedded() {
-    request_targets(&Setup::new(GatewayConfig::embedded_temp()));
-}
-
-#[test]
-fn request_targets_redis() {
-    let redis = Redis::start();
-    request_targets(&Setup::new(GatewayConfig::redis(&redis.url())));
-}
+on_both_stores!(
+    request_targets,
+    request_targets_redis,
+    request_targets_embedded
+);
 
 fn multipart(name: &str, value: &str) -> String {
     format!(
@@ -200,7 +196,8 @@ fn multipart(name: &str, value: &str) -> String {
     )
 }
 
-fn bodies(s: &Setup) {
+fn bodies(cfg: GatewayConfig) {
+    let s = &Setup::new(cfg);
     let post = "POST /api/v3/secrets/raw/NAME";
     let form = ("Content-Type", "application/x-www-form-urlencoded");
     let multi = ("Content-Type", "multipart/form-data; boundary=BOUNDARY");
@@ -294,16 +291,7 @@ fn bodies(s: &Setup) {
     }
 }
 
-#[test]
-fn bodies_embedded() {
-    bodies(&Setup::new(GatewayConfig::embedded_temp()));
-}
-
-#[test]
-fn bodies_redis() {
-    let redis = Redis::start();
-    bodies(&Setup::new(GatewayConfig::redis(&redis.url())));
-}
+on_both_stores!(bodies, bodies_redis, bodies_embedded);
 
 /// A route whose bodies carry no project: its bodies are not read at all,
 /// so an unparseable one passes and a body field is no claim.
@@ -328,7 +316,8 @@ fn routes_can_declare_bodies_without_a_project() {
     );
 }
 
-fn lookalikes(s: &Setup) {
+fn lookalikes(cfg: GatewayConfig) {
+    let s = &Setup::new(cfg);
     // Each names p-other where some framework would read it: the gateway reads it too.
     for target in [
         "/api/v3/secrets/raw?WorkspaceId=p-other",
@@ -428,18 +417,10 @@ fn lookalikes(s: &Setup) {
     assert_project(&rec, Some("p1"));
 }
 
-#[test]
-fn lookalikes_embedded() {
-    lookalikes(&Setup::new(GatewayConfig::embedded_temp()));
-}
+on_both_stores!(lookalikes, lookalikes_redis, lookalikes_embedded);
 
-#[test]
-fn lookalikes_redis() {
-    let redis = Redis::start();
-    lookalikes(&Setup::new(GatewayConfig::redis(&redis.url())));
-}
-
-fn required_projects(s: &Setup) {
+fn required_projects(cfg: GatewayConfig) {
+    let s = &Setup::new(cfg);
     let none = Some("this route requires a project (workspaceId or projectId)");
     for target in [
         "/api/v3/secrets/raw?environment=dev",
@@ -482,16 +463,11 @@ fn required_projects(s: &Setup) {
     assert_project(&rec, None);
 }
 
-#[test]
-fn required_projects_embedded() {
-    required_projects(&Setup::new(GatewayConfig::embedded_temp()));
-}
-
-#[test]
-fn required_projects_redis() {
-    let redis = Redis::start();
-    required_projects(&Setup::new(GatewayConfig::redis(&redis.url())));
-}
+on_both_stores!(
+    required_projects,
+    required_projects_redis,
+    required_projects_embedded
+);
 
 /// Configured routes replace the defaults.
 #[test]

@@ -143,21 +143,6 @@ impl Env {
     }
 }
 
-macro_rules! on_both_stores {
-    ($case:ident, $redis:ident, $embedded:ident) => {
-        #[test]
-        fn $redis() {
-            let redis = Redis::start();
-            $case(GatewayConfig::redis(&redis.url()));
-        }
-
-        #[test]
-        fn $embedded() {
-            $case(GatewayConfig::embedded_temp());
-        }
-    };
-}
-
 // ---------------------------------------------------------------------------
 
 /// TTL 2 s, MaxTTL 60 s: renewed after 1.2 s, the token lives past its

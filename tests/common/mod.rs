@@ -7,7 +7,7 @@
 //!
 //! Each test binary compiles this module but uses only part of it, hence
 //! the allowances for unused items.
-#![allow(dead_code, unused_imports)]
+#![allow(dead_code, unused_imports, unused_macros)]
 
 pub mod admin;
 pub mod gateway;
@@ -100,3 +100,21 @@ pub fn concurrently<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> 
             .collect()
     })
 }
+
+/// Defines one test per store running `$case(cfg)`: `$redis` against a fresh
+/// redis-server, `$embedded` against a fresh embedded store file.
+macro_rules! on_both_stores {
+    ($case:ident, $redis:ident, $embedded:ident) => {
+        #[test]
+        fn $redis() {
+            let redis = Redis::start();
+            $case(GatewayConfig::redis(&redis.url()));
+        }
+
+        #[test]
+        fn $embedded() {
+            $case(GatewayConfig::embedded_temp());
+        }
+    };
+}
+pub(crate) use on_both_stores;
