@@ -13,6 +13,7 @@
 mod common;
 
 use common::net::bearer;
+use common::paths::*;
 use common::*;
 use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
@@ -20,39 +21,10 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 use tokengate::token::Id;
 
-const IDENTITIES: &str = "/api/v1/identities";
 /// The contract's defaults for TTL and MaxTTL: 30 days.
 const THIRTY_DAYS: u64 = 2_592_000;
 /// The contract's upper bound for TTL, MaxTTL and period: ten years.
 const TEN_YEARS: u64 = 315_360_000;
-
-fn identity_path(id: &str) -> String {
-    format!("/api/v1/identities/{id}")
-}
-
-fn token_auth_path(id: &str) -> String {
-    format!("/api/v1/auth/token-auth/identities/{id}")
-}
-
-fn tokens_path(id: &str) -> String {
-    format!("/api/v1/auth/token-auth/identities/{id}/tokens")
-}
-
-fn token_path(token_id: &str) -> String {
-    format!("/api/v1/auth/token-auth/tokens/{token_id}")
-}
-
-fn revoke_path(token_id: &str) -> String {
-    format!("/api/v1/auth/token-auth/tokens/{token_id}/revoke")
-}
-
-fn membership_path(project: &str, id: &str) -> String {
-    format!("/api/v1/projects/{project}/memberships/identities/{id}")
-}
-
-fn memberships_path(project: &str) -> String {
-    format!("/api/v1/projects/{project}/memberships/identities")
-}
 
 /// A well-formed id that names nothing.
 fn unknown_id() -> String {

@@ -10,39 +10,15 @@
 
 mod common;
 
+use common::paths::*;
 use common::*;
 use serde_json::json;
 use std::collections::BTreeSet;
 
 const ORG_A: &str = "org-a";
 const ORG_B: &str = "org-b";
-const IDENTITIES: &str = "/api/v1/identities";
 /// A project both orgs have members in: projects are not owned by an org.
 const SHARED: &str = "shared-project";
-
-fn identity_path(id: &str) -> String {
-    format!("{IDENTITIES}/{id}")
-}
-
-fn token_auth_path(id: &str) -> String {
-    format!("/api/v1/auth/token-auth/identities/{id}")
-}
-
-fn tokens_path(id: &str) -> String {
-    format!("/api/v1/auth/token-auth/identities/{id}/tokens")
-}
-
-fn token_path(token_id: &str) -> String {
-    format!("/api/v1/auth/token-auth/tokens/{token_id}")
-}
-
-fn membership_path(project: &str, id: &str) -> String {
-    format!("/api/v1/projects/{project}/memberships/identities/{id}")
-}
-
-fn memberships_path(project: &str) -> String {
-    format!("/api/v1/projects/{project}/memberships/identities")
-}
 
 /// An identity created by the admin key, with Token Auth and one token.
 struct Member {

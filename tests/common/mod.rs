@@ -14,6 +14,7 @@ pub mod gateway;
 pub mod http;
 pub mod lenient;
 pub mod net;
+pub mod paths;
 pub mod process;
 pub mod redis;
 pub mod upstream;
