@@ -15,6 +15,8 @@
 mod common;
 #[path = "project_boundary_fuzz/fields.rs"]
 mod fields;
+#[path = "project_boundary_fuzz/probe.rs"]
+mod probe;
 #[path = "project_boundary_fuzz/request.rs"]
 mod request;
 #[path = "project_boundary_fuzz/targets.rs"]
@@ -261,6 +263,7 @@ fn no_request_reaches_the_upstream_naming_an_unverified_project() {
             targets::CLASSES
                 .iter()
                 .chain(fields::CLASSES)
+                .chain(probe::CLASSES)
                 .map(|&(n, f)| (n, f, false)),
         )
         .collect();
