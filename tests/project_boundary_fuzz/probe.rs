@@ -78,26 +78,44 @@ fn multipart(rng: &mut Rng, boundary: &str, disposition: &str, v: &str) -> Strin
 }
 
 fn multipart_boundary_param(rng: &mut Rng, d: &mut Draft, c: &Ctx) {
-    // The parameter as sent, and a boundary some parser reads from it.
-    let (param, boundary) = rng.pick(&[
-        ("boundary=abc xyz", "abc"),
-        ("boundary=abc\txyz", "abc"),
-        ("boundary=abc, boundary=xyz", "abc"),
-        ("boundary=abc, boundary=xyz", "xyz"),
-        ("boundary=abc,xyz", "abc"),
-        ("boundary=a\"bc", "a"),
-        ("boundary=a\"bc", "abc"),
-        ("boundary=\"abc\"xyz", "abc"),
-        ("boundary=xyz; boundary*=utf-8''abc", "abc"),
-        ("boundary*=utf-8''abc; boundary=xyz", "abc"),
-        ("boundary=xyz; boundary*=UTF-8'en'a%62c", "abc"),
-        ("boundary =abc", "abc"),
-        ("boundary= abc", "abc"),
+    // The parameter as sent, the boundary a reader that takes everything up
+    // to `;` sees, and one some other parser reads from it.
+    let (param, whole, alt) = rng.pick(&[
+        ("boundary=abc xyz", "abc xyz", "abc"),
+        ("boundary=abc\txyz", "abc\txyz", "abc"),
+        ("boundary=abc, boundary=xyz", "abc, boundary=xyz", "abc"),
+        ("boundary=abc, boundary=xyz", "abc, boundary=xyz", "xyz"),
+        ("boundary=abc,xyz", "abc,xyz", "abc"),
+        ("boundary=a\"bc", "a\"bc", "a"),
+        ("boundary=a\"bc", "a\"bc", "abc"),
+        ("boundary=xyz; boundary*=utf-8''abc", "xyz", "abc"),
+        ("boundary*=utf-8''abc; boundary=xyz", "xyz", "abc"),
+        ("boundary=xyz; boundary*=UTF-8'en'a%62c", "xyz", "abc"),
+        ("boundary= abc", " abc", "abc"),
     ]);
     let essence = rng.pick(&["multipart/form-data", "Multipart/Form-Data"]);
     let ct = format!("{essence}; {param}");
     let name = format!("name=\"{}\"", field(rng));
-    let body = multipart(rng, boundary, &name, c.v);
+    let body = if rng.chance(70) {
+        // A body well-formed under `whole` whose one part, read under `alt`,
+        // holds a part naming `v`: each reader sees a different form.
+        let hidden = format!(
+            "x\r\n--{alt}\r\nContent-Disposition: form-data; {name}\r\n\r\n{}\r\n--{alt}--",
+            c.v
+        );
+        let mut body = String::new();
+        if rng.chance(50) {
+            body.push_str(&format!(
+                "--{whole}\r\nContent-Disposition: form-data; name=\"environment\"\r\n\r\ndev\r\n"
+            ));
+        }
+        body.push_str(&format!(
+            "--{whole}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\n{hidden}\r\n--{whole}--\r\n"
+        ));
+        body
+    } else {
+        multipart(rng, alt, &name, c.v)
+    };
     d.raw_body(body, &[ct.as_bytes()]);
 }
 
