@@ -15,6 +15,8 @@
 mod common;
 #[path = "project_boundary_fuzz/fields.rs"]
 mod fields;
+#[path = "project_boundary_fuzz/probe.rs"]
+mod probe;
 #[path = "project_boundary_fuzz/request.rs"]
 mod request;
 #[path = "project_boundary_fuzz/targets.rs"]
@@ -261,6 +263,7 @@ fn no_request_reaches_the_upstream_naming_an_unverified_project() {
             targets::CLASSES
                 .iter()
                 .chain(fields::CLASSES)
+                .chain(probe::CLASSES)
                 .map(|&(n, f)| (n, f, false)),
         )
         .collect();
@@ -492,6 +495,127 @@ fn lenient_reader_finds_the_issue_6_spellings() {
         p1
     );
     assert_eq!(claims("/api/v1/things", &[("accept", "*/*")], ""), none);
+
+    // What the hostile probe found: each is read as naming p-other.
+    let bytes = |target: &str, headers: &[(&str, &str)], body: &[u8]| {
+        let headers: Vec<(String, Vec<u8>)> = headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+            .collect();
+        lenient::claims(target, &headers, body)
+    };
+    let json = r#"{"workspaceId":"p-other"}"#;
+    let utf16le: Vec<u8> = json.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    let utf16be: Vec<u8> = [
+        &[0xfe, 0xff][..],
+        &json
+            .encode_utf16()
+            .flat_map(u16::to_be_bytes)
+            .collect::<Vec<_>>(),
+    ]
+    .concat();
+    let utf32le: Vec<u8> = json
+        .chars()
+        .flat_map(|c| (c as u32).to_le_bytes())
+        .collect();
+    let utf32be: Vec<u8> = json
+        .chars()
+        .flat_map(|c| (c as u32).to_be_bytes())
+        .collect();
+    for body in [utf16le, utf16be, utf32le, utf32be] {
+        assert_eq!(bytes("/x", &[], &body), other, "{body:?}");
+    }
+    let part = |boundary: &str, disposition: &str, extra: &str, content: &str| {
+        format!("preamble\r\n--{boundary}\r\nContent-Disposition: form-data; {disposition}\r\n{extra}\r\n{content}\r\n--{boundary}--\r\n")
+    };
+    for (ct, boundary) in [
+        ("multipart/form-data; boundary=abc xyz", "abc"),
+        ("multipart/form-data; boundary=abc, boundary=xyz", "abc"),
+        ("multipart/form-data; boundary=abc, boundary=xyz", "xyz"),
+        ("multipart/form-data; boundary=a\"bc", "a"),
+        ("multipart/form-data; boundary=a\"bc", "abc"),
+        (
+            "multipart/form-data; boundary=xyz; boundary*=utf-8''abc",
+            "abc",
+        ),
+    ] {
+        let body = part(boundary, "name=\"workspaceId\"", "", "p-other");
+        assert_eq!(claims("/x", &[("Content-Type", ct)], &body), other, "{ct}");
+    }
+    let ct = [("Content-Type", "multipart/form-data; boundary=abc")];
+    for name in [
+        "name=workspaceId x",
+        "name=workspaceId\tx",
+        "name=\"projectId\" x",
+    ] {
+        assert_eq!(
+            claims("/x", &ct, &part("abc", name, "", "p-other")),
+            other,
+            "{name}"
+        );
+    }
+    for (extra, content) in [
+        (
+            "Content-Type: application/json\r\n",
+            r#"{"y":NaN,"workspaceId":"p-other"}"#,
+        ),
+        ("", r#"{"y":1e999999,"workspaceId":"p-other"}"#),
+        ("", r#"[Infinity,{"project":{"id":"p-other"}}]"#),
+    ] {
+        let body = part("abc", "name=\"meta\"; filename=\"m.json\"", extra, content);
+        assert_eq!(claims("/x", &ct, &body), other, "{content}");
+    }
+    for cookie in [
+        "a=b, workspaceId=p-other",
+        "a=b workspaceId=p-other",
+        "a=b\tProject_Id=p-other",
+    ] {
+        assert_eq!(claims("/x", &[("Cookie", cookie)], ""), other, "{cookie}");
+    }
+    assert!(claims("/x", &[("Cookie", "workspaceId=\"p-other\"")], "").contains(OTHER));
+    for body in [
+        r#"{"workspace":{"id":"p-other"}}"#,
+        r#"{"x":{"project":{"Id":"p-other"}}}"#,
+        r#"{"project":[{"Id":"p-other"}]}"#,
+        r#"[{"workspace":{"a":1,"ID":"p-other"}}]"#,
+    ] {
+        assert_eq!(claims("/x", &[], body), other, "{body}");
+    }
+    assert_eq!(
+        claims("/x", &[], r#"{"workspace":{"name":"p-other"},"id":"p1"}"#),
+        none
+    );
+    for name in [
+        "X-Original-URL",
+        "X-Rewrite-URL",
+        "x-original-uri",
+        "X-Forwarded-Uri",
+        "X_Forwarded_Path",
+        "X-Envoy-Original-Path",
+    ] {
+        let found = claims(
+            "/api/v1/things",
+            &[(name, "/api/v1/projects/p-other/secrets")],
+            "",
+        );
+        assert_eq!(found, other, "{name}");
+    }
+    assert_eq!(
+        claims("/x", &[("X-Original-URL", "/x?workspaceId=p-other")], ""),
+        other
+    );
+    for target in [
+        "/api/v1/projects.json/p-other",
+        "/api/v1/projects%20/p-other",
+        "/api/v1/%20projects/p-other/secrets",
+        "/api%E2%80%8B/v1/projects/p-other",
+        "/api/v1/pro%E2%80%8Bjects/p-other",
+        "/api/v1/projects%C2%AD/p-other",
+        "/api/V2.xml/workspace/p-other",
+    ] {
+        assert_eq!(claims(target, &[], ""), other, "{target}");
+    }
+    assert!(claims("/api/v1/projects/p-other.json", &[], "").contains(OTHER));
     assert_eq!(
         lenient::injected(&[("X_TokenGate_Project_Id".into(), b"p-other".to_vec())]),
         [OTHER]

@@ -4,7 +4,10 @@
 //! splitting a path or strip `;params` from segments, PHP reads `workspace.Id`
 //! as `workspace_Id`, Rails reads `a[workspaceId]`, many parse a body as JSON
 //! or as a form whatever its Content-Type, and JSON parsers keep the first or
-//! the last of a repeated key. This server takes the union of those readings,
+//! the last of a repeated key; Python's `json.loads` decodes UTF-16 bytes,
+//! Werkzeug reads `boundary=a b` as `a`, IIS and Symfony route on
+//! `X-Original-URL`, Rails and older Spring drop a `.json` suffix, legacy
+//! cookie parsers split at `,`. This server takes the union of those readings,
 //! so a gateway that forwards a request must have verified every id in it.
 //!
 //! It speaks HTTP/1.1 by hand rather than through hyper because hyper refuses
@@ -13,6 +16,7 @@
 //! under every spelling that normalises to it, since a lenient reader of that
 //! header would also accept `x_tokengate_project_id`.
 
+mod body;
 mod reading;
 
 use reading::fold_bytes;

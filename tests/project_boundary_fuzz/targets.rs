@@ -14,7 +14,7 @@ const ROUTES: [&str; 5] = [
 ];
 
 /// A configured project route naming `v`.
-fn route(rng: &mut Rng, v: &str) -> String {
+pub fn route(rng: &mut Rng, v: &str) -> String {
     rng.pick(&ROUTES).replace("{v}", v)
 }
 

@@ -1,8 +1,9 @@
-//! How a lenient reader finds project ids in a request (pure): every reading of the target, the query split at `&` and `;`, lookalike header names, and bodies read as JSON, form and multipart whatever their Content-Type.
+//! How a lenient reader finds project ids in a request's target and headers (pure): every reading of the target and of URL-override headers, the query split at `&` and `;`, lookalike header names, cookies split as legacy parsers split them; bodies are `body.rs`.
 //!
 //! Each function adds to one set, so the result is the union of readings:
 //! a gateway is safe only if it verified everything in it.
 
+use super::body::{body_json_claims, decode_wide, multipart_claims};
 use std::collections::BTreeSet;
 
 /// Query, form, multipart and JSON names that carry a project, normalised.
@@ -11,6 +12,19 @@ const FIELD_NAMES: [&str; 2] = ["workspaceid", "projectid"];
 const HEADER_NAMES: [&str; 3] = ["xprojectid", "workspaceid", "projectid"];
 /// The gateway's injected project header, normalised.
 const INJECTED: &str = "xtokengateprojectid";
+/// Headers that replace the request's URL for the app behind a proxy,
+/// normalised: IIS URL Rewrite and Symfony (`X-Original-URL`,
+/// `X-Rewrite-URL`), nginx `auth_request` setups (`X-Original-URI`), Traefik
+/// (`X-Forwarded-Uri`), others (`X-Forwarded-Path`), Envoy
+/// (`X-Envoy-Original-Path`).
+const URL_OVERRIDES: [&str; 6] = [
+    "xoriginalurl",
+    "xrewriteurl",
+    "xoriginaluri",
+    "xforwardeduri",
+    "xforwardedpath",
+    "xenvoyoriginalpath",
+];
 
 /// Values of the injected project header under every spelling that normalises to it.
 pub fn injected(headers: &[(String, Vec<u8>)]) -> Vec<String> {
@@ -25,6 +39,38 @@ pub fn injected(headers: &[(String, Vec<u8>)]) -> Vec<String> {
 /// target, these headers and this (de-chunked) body.
 pub fn claims(target: &str, headers: &[(String, Vec<u8>)], body: &[u8]) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
+    target_claims(target, &mut out);
+    let mut content_types = Vec::new();
+    for (name, value) in headers {
+        let n = normalise(name);
+        let text = String::from_utf8_lossy(value);
+        if HEADER_NAMES.contains(&n.as_str()) {
+            add_values(&text, &mut out);
+        }
+        if URL_OVERRIDES.contains(&n.as_str()) {
+            target_claims(&text, &mut out);
+        }
+        if n == "cookie" {
+            cookie_claims(&text, &mut out);
+        }
+        if n == "contenttype" {
+            content_types.push(text.into_owned());
+        }
+    }
+    let folded = fold_bytes(body);
+    let text = String::from_utf8_lossy(&folded).into_owned();
+    body_json_claims(&folded, &mut out);
+    form_claims(&text, &mut out);
+    if let Some(wide) = decode_wide(&folded) {
+        // A form in UTF-16 is as readable to a reader that decodes it.
+        form_claims(&wide, &mut out);
+    }
+    multipart_claims(&folded, &content_types, &mut out);
+    out
+}
+
+/// The path and query of every reading of a request target.
+fn target_claims(target: &str, out: &mut BTreeSet<String>) {
     for reading in target_readings(target) {
         let (path, query) = reading.split_once('?').unwrap_or((&reading, ""));
         let path = if path.starts_with('/') || path.starts_with('\\') {
@@ -32,24 +78,30 @@ pub fn claims(target: &str, headers: &[(String, Vec<u8>)], body: &[u8]) -> BTree
         } else {
             format!("/{path}")
         };
-        path_claims(&path, &mut out);
-        form_claims(query, &mut out);
+        path_claims(&path, out);
+        form_claims(query, out);
     }
-    let mut content_types = Vec::new();
-    for (name, value) in headers {
-        let n = normalise(name);
-        if HEADER_NAMES.contains(&n.as_str()) {
-            add_values(&String::from_utf8_lossy(value), &mut out);
-        }
-        if n == "contenttype" {
-            content_types.push(String::from_utf8_lossy(value).into_owned());
+}
+
+/// A Cookie header split at `;` (RFC 6265), and also at `,` and whitespace
+/// (Python's `SimpleCookie`, Tomcat's legacy parser); values as sent, without
+/// quotes and percent-decoded (PHP decodes cookie values).
+fn cookie_claims(value: &str, out: &mut BTreeSet<String>) {
+    let strict = value.split(';');
+    let legacy = value.split(|c: char| c == ';' || c == ',' || c.is_whitespace());
+    for pair in strict.chain(legacy) {
+        let Some((name, v)) = pair.split_once('=') else {
+            continue;
+        };
+        let decoded = fold_text(&pct_decode(name.trim().as_bytes(), false));
+        if names_project(name) || names_project(&decoded) {
+            let v = v.trim();
+            let unquoted = v.trim_matches('"');
+            add_values(v, out);
+            add_values(unquoted, out);
+            add_values(&fold_text(&pct_decode(unquoted.as_bytes(), false)), out);
         }
     }
-    let text = String::from_utf8_lossy(&fold_bytes(body)).into_owned();
-    json_claims(&text, &mut out);
-    form_claims(&text, &mut out);
-    multipart_claims(&text, &content_types, &mut out);
-    out
 }
 
 /// The origin-form readings of a request target: as sent, without tabs and
@@ -101,7 +153,7 @@ fn after_authority(rest: &str) -> &str {
 }
 
 /// Percent-decoding, `+` as space when `plus` (forms); malformed escapes stay as they are.
-fn pct_decode(s: &[u8], plus: bool) -> Vec<u8> {
+pub(super) fn pct_decode(s: &[u8], plus: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
     while i < s.len() {
@@ -144,7 +196,7 @@ pub(super) fn fold_bytes(s: &[u8]) -> Vec<u8> {
 }
 
 /// Bytes to text, fullwidth forms (`．`, `／`, `ｗ`) read as ASCII (NFKC does this).
-fn fold_text(s: &[u8]) -> String {
+pub(super) fn fold_text(s: &[u8]) -> String {
     String::from_utf8_lossy(&fold_bytes(s))
         .chars()
         .map(|c| match c as u32 {
@@ -155,7 +207,7 @@ fn fold_text(s: &[u8]) -> String {
 }
 
 /// Trimmed, lower case, without NULs and other controls, `_`, `-` and `.`.
-fn normalise(name: &str) -> String {
+pub(super) fn normalise(name: &str) -> String {
     name.trim()
         .chars()
         .filter(|c| !c.is_control() && !matches!(c, '_' | '-' | '.'))
@@ -164,7 +216,7 @@ fn normalise(name: &str) -> String {
 }
 
 /// True when `name`, its part before `[`, or any `[...]` inside it names a project field.
-fn names_project(name: &str) -> bool {
+pub(super) fn names_project(name: &str) -> bool {
     let base = name.split('[').next().unwrap_or_default();
     let inner = name
         .split('[')
@@ -178,7 +230,7 @@ fn names_project(name: &str) -> bool {
 
 /// Adds a value as read, trimmed, cut at the first control character, and
 /// split at commas (several frameworks read `a,b` as a list).
-fn add_values(v: &str, out: &mut BTreeSet<String>) {
+pub(super) fn add_values(v: &str, out: &mut BTreeSet<String>) {
     let cut = v.split(|c: char| c.is_control()).next().unwrap_or_default();
     let mut all = vec![v, v.trim(), cut.trim()];
     all.extend(v.split(',').map(str::trim));
@@ -223,11 +275,11 @@ fn path_claims(path: &str, out: &mut BTreeSet<String>) {
                 }
             }
             if let [api, version, kind, id, ..] = resolved.as_slice() {
-                let kind = kind.to_ascii_lowercase();
+                let (api, version, kind) = (loose(api), loose(version), loose(kind));
                 let versioned = version.len() > 1
-                    && version.starts_with(['v', 'V'])
+                    && version.starts_with('v')
                     && version[1..].bytes().all(|b| b.is_ascii_digit());
-                if api.eq_ignore_ascii_case("api")
+                if api == "api"
                     && versioned
                     && matches!(
                         kind.as_str(),
@@ -235,10 +287,59 @@ fn path_claims(path: &str, out: &mut BTreeSet<String>) {
                     )
                 {
                     add_values(id, out);
+                    // The id as a router with suffix matching binds it
+                    // (`p1.json` is `p1`), and without invisible characters.
+                    let visible = visible(id);
+                    add_values(&visible, out);
+                    add_values(visible.split('.').next().unwrap_or_default(), out);
                 }
             }
         }
     }
+}
+
+/// Unicode's default-ignorable code points (DerivedCoreProperties): soft
+/// hyphen, zero-width space and joiners, direction marks, variation
+/// selectors, the BOM, fillers. They render as nothing, and text cleaners
+/// and identifier matchers drop them.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00ad}'
+            | '\u{034f}'
+            | '\u{061c}'
+            | '\u{115f}'..='\u{1160}'
+            | '\u{17b4}'..='\u{17b5}'
+            | '\u{180b}'..='\u{180f}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}'
+            | '\u{3164}'
+            | '\u{fe00}'..='\u{fe0f}'
+            | '\u{feff}'
+            | '\u{ffa0}'
+            | '\u{fff0}'..='\u{fff8}'
+            | '\u{1bca0}'..='\u{1bca3}'
+            | '\u{1d173}'..='\u{1d17a}'
+            | '\u{e0000}'..='\u{e0fff}'
+    )
+}
+
+/// A decoded segment without invisible characters and surrounding whitespace.
+fn visible(seg: &str) -> String {
+    seg.chars()
+        .filter(|&c| !is_invisible(c))
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+/// A literal segment as a lenient router compares it to its templates:
+/// visible characters only, trimmed, any file extension dropped
+/// (`secrets.json` is `secrets` to routers with suffix matching), lower case.
+fn loose(seg: &str) -> String {
+    let visible = visible(seg);
+    visible.split('.').next().unwrap_or_default().to_lowercase()
 }
 
 /// Query strings and urlencoded bodies: pairs split at `&` and `;`.
@@ -249,147 +350,6 @@ fn form_claims(s: &str, out: &mut BTreeSet<String>) {
         };
         if names_project(&fold_text(&pct_decode(k.as_bytes(), true))) {
             add_values(&fold_text(&pct_decode(v.as_bytes(), true)), out);
-        }
-    }
-}
-
-/// A JSON string starting at `chars[start] == '"'`: its text and the index
-/// after the closing quote (or the end).
-fn json_string(chars: &[char], start: usize) -> (String, usize) {
-    let mut s = String::new();
-    let mut i = start + 1;
-    while i < chars.len() {
-        match chars[i] {
-            '"' => return (s, i + 1),
-            '\\' => {
-                let esc = chars.get(i + 1).copied().unwrap_or('\\');
-                i += 2;
-                match esc {
-                    'b' => s.push('\u{8}'),
-                    'f' => s.push('\u{c}'),
-                    'n' => s.push('\n'),
-                    'r' => s.push('\r'),
-                    't' => s.push('\t'),
-                    'u' => {
-                        let hex: String = chars.iter().skip(i).take(4).collect();
-                        let unit = u32::from_str_radix(&hex, 16).unwrap_or(0xfffd);
-                        i += hex.len();
-                        let low = chars.get(i..i + 6).map(|c| c.iter().collect::<String>());
-                        let pair = low.as_deref().and_then(|l| l.strip_prefix("\\u"));
-                        let low = pair.and_then(|l| u32::from_str_radix(l, 16).ok());
-                        let c = match (unit, low) {
-                            (0xd800..=0xdbff, Some(lo @ 0xdc00..=0xdfff)) => {
-                                i += 6;
-                                char::from_u32(0x10000 + ((unit - 0xd800) << 10) + (lo - 0xdc00))
-                            }
-                            _ => char::from_u32(unit),
-                        };
-                        s.push(c.unwrap_or('\u{fffd}'));
-                    }
-                    other => s.push(other),
-                }
-                continue;
-            }
-            c => s.push(c),
-        }
-        i += 1;
-    }
-    (s, chars.len())
-}
-
-fn skip_ws(chars: &[char], mut i: usize) -> usize {
-    while chars.get(i).is_some_and(|c| c.is_whitespace()) {
-        i += 1;
-    }
-    i
-}
-
-/// Every `"key": "value"` (or `"key": ["v", ...]`) at any depth, every
-/// occurrence, whether or not the whole text is valid JSON.
-fn json_claims(text: &str, out: &mut BTreeSet<String>) {
-    let chars: Vec<char> = text.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        if chars[i] != '"' {
-            i += 1;
-            continue;
-        }
-        let (key, end) = json_string(&chars, i);
-        let colon = skip_ws(&chars, end);
-        if chars.get(colon) == Some(&':') && names_project(&key) {
-            let mut j = skip_ws(&chars, colon + 1);
-            match chars.get(j) {
-                Some('"') => add_values(&json_string(&chars, j).0, out),
-                Some('[') => {
-                    j = skip_ws(&chars, j + 1);
-                    while chars.get(j) == Some(&'"') {
-                        let (v, after) = json_string(&chars, j);
-                        add_values(&v, out);
-                        j = skip_ws(&chars, after);
-                        if chars.get(j) != Some(&',') {
-                            break;
-                        }
-                        j = skip_ws(&chars, j + 1);
-                    }
-                }
-                _ => {}
-            }
-        }
-        // Values are strings too: scanning resumes right after the key.
-        i = end;
-    }
-}
-
-/// The value of parameter `param` in a header-like `a; b=c; d="e"` text.
-fn param<'a>(text: &'a str, param: &str) -> Option<&'a str> {
-    text.split(';').skip(1).find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        k.trim()
-            .eq_ignore_ascii_case(param)
-            .then(|| v.trim().trim_matches('"'))
-    })
-}
-
-fn multipart_claims(text: &str, content_types: &[String], out: &mut BTreeSet<String>) {
-    let mut boundaries: Vec<String> = content_types
-        .iter()
-        .filter_map(|ct| param(ct, "boundary"))
-        .map(str::to_string)
-        .collect();
-    // A body that starts like multipart names its own boundary.
-    if let Some(first) = text.trim_start().lines().next() {
-        if let Some(b) = first.strip_prefix("--") {
-            boundaries.push(b.trim_end().to_string());
-        }
-    }
-    for boundary in boundaries.iter().filter(|b| !b.is_empty()) {
-        for part in text.split(&format!("--{boundary}")).skip(1) {
-            let part = part.trim_start_matches(['\r', '\n']);
-            let split = part
-                .find("\r\n\r\n")
-                .map(|i| (i, i + 4))
-                .or_else(|| part.find("\n\n").map(|i| (i, i + 2)));
-            let Some((head_end, content_start)) = split else {
-                continue;
-            };
-            let content = part[content_start..].trim_end_matches(['\r', '\n']);
-            for line in part[..head_end].lines() {
-                let Some((name, value)) = line.split_once(':') else {
-                    continue;
-                };
-                if normalise(name) != "contentdisposition" {
-                    continue;
-                }
-                let field = param(value, "name").map(str::to_string).or_else(|| {
-                    param(value, "name*").map(|v| {
-                        let v = v.rsplit("''").next().unwrap_or(v);
-                        fold_text(&pct_decode(v.as_bytes(), false))
-                    })
-                });
-                if field.as_deref().is_some_and(names_project) {
-                    add_values(content, out);
-                }
-            }
         }
     }
 }
