@@ -243,7 +243,15 @@ fn bodies(cfg: GatewayConfig) {
     );
     let rec = s.forwarded(post, &[multi], Some(&multipart("workspaceId", "p1")));
     assert_project(&rec, Some("p1"));
-    // Form data under a type that is not a form's is scanned too.
+    // Form data under a type that is not a form's is scanned too, even when
+    // the body looks like JSON (Rack reads a POST without a type as a form).
+    s.refused(
+        403,
+        Some(NO_ACCESS),
+        post,
+        &[],
+        Some(r#"{"a":"&workspaceId=p-other&"}"#),
+    );
     s.refused(
         403,
         Some(NO_ACCESS),
@@ -285,6 +293,7 @@ fn bodies(cfg: GatewayConfig) {
         (vec![("Content-Type", "multipart/form-data; boundary=xyz; boundary*=utf-8''abc")], tricky),
         // A part name that is not a token; a JSON part that does not parse.
         (vec![("Content-Type", "multipart/form-data; boundary=abc")], "--abc\r\nContent-Disposition: form-data; name=workspaceId x\r\n\r\np-other\r\n--abc--\r\n"),
+        (vec![("Content-Type", "multipart/form-data; boundary=abc")], "--abc\r\nContent-Disposition: form-data; name=\"=?UTF-8?B?d29ya3NwYWNlSWQ=?=\"\r\n\r\np-other\r\n--abc--\r\n"),
         (vec![("Content-Type", "multipart/form-data; boundary=abc")], "--abc\r\nContent-Disposition: form-data; name=\"meta\"; filename=\"m.json\"\r\nContent-Type: application/json\r\n\r\n{\"y\":NaN,\"workspaceId\":\"p-other\"}\r\n--abc--\r\n"),
     ] {
         s.refused(415, None, post, &headers, Some(body));
@@ -337,6 +346,7 @@ fn lookalikes(cfg: GatewayConfig) {
         "/api/v3/workspaces/p-other",
         "/api/v4/secrets?projectSlug=p-other",
         "/api/v3/secrets/raw/workspaceId/p-other",
+        "/api/v3/secrets/raw?filter=x[workspaceId]=p-other",
     ] {
         s.refused(403, Some(NO_ACCESS), &format!("GET {target}"), &[], None);
     }
@@ -347,6 +357,8 @@ fn lookalikes(cfg: GatewayConfig) {
         vec![("Cookie", "a=b; workspaceId=p-other")],
         vec![("Cookie", "a=b, workspaceId=p-other")],
         vec![("Cookie", "a=b workspaceId=p-other")],
+        vec![("Cookie", "workspaceId= p-other")],
+        vec![("Cookie", "a=1; workspaceId\t=p-other")],
     ] {
         s.refused(403, Some(NO_ACCESS), "GET /api/v1/things", &headers, None);
     }

@@ -10,7 +10,7 @@
 //! that the gateway could not.
 
 use super::multipart;
-use super::names::{hex_byte, NameSet};
+use super::names::{hex_byte, pair_readings, NameSet};
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::fmt;
 
@@ -89,9 +89,11 @@ pub fn claims(
             .param("boundary")
             .ok_or("multipart body without a boundary")?;
         multipart::claims(body, boundary, names, out)?;
-    } else if !essence.contains("json") && !looks_json {
+    } else if !essence.contains("json") {
         // Lenient servers parse a body that starts like multipart as multipart,
-        // taking the boundary from its first line.
+        // taking the boundary from its first line, and read any body whose
+        // type is not JSON (Rack: any POST without one) as a form, even one
+        // that looks like JSON.
         if let Some(boundary) = leading_boundary(body) {
             multipart::claims(body, boundary, names, out)?;
         }
@@ -352,13 +354,11 @@ fn form(
         return Err("form body must not contain ';' (some servers split on it)");
     }
     for pair in body.split(|b| *b == b'&' || *b == b';') {
-        let (name, value) = match pair.iter().position(|b| *b == b'=') {
-            Some(i) => (&pair[..i], &pair[i + 1..]),
-            None => (pair, &b""[..]),
-        };
-        let name = form_decode(name, strict, latin1)?;
-        if names.matches(&name) {
-            out.push(form_decode(value, strict, latin1)?);
+        for (name, value) in pair_readings(pair) {
+            let name = form_decode(name, strict, latin1)?;
+            if !value.is_empty() && names.matches(&name) {
+                out.push(form_decode(value, strict, latin1)?);
+            }
         }
     }
     Ok(())
@@ -569,6 +569,12 @@ mod tests {
             let body = format!("--abc\r\nContent-Disposition: form-data; name=\"m\"; filename=\"m.json\"\r\n{part}\r\n--abc--");
             assert!(run(ct, &body).is_err(), "{part}");
         }
+        // A JSON-looking body whose type is not JSON is read as a form too.
+        assert_eq!(run(None, r#"{"a":"&workspaceId=p2&"}"#).unwrap(), ["p2"]);
+        assert_eq!(
+            run(Some("application/json"), r#"{"a":"&workspaceId=p2&"}"#).unwrap(),
+            Vec::<String>::new()
+        );
         // Nested objects that flatten to a source name.
         assert_eq!(
             run(

@@ -76,7 +76,12 @@ fn part_head(head: &[u8]) -> Result<(String, bool), Unreadable> {
             if name.is_some() {
                 return Err(BAD);
             }
-            name = Some(disposition(value)?.param("name").ok_or(BAD)?.to_string());
+            let n = disposition(value)?.param("name").ok_or(BAD)?.to_string();
+            // RFC 2047 encoded words, which some Java parsers decode.
+            if n.starts_with("=?") {
+                return Err("multipart part name is an encoded word");
+            }
+            name = Some(n);
         } else if field.eq_ignore_ascii_case("content-type") {
             if content_type.is_some() {
                 return Err(BAD);

@@ -79,6 +79,22 @@ fn ascii_folds_equal(x: &str, y: &str) -> bool {
     }
 }
 
+/// The ways parsers split one `name=value` pair: at the first `=`, and, as
+/// `qs` does for bracketed names, at a later `]=` (`filter=x[workspaceId]=p`
+/// is the name `filter=x[workspaceId]` to it). Both readings are claims.
+pub fn pair_readings(pair: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let first = match pair.iter().position(|b| *b == b'=') {
+        Some(i) => (&pair[..i], &pair[i + 1..]),
+        None => (pair, &b""[..]),
+    };
+    let bracketed = pair
+        .windows(2)
+        .position(|w| w == b"]=")
+        .filter(|&i| i + 1 > first.0.len())
+        .map(|i| (&pair[..i + 1], &pair[i + 2..]));
+    std::iter::once(first).chain(bracketed)
+}
+
 /// Characters frameworks use to decorate or nest a name (`a[b]`, `a.b`,
 /// `a:b`, `a(b)`), or at which a lenient parser stops reading one (`a b`).
 fn is_decoration(c: char) -> bool {
@@ -254,6 +270,23 @@ mod tests {
         for seg in ["secret", "secretsx", "x.secrets", "secrets%3Fx"] {
             assert!(!loosely_equal("secrets", seg), "{seg}");
         }
+    }
+
+    #[test]
+    fn pair_splits() {
+        let r: Vec<_> = pair_readings(b"filter=x[workspaceId]=p").collect();
+        assert_eq!(
+            r,
+            [
+                (&b"filter"[..], &b"x[workspaceId]=p"[..]),
+                (&b"filter=x[workspaceId]"[..], &b"p"[..])
+            ]
+        );
+        assert_eq!(pair_readings(b"a[b]=c").count(), 1);
+        assert_eq!(
+            pair_readings(b"a").collect::<Vec<_>>(),
+            [(&b"a"[..], &b""[..])]
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! two projects is refused, because the gateway would check one and the
 //! upstream might act on the other.
 
-use super::names::{loosely_equal, percent_decode, NameSet};
+use super::names::{loosely_equal, pair_readings, percent_decode, NameSet};
 use crate::config::{ProjectSource, TemplateSegment};
 use crate::model::is_valid_scope_id;
 use crate::routes::ProjectRule;
@@ -106,9 +106,12 @@ impl ProjectRules {
         }
         if let Some(q) = query.filter(|_| !self.names.is_empty()) {
             for pair in q.split('&') {
-                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-                if self.names.matches(&form_text(name)) {
-                    claims.see(&form_text(value));
+                for (name, value) in pair_readings(pair.as_bytes()) {
+                    // Both halves are slices of `pair` cut at ASCII bytes.
+                    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                    if self.names.matches(&form_text(&text(name))) {
+                        claims.see(&form_text(&text(value)));
+                    }
                 }
             }
         }
@@ -116,8 +119,13 @@ impl ProjectRules {
             for (name, value) in headers {
                 let text = value.to_str().unwrap_or(super::body::UNUSABLE);
                 if name == http::header::COOKIE {
-                    // Some cookie parsers also split on `,` and whitespace.
-                    for c in text.split([';', ',', ' ', '\t']) {
+                    // Cookie parsers split pairs on `;` (RFC 6265), some on
+                    // `,` too, others on whitespace as well, and trim around
+                    // `=`: every reading's values are claims.
+                    let pairs = text.split(';');
+                    let legacy = text.split([';', ',']);
+                    let words = text.split([';', ',', ' ', '\t']);
+                    for c in pairs.chain(legacy).chain(words) {
                         let (n, v) = c.split_once('=').unwrap_or((c, ""));
                         if self.names.matches(n.trim()) {
                             claims.see(&form_text(v.trim()));
@@ -259,6 +267,7 @@ mod tests {
             "workspaceId%00=p2",
             "project-id=p2",
             "x_project_id=p2",
+            "filter=x[workspaceId]=p2",
         ] {
             assert_eq!(run("/x", Some(q), &h, &[]), p("p2"), "{q}");
         }
@@ -267,9 +276,18 @@ mod tests {
         hu.insert("workspaceid", "p5".parse().unwrap());
         assert_eq!(run("/x", None, &hu, &[]), p("p5"));
         let mut hc = HeaderMap::new();
+        hc.insert("cookie", "workspaceId=p6,p7".parse().unwrap());
+        assert_eq!(run("/x", None, &hc, &[]), Resolution::Conflict);
+        let mut hc = HeaderMap::new();
         hc.insert("cookie", "a=b; workspaceId=p6".parse().unwrap());
         assert_eq!(run("/x", None, &hc, &[]), p("p6"));
-        for cookie in ["a=b, workspaceId=p6", "a=b workspaceId=p6"] {
+        for cookie in [
+            "a=b, workspaceId=p6",
+            "a=b workspaceId=p6",
+            "workspaceId= p6",
+            "workspaceId =p6",
+            "a=1; workspaceId\t=\tp6",
+        ] {
             let mut hc = HeaderMap::new();
             hc.insert("cookie", cookie.parse().unwrap());
             assert_eq!(run("/x", None, &hc, &[]), p("p6"), "{cookie}");
