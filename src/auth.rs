@@ -2,7 +2,7 @@
 //! now -> allow or deny with a reason (pure, no I/O).
 //!
 //! The embedded store calls this inside its write transaction; the Redis store
-//! runs the same rules in `store/check_and_consume.lua` so the check and the
+//! runs the same rules in `store/redis/check_and_consume.lua` so the check and the
 //! use count happen in one atomic step. The shared store conformance suite
 //! holds both to the same answers.
 

@@ -1,179 +1,36 @@
 //! The Redis store, shared by every gateway. Each identity's records live in
 //! one hash slot (`tg:{IID}:...`), so the request path is one EVALSHA of
-//! `check_and_consume.lua` and works on Redis Cluster. Global indexes (the
+//! `redis/check_and_consume.lua` and works on Redis Cluster. Global indexes (the
 //! identity list, token id -> identity, project -> identities) live outside
 //! that slot and are only touched by the management API. So do the per-org
 //! indexes (org -> identities, project and org -> identities): each is one
 //! key, so an org's page is one ZRANGE on whichever node holds it, and they
 //! stay right because an identity's org never changes after creation.
+//!
+//! Submodules: `conn` (settings and connections), `keys` (key layout),
+//! `record` (field encoding, with the legend of field letters), `scripts`
+//! (the Lua scripts and the shared table of deny codes).
+
+mod conn;
+mod keys;
+mod record;
+mod scripts;
+
+pub use conn::RedisSettings;
+pub use record::pack_ip;
 
 use super::{AuthOutcome, AuthRequest, Deletion, Page, PutMode, Store, StoreError};
-use crate::auth::{Deny, Grant};
+use crate::auth::Grant;
 use crate::model::{Identity, Membership, Millis, TokenAuthConfig, TokenRecord};
-use crate::token::{Id, SecretHash};
+use crate::token::Id;
 use async_trait::async_trait;
-use ipnet::IpNet;
-use redis::aio::ConnectionManager;
+use conn::{unavailable, Client, Conn};
+use keys::*;
+use record::*;
 use redis::{Cmd, Value};
+use scripts::*;
 use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::LazyLock;
-use std::time::Duration;
 use tokio::sync::OnceCell;
-
-static CHECK_AND_CONSUME: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("check_and_consume.lua")));
-
-// Small single-slot scripts for the management API: each makes a
-// read-check-write atomic without WATCH (which a multiplexed connection cannot use).
-static HSET_IF_EXISTS: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-         redis.call('HSET', KEYS[1], unpack(ARGV)) return 1",
-    )
-});
-static PUT_CONFIG: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        "local has = redis.call('EXISTS', KEYS[2]) == 1
-         if ARGV[1] == 'create' then
-           if has or redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-         elseif not has then return 0 end
-         redis.call('SET', KEYS[2], ARGV[2]) return 1",
-    )
-});
-static CREATE_TOKEN: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-         redis.call('HSET', KEYS[2], unpack(ARGV, 3))
-         redis.call('ZADD', KEYS[3], ARGV[1], ARGV[2]) return 1",
-    )
-});
-// Answers the identity's org with the write, so the per-org project index is
-// fed from the same read that checked the identity exists.
-static PUT_MEMBERSHIP: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        "if redis.call('EXISTS', KEYS[1]) == 0 then return {0, ''} end
-         redis.call('HSET', KEYS[2], 'j', ARGV[1], 'g', ARGV[2])
-         redis.call('SADD', KEYS[3], ARGV[3])
-         return {1, redis.call('HGET', KEYS[1], 'o') or ''}",
-    )
-});
-// Keys built inside these two scripts share the identity's hash tag, so they
-// are in the same slot as the declared keys.
-static REMOVE_CONFIG: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        "local cfg = redis.call('GET', KEYS[1])
-         if not cfg then return false end
-         redis.call('DEL', KEYS[1])
-         for _, tid in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
-           redis.call('HSET', ARGV[1] .. 't:' .. tid, 'x', '1')
-         end
-         return cfg",
-    )
-});
-static DELETE_IDENTITY: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        "local protected = redis.call('HGET', KEYS[1], 'p')
-         if not protected then return {0, {}, {}} end
-         if protected == '1' then return {2, {}, {}} end
-         local tids = redis.call('ZRANGE', KEYS[3], 0, -1)
-         local projects = redis.call('SMEMBERS', KEYS[4])
-         for _, tid in ipairs(tids) do redis.call('DEL', ARGV[1] .. 't:' .. tid) end
-         for _, p in ipairs(projects) do redis.call('DEL', ARGV[1] .. 'm:' .. p) end
-         redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-         return {1, tids, projects}",
-    )
-});
-
-const IDENTITIES: &str = "tg:identities";
-/// The identity hash field holding its organization.
-const ORG_FIELD: &str = "o";
-const TOKEN_INDEX: &str = "tg:tokens";
-
-fn prefix(iid: Id) -> String {
-    format!("tg:{{{}}}:", iid.hex())
-}
-fn identity_key(iid: Id) -> String {
-    format!("tg:{{{}}}:i", iid.hex())
-}
-fn config_key(iid: Id) -> String {
-    format!("tg:{{{}}}:a", iid.hex())
-}
-fn token_key(iid: Id, tid: Id) -> String {
-    format!("tg:{{{}}}:t:{}", iid.hex(), tid.hex())
-}
-fn token_list_key(iid: Id) -> String {
-    format!("tg:{{{}}}:ts", iid.hex())
-}
-fn membership_key(iid: Id, project: &str) -> String {
-    format!("tg:{{{}}}:m:{project}", iid.hex())
-}
-fn identity_projects_key(iid: Id) -> String {
-    format!("tg:{{{}}}:ps", iid.hex())
-}
-fn project_key(project: &str) -> String {
-    format!("tg:p:{project}")
-}
-// Org and project ids never contain ':' or braces (model::is_valid_scope_id),
-// so these names cannot collide with each other or borrow a hash tag.
-fn org_key(org: &str) -> String {
-    format!("tg:o:{org}")
-}
-fn project_org_key(project: &str, org: &str) -> String {
-    format!("tg:p:{project}:o:{org}")
-}
-
-/// Connection settings for the Redis store.
-#[derive(Debug, Clone)]
-pub struct RedisSettings {
-    /// One URL for a single Redis; the seed nodes of a Redis Cluster otherwise.
-    pub urls: Vec<String>,
-    pub cluster: bool,
-    pub connect_timeout: Duration,
-    pub response_timeout: Duration,
-    pub retries: usize,
-}
-
-enum Client {
-    Single(redis::Client),
-    Cluster(redis::cluster::ClusterClient),
-}
-
-/// A live connection to a single Redis or to a cluster; both are cheap to
-/// clone (shared, multiplexed) and reconnect by themselves.
-#[derive(Clone)]
-enum Conn {
-    Single(ConnectionManager),
-    Cluster(redis::cluster_async::ClusterConnection),
-}
-
-impl redis::aio::ConnectionLike for Conn {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> redis::RedisFuture<'a, Value> {
-        match self {
-            Conn::Single(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        cmd: &'a redis::Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> redis::RedisFuture<'a, Vec<Value>> {
-        match self {
-            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
-            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Conn::Single(c) => c.get_db(),
-            Conn::Cluster(c) => c.get_db(),
-        }
-    }
-}
 
 pub struct RedisStore {
     client: Client,
@@ -186,22 +43,8 @@ pub struct RedisStore {
 impl RedisStore {
     /// Checks the URLs; connects lazily.
     pub fn new(settings: RedisSettings) -> Result<RedisStore, StoreError> {
-        let bad = |e: redis::RedisError| StoreError::Unavailable(format!("bad redis url: {e}"));
-        let client = if settings.cluster {
-            Client::Cluster(
-                redis::cluster::ClusterClient::builder(settings.urls.clone())
-                    .connection_timeout(settings.connect_timeout)
-                    .response_timeout(settings.response_timeout)
-                    .retries(settings.retries as u32)
-                    .build()
-                    .map_err(bad)?,
-            )
-        } else {
-            let url = settings.urls.first().map(String::as_str).unwrap_or("");
-            Client::Single(redis::Client::open(url).map_err(bad)?)
-        };
         Ok(RedisStore {
-            client,
+            client: Client::new(&settings)?,
             settings,
             conn: OnceCell::new(),
         })
@@ -210,26 +53,8 @@ impl RedisStore {
     async fn conn(&self) -> Result<Conn, StoreError> {
         let conn = self
             .conn
-            .get_or_try_init(|| async {
-                match &self.client {
-                    Client::Single(client) => {
-                        let cfg = redis::aio::ConnectionManagerConfig::new()
-                            .set_connection_timeout(self.settings.connect_timeout)
-                            .set_response_timeout(self.settings.response_timeout)
-                            .set_number_of_retries(self.settings.retries)
-                            .set_factor(10)
-                            .set_max_delay(200);
-                        ConnectionManager::new_with_config(client.clone(), cfg)
-                            .await
-                            .map(Conn::Single)
-                    }
-                    Client::Cluster(client) => {
-                        client.get_async_connection().await.map(Conn::Cluster)
-                    }
-                }
-            })
-            .await
-            .map_err(unavailable)?;
+            .get_or_try_init(|| self.client.connect(&self.settings))
+            .await?;
         Ok(conn.clone())
     }
 
@@ -254,225 +79,6 @@ impl RedisStore {
     }
 }
 
-fn unavailable(e: redis::RedisError) -> StoreError {
-    StoreError::Unavailable(e.to_string())
-}
-
-fn corrupt(what: &str) -> StoreError {
-    StoreError::Corrupt(what.to_string())
-}
-
-/// The client IP as the script expects it: family byte + 16 address bytes.
-pub fn pack_ip(ip: IpAddr) -> [u8; 17] {
-    let mut out = [0u8; 17];
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => {
-            out[0] = 4;
-            out[1..5].copy_from_slice(&v4.octets());
-        }
-        IpAddr::V6(v6) => {
-            out[0] = 6;
-            out[1..].copy_from_slice(&v6.octets());
-        }
-    }
-    out
-}
-
-/// Trusted nets keep their own family (no canonicalisation, unlike client
-/// IPs), so every entry reads back exactly as written.
-fn pack_nets(nets: &[IpNet]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(nets.len() * 18);
-    for n in nets {
-        match n {
-            IpNet::V4(v4) => {
-                out.push(4);
-                out.extend_from_slice(&v4.network().octets());
-                out.extend_from_slice(&[0; 12]);
-            }
-            IpNet::V6(v6) => {
-                out.push(6);
-                out.extend_from_slice(&v6.network().octets());
-            }
-        }
-        out.push(n.prefix_len());
-    }
-    out
-}
-
-fn unpack_nets(b: &[u8]) -> Option<Vec<IpNet>> {
-    if b.len() % 18 != 0 {
-        return None;
-    }
-    b.chunks(18)
-        .map(|e| {
-            let ip: IpAddr = match e[0] {
-                4 => IpAddr::from([e[1], e[2], e[3], e[4]]),
-                6 => IpAddr::from(<[u8; 16]>::try_from(&e[1..17]).ok()?),
-                _ => return None,
-            };
-            IpNet::new(ip, e[17]).ok()
-        })
-        .collect()
-}
-
-/// The token's hash fields. Zero values and the default "anywhere" IP list are
-/// left out: the script reads a missing field as zero / anywhere, which keeps
-/// the record small.
-fn token_fields(t: &TokenRecord) -> Vec<(&'static str, Vec<u8>)> {
-    let mut f: Vec<(&'static str, Vec<u8>)> = vec![
-        ("h", t.secret_hash.to_vec()),
-        ("c", t.created_at.to_string().into_bytes()),
-    ];
-    let mut num = |k: &'static str, v: u64| {
-        if v > 0 {
-            f.push((k, v.to_string().into_bytes()));
-        }
-    };
-    num("t", t.ttl);
-    num("m", t.max_ttl);
-    num("d", t.period);
-    num("k", t.num_uses_limit);
-    num("u", t.num_uses);
-    num("r", t.last_renewed_at.unwrap_or(0));
-    num("l", t.last_used_at.unwrap_or(0));
-    if t.trusted_ips != crate::model::default_trusted_ips() {
-        f.push(("i", pack_nets(&t.trusted_ips)));
-    }
-    if t.revoked {
-        f.push(("x", b"1".to_vec()));
-    }
-    if !t.name.is_empty() {
-        f.push(("n", t.name.clone().into_bytes()));
-    }
-    f
-}
-
-fn token_from_hash(
-    iid: Id,
-    tid: Id,
-    h: &HashMap<String, Vec<u8>>,
-) -> Result<Option<TokenRecord>, StoreError> {
-    let Some(hash) = h.get("h") else {
-        return Ok(None);
-    };
-    let secret_hash: SecretHash = hash
-        .as_slice()
-        .try_into()
-        .map_err(|_| corrupt("token hash"))?;
-    let num = |k: &str| -> Result<u64, StoreError> {
-        match h.get(k) {
-            None => Ok(0),
-            Some(v) => std::str::from_utf8(v)
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| corrupt(k)),
-        }
-    };
-    let opt = |v: u64| (v > 0).then_some(v);
-    Ok(Some(TokenRecord {
-        id: tid,
-        identity_id: iid,
-        name: h
-            .get("n")
-            .map(|n| String::from_utf8_lossy(n).into_owned())
-            .unwrap_or_default(),
-        secret_hash,
-        created_at: num("c")?,
-        last_renewed_at: opt(num("r")?),
-        last_used_at: opt(num("l")?),
-        num_uses: num("u")?,
-        num_uses_limit: num("k")?,
-        ttl: num("t")?,
-        max_ttl: num("m")?,
-        period: num("d")?,
-        trusted_ips: match h.get("i") {
-            None => crate::model::default_trusted_ips(),
-            Some(b) => unpack_nets(b).ok_or_else(|| corrupt("trusted ips"))?,
-        },
-        revoked: h.contains_key("x"),
-    }))
-}
-
-fn identity_fields(i: &Identity) -> Vec<(&'static str, String)> {
-    vec![
-        ("n", i.name.clone()),
-        ("r", i.role.clone()),
-        (ORG_FIELD, i.org_id.clone()),
-        ("p", if i.has_delete_protection { "1" } else { "0" }.into()),
-        ("c", i.created_at.to_string()),
-        ("u", i.updated_at.to_string()),
-    ]
-}
-
-fn identity_from_hash(id: Id, h: &HashMap<String, String>) -> Result<Option<Identity>, StoreError> {
-    let Some(name) = h.get("n") else {
-        return Ok(None);
-    };
-    let num = |k: &str| {
-        h.get(k)
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| corrupt(k))
-    };
-    Ok(Some(Identity {
-        id,
-        name: name.clone(),
-        org_id: h.get(ORG_FIELD).cloned().unwrap_or_default(),
-        role: h.get("r").cloned().ok_or_else(|| corrupt("role"))?,
-        has_delete_protection: h.get("p").map(|p| p == "1").unwrap_or(false),
-        created_at: num("c")?,
-        updated_at: num("u")?,
-    }))
-}
-
-/// Membership grants as the script reads them: "start,end,role\n" per grant,
-/// "0,0" for a permanent one.
-fn encode_grants(m: &Membership) -> String {
-    let mut out = String::new();
-    for g in &m.roles {
-        let (s, e) = if g.is_temporary {
-            // An end of 0 would read as permanent; 1 keeps an unbounded-less grant inactive.
-            (
-                g.temporary_access_start_time.unwrap_or(0),
-                g.temporary_access_end_time.unwrap_or(0).max(1),
-            )
-        } else {
-            (0, 0)
-        };
-        out.push_str(&format!("{s},{e},{}\n", g.role));
-    }
-    out
-}
-
-fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|e| corrupt(&e.to_string()))
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
-    serde_json::from_str(s).map_err(|e| corrupt(&e.to_string()))
-}
-
-fn deny_from_code(code: i64, ip: IpAddr) -> Result<Deny, StoreError> {
-    Ok(match code {
-        1 => Deny::UnknownToken,
-        2 => Deny::Revoked,
-        3 => Deny::Expired,
-        4 => Deny::MaxTtlReached,
-        5 => Deny::IpNotTrusted(ip.to_canonical()),
-        6 => Deny::UsageLimitReached,
-        7 => Deny::NoProjectAccess,
-        8 => Deny::OrgRoleNotAllowed,
-        _ => return Err(corrupt("unexpected script answer")),
-    })
-}
-
-fn value_string(v: Option<&Value>) -> Result<String, StoreError> {
-    match v {
-        Some(Value::BulkString(b)) => Ok(String::from_utf8_lossy(b).into_owned()),
-        Some(Value::SimpleString(s)) => Ok(s.clone()),
-        _ => Err(corrupt("unexpected script answer")),
-    }
-}
-
 #[async_trait]
 impl Store for RedisStore {
     async fn authenticate(&self, req: &AuthRequest<'_>) -> Result<AuthOutcome, StoreError> {
@@ -493,7 +99,9 @@ impl Store for RedisStore {
             _ => return Err(corrupt("unexpected script answer")),
         };
         if code != 0 {
-            return Ok(Err(deny_from_code(code, req.client_ip)?));
+            let deny = scripts::deny_from_code(code, req.client_ip)
+                .ok_or_else(|| corrupt("unexpected script answer"))?;
+            return Ok(Err(deny));
         }
         let roles = value_string(answer.get(3))?;
         Ok(Ok(Grant {

@@ -11,28 +11,29 @@
 -- ARGV[4] "1" when the request names a project
 -- ARGV[5] the org role the request needs, or "" for any
 -- Returns {0, identity name, org role, project roles} when allowed (and counted),
--- else {code, ""}: 1 unknown, 2 revoked, 3 expired, 4 max TTL, 5 IP, 6 use limit,
--- 7 no project access, 8 org role not allowed.
+-- else {DENY.<reason>, ""}. DENY is not defined here: the gateway prepends it
+-- from the one table of deny codes (src/store/redis/scripts.rs), which is also
+-- how it reads the answer back.
 
 local t = redis.call('HMGET', KEYS[1], 'h', 'x', 'c', 'r', 't', 'm', 'd', 'i', 'k', 'u')
 local hash, revoked, created, renewed = t[1], t[2], tonumber(t[3]), tonumber(t[4])
-if not hash or hash ~= ARGV[1] or not created then return {1, ''} end
+if not hash or hash ~= ARGV[1] or not created then return {DENY.unknown_token, ''} end
 local ident = redis.call('HMGET', KEYS[2], 'n', 'r')
-if not ident[1] then return {1, ''} end
-if revoked then return {2, ''} end
+if not ident[1] then return {DENY.unknown_token, ''} end
+if revoked then return {DENY.revoked, ''} end
 
 local now = tonumber(ARGV[3])
 local ttl, maxttl, period = tonumber(t[5] or '0'), tonumber(t[6] or '0'), tonumber(t[7] or '0')
 local base = renewed or created
 if period > 0 then
-  if now >= base + period * 1000 then return {3, ''} end
+  if now >= base + period * 1000 then return {DENY.expired, ''} end
 else
   local cap = nil
   if maxttl > 0 then cap = created + maxttl * 1000 end
   if ttl > 0 and now >= base + ttl * 1000 and (cap == nil or base + ttl * 1000 < cap) then
-    return {3, ''}
+    return {DENY.expired, ''}
   end
-  if cap ~= nil and now >= cap then return {4, ''} end
+  if cap ~= nil and now >= cap then return {DENY.max_ttl, ''} end
 end
 
 -- Trusted IPs: absent means anywhere; else 18-byte entries of
@@ -56,12 +57,12 @@ if ips then
       end
     end
   end
-  if not ok then return {5, ''} end
+  if not ok then return {DENY.ip_not_trusted, ''} end
 end
 
 local limit, uses = tonumber(t[9] or '0'), tonumber(t[10] or '0')
-if limit > 0 and uses >= limit then return {6, ''} end
-if ARGV[5] ~= '' and ident[2] ~= ARGV[5] then return {8, ''} end
+if limit > 0 and uses >= limit then return {DENY.usage_limit, ''} end
+if ARGV[5] ~= '' and ident[2] ~= ARGV[5] then return {DENY.org_role, ''} end
 
 -- Project membership: grants are lines "start,end,role" (0,0 = permanent);
 -- active roles are joined with commas, no-access gives nothing.
@@ -78,7 +79,7 @@ if ARGV[4] == '1' then
       end
     end
   end
-  if roles == '' then return {7, ''} end
+  if roles == '' then return {DENY.no_project_access, ''} end
 end
 
 redis.call('HINCRBY', KEYS[1], 'u', 1)

@@ -1,0 +1,10 @@
+-- Attaches (ARGV[1] == "create") or changes a Token Auth configuration.
+-- KEYS[1] identity hash, KEYS[2] configuration; ARGV[2] the JSON.
+-- Create needs the identity and no configuration; update needs a configuration.
+-- Returns 1 when written, 0 otherwise.
+
+local has = redis.call('EXISTS', KEYS[2]) == 1
+if ARGV[1] == 'create' then
+  if has or redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+elseif not has then return 0 end
+redis.call('SET', KEYS[2], ARGV[2]) return 1

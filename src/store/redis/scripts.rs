@@ -1,0 +1,107 @@
+//! The Lua scripts of the Redis store (the `.lua` files beside this one) and
+//! the one table of deny codes the check script answers with, shared by both
+//! sides: the script gets it as a prelude (`local DENY = {unknown_token = 1,
+//! ...}`) and Rust reads the number back through the same table.
+
+use crate::auth::Deny;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::LazyLock;
+
+/// Every refusal of the check script, numbered by position from 1 (0 is
+/// "allowed"). The names the script uses are the refusals' own codes
+/// (`Deny::code`), so a new refusal is added here and nowhere else.
+const DENIALS: [fn(IpAddr) -> Deny; 8] = [
+    |_| Deny::UnknownToken,
+    |_| Deny::Revoked,
+    |_| Deny::Expired,
+    |_| Deny::MaxTtlReached,
+    |ip| Deny::IpNotTrusted(ip.to_canonical()),
+    |_| Deny::UsageLimitReached,
+    |_| Deny::NoProjectAccess,
+    |_| Deny::OrgRoleNotAllowed,
+];
+
+/// The refusal a script answered with `code`, or `None` for a number the
+/// table does not hold.
+pub fn deny_from_code(code: i64, ip: IpAddr) -> Option<Deny> {
+    let index = usize::try_from(code).ok()?.checked_sub(1)?;
+    DENIALS.get(index).map(|make| make(ip))
+}
+
+/// `local DENY = {unknown_token = 1, ...}` for the check script.
+fn deny_prelude() -> String {
+    let entries: Vec<String> = DENIALS
+        .iter()
+        .enumerate()
+        .map(|(i, make)| {
+            format!(
+                "{} = {}",
+                make(IpAddr::V4(Ipv4Addr::UNSPECIFIED)).code(),
+                i + 1
+            )
+        })
+        .collect();
+    format!("local DENY = {{{}}}\n", entries.join(", "))
+}
+
+/// The request path's check, one call per authenticated request.
+pub static CHECK_AND_CONSUME: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(&format!(
+        "{}{}",
+        deny_prelude(),
+        include_str!("check_and_consume.lua")
+    ))
+});
+
+// Small single-slot scripts for the management API: each makes a
+// read-check-write atomic without WATCH (which a multiplexed connection cannot use).
+pub static HSET_IF_EXISTS: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("hset_if_exists.lua")));
+pub static PUT_CONFIG: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("put_config.lua")));
+pub static CREATE_TOKEN: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("create_token.lua")));
+pub static PUT_MEMBERSHIP: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("put_membership.lua")));
+pub static REMOVE_CONFIG: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("remove_config.lua")));
+pub static DELETE_IDENTITY: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("delete_identity.lua")));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_the_script_uses_is_in_the_table() {
+        let prelude = deny_prelude();
+        let script = include_str!("check_and_consume.lua");
+        for used in script.split("DENY.").skip(1) {
+            let name: String = used
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            assert!(
+                prelude.contains(&format!("{name} = ")),
+                "DENY.{name} is not in the table"
+            );
+        }
+    }
+
+    #[test]
+    fn codes_read_back_as_their_refusals() {
+        let ip: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        for (i, make) in DENIALS.iter().enumerate() {
+            let code = i64::try_from(i + 1).unwrap();
+            assert_eq!(deny_from_code(code, ip), Some(make(ip)));
+        }
+        assert_eq!(
+            deny_from_code(5, ip),
+            Some(Deny::IpNotTrusted("10.0.0.1".parse().unwrap()))
+        );
+        for bad in [0, -1, 9, i64::MAX] {
+            assert_eq!(deny_from_code(bad, ip), None);
+        }
+        assert!(deny_prelude().starts_with("local DENY = {unknown_token = 1, revoked = 2,"));
+    }
+}
