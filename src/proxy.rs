@@ -134,11 +134,8 @@ impl Gateway {
     ) -> std::result::Result<target::Target<'s>, &'static str> {
         let h = session.req_header();
         let host = h.headers.get(http::header::HOST).map(|v| v.as_bytes());
-        let local = session
-            .server_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.to_string());
-        let t = target::split(h.raw_path(), host, local.as_deref())?;
+        let local = session.server_addr().and_then(|a| a.as_inet());
+        let t = target::split(h.raw_path(), host, local)?;
         path::check(t.path)?;
         if let Some(q) = t.query {
             target::check_query(q)?;

@@ -11,6 +11,7 @@
 
 use super::names::{fold, hex_byte};
 use super::path::{check_decoded_text, TextProblem};
+use std::net::SocketAddr;
 
 /// The path and query of an accepted target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +27,7 @@ pub struct Target<'a> {
 pub fn split<'a>(
     raw: &'a [u8],
     host: Option<&[u8]>,
-    local: Option<&str>,
+    local: Option<&SocketAddr>,
 ) -> Result<Target<'a>, &'static str> {
     if raw.iter().any(|&b| b <= b' ' || b >= 0x7f) {
         return Err("request target must be printable ASCII");
@@ -40,7 +41,7 @@ pub fn split<'a>(
         let own = !authority.is_empty()
             && !authority.contains('@')
             && (host.is_some_and(|h| authority.as_bytes().eq_ignore_ascii_case(h))
-                || local.is_some_and(|l| authority.eq_ignore_ascii_case(l)));
+                || local.is_some_and(|l| authority.eq_ignore_ascii_case(&l.to_string())));
         if !own {
             return Err("an absolute request target must name this gateway");
         }
@@ -140,17 +141,16 @@ pub fn check_headers<'h>(
 mod tests {
     use super::*;
 
+    fn local() -> SocketAddr {
+        "127.0.0.1:8080".parse().unwrap()
+    }
+
     fn ok(raw: &str) -> Target<'_> {
-        split(
-            raw.as_bytes(),
-            Some(b"gw.local:8080"),
-            Some("127.0.0.1:8080"),
-        )
-        .unwrap()
+        split(raw.as_bytes(), Some(b"gw.local:8080"), Some(&local())).unwrap()
     }
 
     fn refused(raw: &[u8]) -> bool {
-        split(raw, Some(b"gw.local:8080"), Some("127.0.0.1:8080")).is_err()
+        split(raw, Some(b"gw.local:8080"), Some(&local())).is_err()
     }
 
     #[test]
