@@ -17,6 +17,13 @@ static REDACTOR: RwLock<Redactor> = RwLock::new(Redactor::new());
 /// up earlier (by an embedding test) is left in place.
 pub fn init() {
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        // Pingora's body reader logs whole read buffers (request bodies, and
+        // the next pipelined request's headers) at debug and trace: nothing
+        // an operator needs, and the redaction's hardest input.
+        .filter_module(
+            "pingora_core::protocols::http::v1::body",
+            log::LevelFilter::Info,
+        )
         .format(|buf, record| {
             let line = render(
                 &buf.timestamp().to_string(),

@@ -73,7 +73,68 @@ impl Redactor {
 
     /// `text` with every secret replaced; borrowed when nothing was found.
     pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        scan(text, Rules::All(&self.secrets))
+        match join_char_lists(text) {
+            Cow::Borrowed(_) => scan(text, Rules::All(&self.secrets)),
+            Cow::Owned(joined) => Cow::Owned(scan(&joined, Rules::All(&self.secrets)).into_owned()),
+        }
+    }
+}
+
+/// Debug output of a character iterator (`Chars(['t', 'g', 'a', 't', ...])`,
+/// as Pingora logs request body buffers) spells text one quoted character at
+/// a time, where no rule would see a token: such lists are joined back into
+/// one string (`Chars("tgat...")`) before the rules run.
+fn join_char_lists(text: &str) -> Cow<'_, str> {
+    if !text.contains("['") {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("['") {
+        out.push_str(&rest[..start]);
+        match char_list(&rest[start..]) {
+            Some((joined, used)) => {
+                out.push('"');
+                out.push_str(&joined);
+                out.push('"');
+                rest = &rest[start + used..];
+            }
+            None => {
+                out.push_str("['");
+                rest = &rest[start + 2..];
+            }
+        }
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
+/// Reads `['a', '\n', ...]` at the start of `s`: the characters' text joined
+/// (escapes kept as written, which the rules read as line breaks) and the
+/// length of the list.
+fn char_list(s: &str) -> Option<(String, usize)> {
+    let mut joined = String::new();
+    let mut rest = s.strip_prefix('[')?;
+    loop {
+        let item = rest.strip_prefix('\'')?;
+        // One character, or an escape up to its closing quote: `\'`, `\\`,
+        // `\n`, `\u{1f}` (the character after a backslash is never the end).
+        let len = match item.strip_prefix('\\') {
+            Some(esc) => {
+                let first = esc.chars().next()?.len_utf8();
+                1 + first + esc[first..].find('\'')?
+            }
+            None => item.chars().next()?.len_utf8(),
+        };
+        let text = &item[..len];
+        joined.push_str(if text == "\\'" { "'" } else { text });
+        rest = item[len..].strip_prefix('\'')?;
+        if let Some(r) = rest.strip_prefix(", ") {
+            rest = r;
+        } else {
+            let r = rest.strip_prefix(']')?;
+            return Some((joined, s.len() - r.len()));
+        }
     }
 }
 
@@ -381,6 +442,40 @@ mod tests {
             let piece = &body[start..start + 20];
             assert!(!out.contains(piece), "{piece} of the token is in {out}");
         }
+    }
+
+    /// Found by a hostile probe: Pingora's body reader logs its buffer as a
+    /// list of characters, one quoted character at a time.
+    #[test]
+    fn character_lists_are_joined_before_redacting() {
+        let t = token();
+        let listed = |s: &str| {
+            s.chars()
+                .map(|c| format!("{c:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let key = "char-list-admin-key-51a9c3e0";
+        let mut r = Redactor::new();
+        r.add_secret(key);
+        let line = format!(
+            "chunk: EscapeDefault {{ Chars([{}]) }} then Chars([{}])",
+            listed(&format!("{{\"accessToken\":\"{t}\"}}\r\n")),
+            listed(&format!(
+                "GET / HTTP/1.1\r\nAuthorization: Bearer {key}\r\n"
+            ))
+        );
+        let out = r.redact(&line).into_owned();
+        hidden(&out, &t);
+        assert!(!out.contains(key), "{out}");
+        assert!(out.contains("tgat_[REDACTED]"), "{out}");
+        // Escaped quotes and backslashes are characters like any other.
+        assert_eq!(all(r"Chars(['a', '\'', '\\', 'b'])"), r#"Chars("a'\\b")"#);
+        // Lists that are not character lists stay as they were.
+        assert_eq!(
+            all("roles: ['a', 'b'] and [1, 2] and ['x"),
+            "roles: \"ab\" and [1, 2] and ['x"
+        );
     }
 
     #[test]

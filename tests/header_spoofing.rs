@@ -189,6 +189,37 @@ fn public_route_forwards_none_of_the_injected_headers() {
     }
 }
 
+/// CGI-style servers read `X_Forwarded_For` as `X-Forwarded-For`: no header
+/// name with `_` reaches the upstream, on any route; other headers do.
+#[test]
+fn header_names_with_underscores_never_reach_the_upstream() {
+    let upstream = Upstream::echo();
+    let gw = Gateway::start(
+        GatewayConfig::embedded_temp()
+            .upstream(&upstream.url())
+            .public_routes(&["/public"]),
+    );
+    let raw = raw_request(
+        "GET",
+        "/public/x",
+        &[
+            ("X_Forwarded_For", "6.6.6.6"),
+            ("x_custom", "1"),
+            ("X-Custom", "kept"),
+        ],
+        None,
+    );
+    let (status, body) = raw_http(&gw.addr(), &raw);
+    assert_eq!(status, 200, "{body}");
+    let rec = upstream.last();
+    assert!(
+        rec.headers.iter().all(|(n, _)| !n.contains('_')),
+        "{:?}",
+        rec.headers
+    );
+    assert_eq!(rec.header("x-custom"), Some("kept"));
+}
+
 #[test]
 fn renamed_headers_are_stripped_and_injected_under_their_new_names() {
     let upstream = Upstream::echo();

@@ -16,13 +16,21 @@ fn forged_like(token: &str) -> String {
     String::from_utf8(bytes).expect("ASCII token")
 }
 
-/// Panics if `text` holds `secret` or any 20-character piece of it.
+/// Panics if `text` holds `secret` or any 20-character piece of it, also
+/// where it is spelled one quoted character at a time (`'t', 'g', ...`, as
+/// Debug output of a character list has it).
 #[track_caller]
 fn absent(text: &str, what: &str, secret: &str) {
+    let delisted = text.replace("', '", "");
     let pieces = secret.len().saturating_sub(20) + 1;
     for start in 0..pieces {
         let piece = &secret[start..(start + 20).min(secret.len())];
-        if let Some(at) = text.find(piece) {
+        if let Some(at) = text.find(piece).or_else(|| delisted.find(piece)) {
+            let text = if text.contains(piece) {
+                text
+            } else {
+                &delisted
+            };
             let from = text[..at].rfind('\n').map_or(0, |n| n + 1);
             let to = text[at..].find('\n').map_or(text.len(), |n| at + n);
             panic!("{what} is visible: {}", &text[from..to]);
@@ -59,6 +67,17 @@ fn no_secret_reaches_the_log_at_trace_level() {
         None,
     );
     let _ = common::http::try_raw_http(&gw.addr(), &bad_length);
+    // Chunked bodies (Pingora's body reader logs its buffers), one with a
+    // bad chunk size, followed on the same connection by an admin call.
+    let body = format!("{{\"accessToken\":\"{token}\"}}");
+    for size in [format!("{:x}", body.len()), "zz".to_string()] {
+        let chunked = format!(
+            "POST /api/v1/auth/token/renew HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n\
+             Transfer-Encoding: chunked\r\n\r\n{size}\r\n{body}\r\n0\r\n\r\n\
+             GET /api/v1/identities HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {ADMIN_KEY}\r\nConnection: close\r\n\r\n"
+        );
+        let _ = common::http::try_raw_http(&gw.addr(), &chunked);
+    }
 
     // Management with the admin key, and with a forged token in its place.
     gw.admin().create_identity(&unique("logged"), "member");

@@ -175,6 +175,10 @@ fn request_targets(cfg: GatewayConfig) {
         ("X-Original-URL", "/api/v1/projects/p-other/secrets"),
         ("x_rewrite_url", "/api/v1/projects/p-other/secrets"),
         ("X-HTTP-Method-Override", "DELETE"),
+        // gunicorn cuts SCRIPT_NAME off the path when it comes from the proxy.
+        ("SCRIPT_NAME", "/public"),
+        ("Script-Name", "/public"),
+        ("PATH_INFO", "/api/v1/projects/p-other/secrets"),
     ] {
         s.refused(400, None, "GET /public/x", &[(name, value)], None);
     }

@@ -1,5 +1,6 @@
 //! Header hygiene: remove every spelling of the injected headers (any case,
-//! `_` for `-`) and Authorization, then inject the resolved identity.
+//! `_` for `-`), every header name with `_`, and Authorization, then inject
+//! the resolved identity.
 
 use crate::auth::Grant;
 use crate::config::HeaderNames;
@@ -19,13 +20,16 @@ fn is_injected(name: &str, names: &HeaderNames) -> bool {
     })
 }
 
-/// Removes client-supplied copies of the injected headers, and Authorization
-/// unless it is to be forwarded.
+/// Removes client-supplied copies of the injected headers, every header
+/// whose name holds `_`, and Authorization unless it is to be forwarded.
+/// CGI-style servers (gunicorn, PHP) read `X_Forwarded_For` as
+/// `X-Forwarded-For` and `SCRIPT_NAME` as their own variable, so such names
+/// are dropped, as nginx does by default.
 pub fn strip(req: &mut RequestHeader, names: &HeaderNames, forward_authorization: bool) {
     let doomed: Vec<HeaderName> = req
         .headers
         .keys()
-        .filter(|k| is_injected(k.as_str(), names))
+        .filter(|k| k.as_str().contains('_') || is_injected(k.as_str(), names))
         .cloned()
         .collect();
     for name in doomed {
@@ -132,6 +136,8 @@ mod tests {
             .unwrap();
         req.append_header("authorization", "Bearer x").unwrap();
         req.append_header("x-other", "kept").unwrap();
+        req.append_header("X_Forwarded_For", "6.6.6.6").unwrap();
+        req.append_header("x_custom", "dropped").unwrap();
         strip(&mut req, &names(), false);
         let left: Vec<&str> = req.headers.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, vec!["x-other"]);

@@ -105,9 +105,13 @@ pub fn check_query(query: &str) -> Result<(), &'static str> {
 }
 
 /// Headers some frameworks let replace the request's URL or method (IIS and
-/// Symfony route on `X-Original-URL`), folded as `proxy::names` folds names:
-/// the gateway would have checked one resource and the upstream served another.
-const OVERRIDES: [&str; 10] = [
+/// Symfony route on `X-Original-URL`, gunicorn trusts `SCRIPT_NAME` and
+/// `PATH_INFO` from the proxy's address), folded as `proxy::names` folds
+/// names: the gateway would have checked one resource and the upstream
+/// served another.
+const OVERRIDES: [&str; 12] = [
+    "scriptname",
+    "pathinfo",
     "xoriginalurl",
     "xoriginaluri",
     "xrewriteurl",
@@ -130,7 +134,7 @@ pub fn check_headers<'h>(
             return Err("a header value contains a control character");
         }
         // Only names that could fold to an override are folded (no allocation otherwise).
-        if name.len() >= 11 && OVERRIDES.contains(&fold(name).as_str()) {
+        if name.len() >= 8 && OVERRIDES.contains(&fold(name).as_str()) {
             return Err("headers that override the URL or method (X-Original-URL, X-Rewrite-URL, X-HTTP-Method-Override) are not accepted");
         }
     }
@@ -236,6 +240,9 @@ mod tests {
             "x_original_url",
             "x-http-method-override",
             "X-Method-Override",
+            "SCRIPT_NAME",
+            "script-name",
+            "PATH_INFO",
         ] {
             assert!(check_headers([(name, &b"/x"[..])]).is_err(), "{name}");
         }
