@@ -8,7 +8,7 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use std::net::IpAddr;
 use tokengate::auth;
 use tokengate::model::{default_trusted_ips, Identity, TokenRecord};
-use tokengate::proxy::{client_ip, project};
+use tokengate::proxy::{body, client_ip, path, project, target};
 use tokengate::token::{AccessToken, Id};
 
 fn bench(c: &mut Criterion) {
@@ -92,6 +92,52 @@ fn bench(c: &mut Criterion) {
                 &headers,
                 &[],
             )
+        })
+    });
+
+    // Everything the request path checks before the store, on an SDK-shaped
+    // request: target, path, query, header text, route, project claims.
+    let mut sdk_headers = http::HeaderMap::new();
+    for (n, v) in [
+        ("host", "gw.local:8080"),
+        ("user-agent", "infisical-python-sdk/1.0.18"),
+        ("accept", "application/json"),
+        ("accept-encoding", "gzip, deflate"),
+        ("authorization", text.as_str()),
+        ("connection", "keep-alive"),
+    ] {
+        sdk_headers.insert(n, v.parse().unwrap());
+    }
+    let target =
+        b"/api/v3/secrets/raw?environment=dev&workspaceId=p1&secretPath=%2F&include_imports=true";
+    c.bench_function("request_checks_sdk_get", |b| {
+        b.iter(|| {
+            let t = target::split(black_box(target), Some(b"gw.local:8080"), None).unwrap();
+            path::check(t.path).unwrap();
+            target::check_query(t.query.unwrap()).unwrap();
+            target::check_headers(sdk_headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())))
+                .unwrap();
+            let route = cfg.routes.select(t.path);
+            let r = rules.resolve(t.path, t.query, &sdk_headers, &[]);
+            project::decide(r, route.project).unwrap()
+        })
+    });
+    let json = br#"{"workspaceId":"p1","environment":"dev","secretPath":"/","secretValue":"s3cr3t","type":"shared","skipMultilineEncoding":false}"#;
+    let ct: [&[u8]; 1] = [b"application/json"];
+    c.bench_function("body_claims_sdk_json", |b| {
+        b.iter(|| {
+            let mut out = Vec::new();
+            body::claims(
+                body::BodyHeaders {
+                    content_type: &ct,
+                    content_encoding: &[],
+                },
+                black_box(json),
+                rules.names(),
+                &mut out,
+            )
+            .unwrap();
+            out
         })
     });
 }

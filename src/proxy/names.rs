@@ -56,7 +56,7 @@ impl NameSet {
 }
 
 /// `fold(text) == folded` for ASCII `text`, without allocating.
-fn ascii_fold_eq(text: &str, folded: &str) -> bool {
+pub fn ascii_fold_eq(text: &str, folded: &str) -> bool {
     let mut a = text
         .bytes()
         .filter(u8::is_ascii_alphanumeric)
@@ -129,6 +129,13 @@ pub fn loosely_equal(literal: &str, segment: &str) -> bool {
 /// dotless i and the long s meet their ASCII letters as Java's
 /// `equalsIgnoreCase` has them), keeping only ASCII letters and digits.
 pub fn fold(name: &str) -> String {
+    if name.is_ascii() {
+        return name
+            .bytes()
+            .filter(u8::is_ascii_alphanumeric)
+            .map(|b| char::from(b.to_ascii_lowercase()))
+            .collect();
+    }
     let mut out = String::with_capacity(name.len());
     for c in name.nfkc() {
         if c.is_ascii() {

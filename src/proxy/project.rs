@@ -108,9 +108,9 @@ impl ProjectRules {
             for pair in q.split('&') {
                 for (name, value) in pair_readings(pair.as_bytes()) {
                     // Both halves are slices of `pair` cut at ASCII bytes.
-                    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-                    if self.names.matches(&form_text(&text(name))) {
-                        claims.see(&form_text(&text(value)));
+                    let text = |b| std::str::from_utf8(b).unwrap_or(super::body::UNUSABLE);
+                    if self.names.matches(&form_text(text(name))) {
+                        claims.see(&form_text(text(value)));
                     }
                 }
             }
