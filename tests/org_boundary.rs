@@ -4,7 +4,9 @@
 //! project memberships of its own org, lists included (with `totalCount`
 //! counting only those); everything aimed at another org is a 403 that names
 //! nothing of that org and changes nothing (checked with the admin key
-//! afterwards). The admin key stays global.
+//! afterwards). The admin key stays global, except that a project belongs to
+//! one organization and not even the admin key adds another organization's
+//! identity to it.
 
 #![allow(clippy::unwrap_used)]
 
@@ -17,8 +19,10 @@ use std::collections::BTreeSet;
 
 const ORG_A: &str = "org-a";
 const ORG_B: &str = "org-b";
-/// A project both orgs have members in: projects are not owned by an org.
-const SHARED: &str = "shared-project";
+/// A project of org-a (its first member is of org-a).
+const PROJECT_A: &str = "project-a";
+/// A project of org-b.
+const PROJECT_B: &str = "project-b";
 
 /// An identity created by the admin key, with Token Auth and one token.
 struct Member {
@@ -330,14 +334,13 @@ on_both_stores!(
 fn case_memberships(cfg: GatewayConfig) {
     let w = World::start(cfg);
     let (alice, bob) = (w.as_(&w.alice), w.as_(&w.bob));
-    for (m, role) in [
-        (&w.mate, "member"),
-        (&w.bob, "member"),
-        (&w.victim, "viewer"),
-    ] {
-        w.admin.add_membership(SHARED, &m.id, json!({"role": role}));
+    w.admin
+        .add_membership(PROJECT_A, &w.mate.id, json!({"role": "member"}));
+    for (m, role) in [(&w.bob, "member"), (&w.victim, "viewer")] {
+        w.admin
+            .add_membership(PROJECT_B, &m.id, json!({"role": role}));
     }
-    let before = w.admin.get_membership(SHARED, &w.victim.id);
+    let before = w.admin.get_membership(PROJECT_B, &w.victim.id);
 
     // Add, read, change, remove a membership of another org's identity.
     w.assert_refused(&alice.call(
@@ -348,7 +351,7 @@ fn case_memberships(cfg: GatewayConfig) {
     w.admin
         .call("GET", &membership_path("p-new", &w.victim.id), None)
         .expect_error(404);
-    let victim = membership_path(SHARED, &w.victim.id);
+    let victim = membership_path(PROJECT_B, &w.victim.id);
     w.assert_refused(&alice.call("GET", &victim, None));
     w.assert_refused(&alice.call(
         "PATCH",
@@ -357,19 +360,27 @@ fn case_memberships(cfg: GatewayConfig) {
     ));
     w.assert_refused(&alice.call("DELETE", &victim, None));
     assert_eq!(
-        w.admin.get_membership(SHARED, &w.victim.id),
+        w.admin.get_membership(PROJECT_B, &w.victim.id),
         before,
         "the membership is unchanged"
     );
 
     // Lists hold only the caller's org, and count only it.
-    let list = memberships_path(SHARED);
+    let list = memberships_path(PROJECT_B);
     assert_eq!(
         w.list(&alice, &list, "identityMemberships"),
+        (BTreeSet::new(), 0)
+    );
+    assert_eq!(
+        w.list(&alice, &memberships_path(PROJECT_A), "identityMemberships"),
         (set(&[&w.mate.id]), 1)
     );
     assert_eq!(
-        w.list(&alice, &format!("{list}?offset=1"), "identityMemberships"),
+        w.list(
+            &alice,
+            &format!("{}?offset=1", memberships_path(PROJECT_A)),
+            "identityMemberships"
+        ),
         (BTreeSet::new(), 1)
     );
     assert_eq!(
@@ -384,35 +395,35 @@ fn case_memberships(cfg: GatewayConfig) {
     assert_eq!((page.0.len(), page.1), (1, 2));
     assert_eq!(
         w.list(&w.admin, &list, "identityMemberships"),
-        (set(&[&w.mate.id, &w.bob.id, &w.victim.id]), 3)
+        (set(&[&w.bob.id, &w.victim.id]), 2)
     );
 
     // Inside its own org: everything works.
     alice.add_membership("p-new", &w.mate.id, json!({"role": "viewer"}));
     alice.ok(
         "PATCH",
-        &membership_path(SHARED, &w.mate.id),
+        &membership_path(PROJECT_A, &w.mate.id),
         Some(json!({"roles": [{"role": "viewer"}]})),
     );
     assert_eq!(
-        alice.get_membership(SHARED, &w.mate.id)["roles"][0]["role"],
+        alice.get_membership(PROJECT_A, &w.mate.id)["roles"][0]["role"],
         "viewer"
     );
-    alice.remove_membership(SHARED, &w.mate.id);
+    alice.remove_membership(PROJECT_A, &w.mate.id);
     assert_eq!(
-        w.list(&alice, &list, "identityMemberships"),
+        w.list(&alice, &memberships_path(PROJECT_A), "identityMemberships"),
         (BTreeSet::new(), 0)
     );
 
-    // The admin key manages every org.
+    // The admin key manages every org, within each project's own org.
     w.admin
-        .add_membership("p-new", &w.victim.id, json!({"role": "viewer"}));
+        .add_membership("p-new-b", &w.victim.id, json!({"role": "viewer"}));
     w.admin.ok(
         "PATCH",
         &victim,
         Some(json!({"roles": [{"role": "admin"}]})),
     );
-    w.admin.remove_membership(SHARED, &w.victim.id);
+    w.admin.remove_membership(PROJECT_B, &w.victim.id);
     assert_eq!(
         w.list(&w.admin, &list, "identityMemberships"),
         (set(&[&w.bob.id]), 1)

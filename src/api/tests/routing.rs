@@ -4,7 +4,9 @@
 use super::super::{Api, Route};
 use super::*;
 use crate::model::{Identity, Membership, TokenAuthConfig, TokenRecord};
-use crate::store::{AuthOutcome, Deletion, Page, PutMode, StoreError};
+use crate::store::{
+    AuthOutcome, Deletion, MembershipWrite, OwnerChange, Page, PutMode, StoreError,
+};
 use crate::token::Id;
 use async_trait::async_trait;
 
@@ -180,7 +182,13 @@ impl Store for DownStore {
     async fn set_renewed(&self, _: Id, _: Millis) -> Result<bool, StoreError> {
         down()
     }
-    async fn put_membership(&self, _: &Membership) -> Result<bool, StoreError> {
+    async fn put_membership(&self, _: &Membership) -> Result<MembershipWrite, StoreError> {
+        down()
+    }
+    async fn project_owner(&self, _: &str) -> Result<Option<String>, StoreError> {
+        down()
+    }
+    async fn set_project_owner(&self, _: &str, _: &str) -> Result<OwnerChange, StoreError> {
         down()
     }
     async fn get_membership(&self, _: &str, _: Id) -> Result<Option<Membership>, StoreError> {
