@@ -6,7 +6,7 @@
 //! nothing of that org and changes nothing (checked with the admin key
 //! afterwards). The admin key stays global, except that a project belongs to
 //! one organization and not even the admin key adds another organization's
-//! identity to it.
+//! identity to it; the admin key reassigns a project only explicitly.
 
 #![allow(clippy::unwrap_used)]
 
@@ -431,3 +431,176 @@ fn case_memberships(cfg: GatewayConfig) {
 }
 
 on_both_stores!(case_memberships, memberships_redis, memberships_embedded);
+
+// ---------------------------------------------------------------------------
+// Project ownership
+
+/// `/api/v1/projects/{project}/organization`.
+fn owner_path(project: &str) -> String {
+    format!("/api/v1/projects/{project}/organization")
+}
+
+/// Sends a proxied request naming `project` with `token`: the status, and
+/// the project header the upstream received, if anything reached it.
+fn proxied(
+    gw: &Gateway,
+    upstream: &Upstream,
+    token: &CreatedToken,
+    project: &str,
+) -> (u16, Option<Vec<String>>) {
+    let count = upstream.count();
+    let auth = net::bearer(&token.access_token);
+    let resp = http(
+        "GET",
+        &format!("{}/api/v1/projects/{project}/secrets", gw.url()),
+        &[("Authorization", auth.as_str())],
+        None,
+    );
+    let seen = (upstream.count() > count).then(|| {
+        upstream
+            .last()
+            .header_all("x-tokengate-project-id")
+            .into_iter()
+            .map(|s| s.to_string())
+            .collect()
+    });
+    (resp.status, seen)
+}
+
+fn case_project_ownership(cfg: GatewayConfig) {
+    let upstream = Upstream::echo();
+    let gw = Gateway::start(cfg.upstream(&upstream.url()));
+    let admin = gw.admin();
+    let (alice_id, alice_token) = admin.identity_with_token_in(ORG_A, "admin", json!({}));
+    let (bob_id, bob_token) = admin.identity_with_token_in(ORG_B, "admin", json!({}));
+    let (mate_b, _) = admin.identity_with_token_in(ORG_B, "member", json!({}));
+    let alice = Admin::with_token(&gw.url(), &alice_token.access_token);
+    let bob = Admin::with_token(&gw.url(), &bob_token.access_token);
+    let pb = "pb";
+
+    // org-b's admin makes pb: the first membership claims it for org-b.
+    bob.add_membership(pb, &bob_id, json!({"role": "admin"}));
+    assert_eq!(
+        admin.ok("GET", &owner_path(pb), None)["project"]["organizationId"],
+        ORG_B
+    );
+
+    // The hole: org-a's admin adds itself to org-b's project. Refused, for
+    // its own token and for the admin key alike, and nothing is written.
+    for who in [&alice, &admin] {
+        let resp = who.call(
+            "POST",
+            &membership_path(pb, &alice_id),
+            Some(json!({"role": "admin"})),
+        );
+        let message = resp.expect_error(403);
+        assert_eq!(
+            message,
+            format!("project {pb} belongs to another organization")
+        );
+        assert!(!resp.body.contains(ORG_B), "{}", resp.body);
+    }
+    admin
+        .call("GET", &membership_path(pb, &alice_id), None)
+        .expect_error(404);
+    assert_eq!(
+        proxied(&gw, &upstream, &alice_token, pb),
+        (403, None),
+        "org-a's token reaches nothing of pb"
+    );
+    let members = admin.ok("GET", &memberships_path(pb), None);
+    assert_eq!(members["totalCount"], 1, "{members}");
+
+    // org-b's own admin still adds org-b identities, who reach pb.
+    bob.add_membership(pb, &mate_b, json!({"role": "viewer"}));
+    assert_eq!(
+        proxied(&gw, &upstream, &bob_token, pb),
+        (200, Some(vec![pb.to_string()]))
+    );
+
+    // Only the admin key reads or sets the owner.
+    for who in [&alice, &bob] {
+        who.call("GET", &owner_path(pb), None).expect_error(403);
+        who.call(
+            "PUT",
+            &owner_path(pb),
+            Some(json!({"organizationId": ORG_A})),
+        )
+        .expect_error(403);
+    }
+    // Not while org-b has members there.
+    let message = admin
+        .call(
+            "PUT",
+            &owner_path(pb),
+            Some(json!({"organizationId": ORG_A})),
+        )
+        .expect_error(400);
+    assert!(
+        message.contains("members of another organization"),
+        "{message}"
+    );
+    assert_eq!(
+        admin.ok("GET", &owner_path(pb), None)["project"]["organizationId"],
+        ORG_B
+    );
+
+    // Once they are gone, the admin key moves it to org-a, whose admin gets in.
+    bob.remove_membership(pb, &bob_id);
+    bob.remove_membership(pb, &mate_b);
+    let moved = admin.ok(
+        "PUT",
+        &owner_path(pb),
+        Some(json!({"organizationId": ORG_A})),
+    );
+    assert_eq!(moved["project"], json!({"id": pb, "organizationId": ORG_A}));
+    alice.add_membership(pb, &alice_id, json!({"role": "admin"}));
+    assert_eq!(
+        proxied(&gw, &upstream, &alice_token, pb),
+        (200, Some(vec![pb.to_string()]))
+    );
+    bob.call(
+        "POST",
+        &membership_path(pb, &bob_id),
+        Some(json!({"role": "admin"})),
+    )
+    .expect_error(403);
+
+    // An unclaimed project: the admin key gives it to org-b before anyone
+    // joins, and then org-a cannot claim it by being first.
+    assert_eq!(
+        admin.ok("GET", &owner_path("fresh"), None)["project"],
+        json!({"id": "fresh", "organizationId": null})
+    );
+    admin.ok(
+        "PUT",
+        &owner_path("fresh"),
+        Some(json!({"organizationId": ORG_B})),
+    );
+    alice
+        .call(
+            "POST",
+            &membership_path("fresh", &alice_id),
+            Some(json!({"role": "admin"})),
+        )
+        .expect_error(403);
+    bob.add_membership("fresh", &bob_id, json!({"role": "admin"}));
+
+    // The route is the gateway's own, never forwarded, in any spelling.
+    let count = upstream.count();
+    for path in [
+        "/api/v1/projects/pb/organization",
+        "/API/v1/projects/pb/Organization",
+        "/api/v1/projects/pb/organization.json",
+    ] {
+        let resp = http("GET", &format!("{}{path}", gw.url()), &[], None);
+        assert_ne!(resp.status, 200, "{path}");
+    }
+    assert_eq!(upstream.count(), count, "nothing was forwarded");
+}
+
+on_both_stores!(
+    case_project_ownership,
+    project_ownership_redis,
+    project_ownership_embedded
+);

@@ -26,6 +26,11 @@ fn management_paths() {
         "/api/v1/projects/p1/memberships/identities",
         "/api/v1/projects/p1/memberships/identities/x",
         "/api/v1/projects/p1/memberships/identities/x/y",
+        "/api/v1/projects/p1/organization",
+        "/api/v1/projects/p1/organization/x",
+        "/API/v1/Projects/p1/Organization",
+        "/api/v1/projects/p1/organization.json",
+        "/api/v1/projects/p1/organization%20",
     ] {
         assert!(Api::is_management_path(p), "{p}");
     }
@@ -39,6 +44,7 @@ fn management_paths() {
         "/api/v1/projects/p1/secrets",
         "/api/v1/projects/p1/memberships/users",
         "/api/v1/projects/p1/memberships/identitiesx",
+        "/api/v1/projects/p1/organizations",
         "/api/v3/secrets/raw",
         "/api/v2/identities",
     ] {
@@ -59,6 +65,7 @@ fn every_route_is_a_management_path() {
         "/api/v1/auth/token/revoke",
         "/api/v1/projects/p/memberships/identities",
         "/api/v1/projects/p/memberships/identities/i",
+        "/api/v1/projects/p/organization",
     ] {
         assert!(Route::parse(p).is_some(), "{p}");
         assert!(Api::is_management_path(p), "{p}");
