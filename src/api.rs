@@ -31,11 +31,18 @@
 //! - `GET    /api/v1/projects/{projectId}/memberships/identities/{identityId}`   admin: one membership
 //! - `PATCH  /api/v1/projects/{projectId}/memberships/identities/{identityId}`   admin: replace its roles
 //! - `DELETE /api/v1/projects/{projectId}/memberships/identities/{identityId}`   admin: remove it
+//! - `GET    /api/v1/projects/{projectId}/organization`    admin key only: the owning org (tokengate extension)
+//! - `PUT    /api/v1/projects/{projectId}/organization`    admin key only: claim or reassign the project
+//!
+//! A project belongs to one organization (claimed by its first membership or
+//! set by the admin key); no caller adds an identity of another organization
+//! to it.
 
 mod caller;
 mod identities;
 mod input;
 mod memberships;
+mod projects;
 mod renewal;
 mod reply;
 mod token_auth;
@@ -110,6 +117,7 @@ enum Route<'p> {
     RevokeSelf,
     Memberships(&'p str),
     Membership(&'p str, &'p str),
+    ProjectOrganization(&'p str),
 }
 
 impl<'p> Route<'p> {
@@ -136,6 +144,7 @@ impl<'p> Route<'p> {
             ["auth", "token", "revoke"] => Route::RevokeSelf,
             ["projects", p, "memberships", "identities"] => Route::Memberships(p),
             ["projects", p, "memberships", "identities", id] => Route::Membership(p, id),
+            ["projects", p, "organization"] => Route::ProjectOrganization(p),
             _ => return None,
         })
     }
@@ -149,6 +158,7 @@ impl<'p> Route<'p> {
             Route::Token(_) => &["GET", "PATCH"],
             Route::TokenRevoke(_) | Route::Renew | Route::RevokeSelf => &["POST"],
             Route::Memberships(_) => &["GET"],
+            Route::ProjectOrganization(_) => &["GET", "PUT"],
         }
     }
 }
@@ -166,7 +176,9 @@ fn claims_path(path: &str) -> bool {
     }
     rest.strip_prefix("projects/")
         .and_then(|p| p.split_once('/'))
-        .is_some_and(|(_, tail)| under(tail, "memberships/identities"))
+        .is_some_and(|(_, tail)| {
+            under(tail, "memberships/identities") || under(tail, "organization")
+        })
 }
 
 /// `path` with each segment percent-decoded, lowercased, trimmed and without
@@ -254,6 +266,8 @@ impl Api {
             (Route::Membership(p, id), "GET") => memberships::get(&cx, p, id).await,
             (Route::Membership(p, id), "PATCH") => memberships::update(&cx, p, id).await,
             (Route::Membership(p, id), "DELETE") => memberships::delete(&cx, p, id).await,
+            (Route::ProjectOrganization(p), "GET") => projects::get(&cx, p).await,
+            (Route::ProjectOrganization(p), "PUT") => projects::set(&cx, p).await,
             _ => Err(ApiError::method_not_allowed(allowed)),
         }
     }

@@ -1,5 +1,6 @@
 //! The `Store` trait: everything tokengate keeps (identities, Token Auth
-//! configuration, tokens, memberships) and the one atomic check-and-consume
+//! configuration, tokens, memberships, which organization owns a project) and
+//! the one atomic check-and-consume
 //! of the request path. Implementations: `store/redis.rs`, `store/embedded.rs`;
 //! `tests/store_contract.rs` runs one conformance suite against both.
 
@@ -52,6 +53,27 @@ pub enum Deletion {
 pub enum PutMode {
     Create,
     Update,
+}
+
+/// The outcome of `put_membership`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MembershipWrite {
+    Written,
+    /// The identity does not exist: nothing was written.
+    NoIdentity,
+    /// The project belongs to another organization than the identity's:
+    /// nothing was written.
+    OtherOrganization,
+}
+
+/// The outcome of `set_project_owner`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnerChange {
+    /// The project now belongs to the organization; this was its owner before.
+    Set { previous: Option<String> },
+    /// Refused, nothing changed: the project has members of another
+    /// organization, who would end up inside the new owner's project.
+    MembersOfAnotherOrganization,
 }
 
 /// A page of results with the total count before paging.
@@ -119,9 +141,12 @@ pub trait Store: Send + Sync {
     /// Sets `lastRenewedAt` of an existing token; `false` if it does not exist.
     async fn set_renewed(&self, token_id: Id, at: Millis) -> Result<bool, StoreError>;
 
-    /// Creates or replaces the membership of `m.identity_id` in `m.project_id`;
-    /// `false` (and nothing written) when the identity does not exist.
-    async fn put_membership(&self, m: &Membership) -> Result<bool, StoreError>;
+    /// Creates or replaces the membership of `m.identity_id` in `m.project_id`,
+    /// unless the identity does not exist or the project belongs to another
+    /// organization than the identity's. A project nobody owns yet becomes
+    /// the identity's organization's in the same step as the write, so of two
+    /// organizations racing for a new project exactly one gets in.
+    async fn put_membership(&self, m: &Membership) -> Result<MembershipWrite, StoreError>;
     async fn get_membership(
         &self,
         project: &str,
@@ -141,6 +166,14 @@ pub trait Store: Send + Sync {
         offset: u64,
         limit: u64,
     ) -> Result<Page<Membership>, StoreError>;
+
+    /// The organization that owns `project`, if any. Deleting memberships
+    /// never clears it: a project, once claimed, stays claimed.
+    async fn project_owner(&self, project: &str) -> Result<Option<String>, StoreError>;
+    /// Makes `org` the owner of `project` (the admin key's explicit way to
+    /// claim or reassign one), unless the project has members of any other
+    /// organization.
+    async fn set_project_owner(&self, project: &str, org: &str) -> Result<OwnerChange, StoreError>;
 
     /// A cheap liveness probe for health endpoints.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -1,5 +1,6 @@
 //! The embedded store survives the gateway: a clean stop and a kill -9 both
-//! keep every issued token, every counted use, revocations and memberships.
+//! keep every issued token, every counted use, revocations, memberships and
+//! which organization owns a project.
 
 mod common;
 
@@ -71,6 +72,19 @@ fn tokens_and_uses_survive_stop_and_kill_9() {
     assert_eq!(
         get_with_token(&url, &revoked.access_token).expect_error(401),
         "access token has been revoked"
+    );
+    // p1 is still its first member's organization's: another's is refused.
+    let outsider = admin.create_identity_in("another-org", "outsider", "member");
+    admin
+        .call(
+            "POST",
+            &format!("/api/v1/projects/p1/memberships/identities/{outsider}"),
+            Some(json!({"role": "viewer"})),
+        )
+        .expect_error(403);
+    assert_eq!(
+        admin.ok("GET", "/api/v1/projects/p1/organization", None)["project"]["organizationId"],
+        ORG_ID
     );
 
     // Uses consumed before the crash stay consumed: exactly 5 of 10 are left.

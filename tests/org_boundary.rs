@@ -4,7 +4,9 @@
 //! project memberships of its own org, lists included (with `totalCount`
 //! counting only those); everything aimed at another org is a 403 that names
 //! nothing of that org and changes nothing (checked with the admin key
-//! afterwards). The admin key stays global.
+//! afterwards). The admin key stays global, except that a project belongs to
+//! one organization and not even the admin key adds another organization's
+//! identity to it; the admin key reassigns a project only explicitly.
 
 #![allow(clippy::unwrap_used)]
 
@@ -17,8 +19,10 @@ use std::collections::BTreeSet;
 
 const ORG_A: &str = "org-a";
 const ORG_B: &str = "org-b";
-/// A project both orgs have members in: projects are not owned by an org.
-const SHARED: &str = "shared-project";
+/// A project of org-a (its first member is of org-a).
+const PROJECT_A: &str = "project-a";
+/// A project of org-b.
+const PROJECT_B: &str = "project-b";
 
 /// An identity created by the admin key, with Token Auth and one token.
 struct Member {
@@ -330,14 +334,13 @@ on_both_stores!(
 fn case_memberships(cfg: GatewayConfig) {
     let w = World::start(cfg);
     let (alice, bob) = (w.as_(&w.alice), w.as_(&w.bob));
-    for (m, role) in [
-        (&w.mate, "member"),
-        (&w.bob, "member"),
-        (&w.victim, "viewer"),
-    ] {
-        w.admin.add_membership(SHARED, &m.id, json!({"role": role}));
+    w.admin
+        .add_membership(PROJECT_A, &w.mate.id, json!({"role": "member"}));
+    for (m, role) in [(&w.bob, "member"), (&w.victim, "viewer")] {
+        w.admin
+            .add_membership(PROJECT_B, &m.id, json!({"role": role}));
     }
-    let before = w.admin.get_membership(SHARED, &w.victim.id);
+    let before = w.admin.get_membership(PROJECT_B, &w.victim.id);
 
     // Add, read, change, remove a membership of another org's identity.
     w.assert_refused(&alice.call(
@@ -348,7 +351,7 @@ fn case_memberships(cfg: GatewayConfig) {
     w.admin
         .call("GET", &membership_path("p-new", &w.victim.id), None)
         .expect_error(404);
-    let victim = membership_path(SHARED, &w.victim.id);
+    let victim = membership_path(PROJECT_B, &w.victim.id);
     w.assert_refused(&alice.call("GET", &victim, None));
     w.assert_refused(&alice.call(
         "PATCH",
@@ -357,19 +360,27 @@ fn case_memberships(cfg: GatewayConfig) {
     ));
     w.assert_refused(&alice.call("DELETE", &victim, None));
     assert_eq!(
-        w.admin.get_membership(SHARED, &w.victim.id),
+        w.admin.get_membership(PROJECT_B, &w.victim.id),
         before,
         "the membership is unchanged"
     );
 
     // Lists hold only the caller's org, and count only it.
-    let list = memberships_path(SHARED);
+    let list = memberships_path(PROJECT_B);
     assert_eq!(
         w.list(&alice, &list, "identityMemberships"),
+        (BTreeSet::new(), 0)
+    );
+    assert_eq!(
+        w.list(&alice, &memberships_path(PROJECT_A), "identityMemberships"),
         (set(&[&w.mate.id]), 1)
     );
     assert_eq!(
-        w.list(&alice, &format!("{list}?offset=1"), "identityMemberships"),
+        w.list(
+            &alice,
+            &format!("{}?offset=1", memberships_path(PROJECT_A)),
+            "identityMemberships"
+        ),
         (BTreeSet::new(), 1)
     );
     assert_eq!(
@@ -384,35 +395,35 @@ fn case_memberships(cfg: GatewayConfig) {
     assert_eq!((page.0.len(), page.1), (1, 2));
     assert_eq!(
         w.list(&w.admin, &list, "identityMemberships"),
-        (set(&[&w.mate.id, &w.bob.id, &w.victim.id]), 3)
+        (set(&[&w.bob.id, &w.victim.id]), 2)
     );
 
     // Inside its own org: everything works.
     alice.add_membership("p-new", &w.mate.id, json!({"role": "viewer"}));
     alice.ok(
         "PATCH",
-        &membership_path(SHARED, &w.mate.id),
+        &membership_path(PROJECT_A, &w.mate.id),
         Some(json!({"roles": [{"role": "viewer"}]})),
     );
     assert_eq!(
-        alice.get_membership(SHARED, &w.mate.id)["roles"][0]["role"],
+        alice.get_membership(PROJECT_A, &w.mate.id)["roles"][0]["role"],
         "viewer"
     );
-    alice.remove_membership(SHARED, &w.mate.id);
+    alice.remove_membership(PROJECT_A, &w.mate.id);
     assert_eq!(
-        w.list(&alice, &list, "identityMemberships"),
+        w.list(&alice, &memberships_path(PROJECT_A), "identityMemberships"),
         (BTreeSet::new(), 0)
     );
 
-    // The admin key manages every org.
+    // The admin key manages every org, within each project's own org.
     w.admin
-        .add_membership("p-new", &w.victim.id, json!({"role": "viewer"}));
+        .add_membership("p-new-b", &w.victim.id, json!({"role": "viewer"}));
     w.admin.ok(
         "PATCH",
         &victim,
         Some(json!({"roles": [{"role": "admin"}]})),
     );
-    w.admin.remove_membership(SHARED, &w.victim.id);
+    w.admin.remove_membership(PROJECT_B, &w.victim.id);
     assert_eq!(
         w.list(&w.admin, &list, "identityMemberships"),
         (set(&[&w.bob.id]), 1)
@@ -420,3 +431,176 @@ fn case_memberships(cfg: GatewayConfig) {
 }
 
 on_both_stores!(case_memberships, memberships_redis, memberships_embedded);
+
+// ---------------------------------------------------------------------------
+// Project ownership
+
+/// `/api/v1/projects/{project}/organization`.
+fn owner_path(project: &str) -> String {
+    format!("/api/v1/projects/{project}/organization")
+}
+
+/// Sends a proxied request naming `project` with `token`: the status, and
+/// the project header the upstream received, if anything reached it.
+fn proxied(
+    gw: &Gateway,
+    upstream: &Upstream,
+    token: &CreatedToken,
+    project: &str,
+) -> (u16, Option<Vec<String>>) {
+    let count = upstream.count();
+    let auth = net::bearer(&token.access_token);
+    let resp = http(
+        "GET",
+        &format!("{}/api/v1/projects/{project}/secrets", gw.url()),
+        &[("Authorization", auth.as_str())],
+        None,
+    );
+    let seen = (upstream.count() > count).then(|| {
+        upstream
+            .last()
+            .header_all("x-tokengate-project-id")
+            .into_iter()
+            .map(|s| s.to_string())
+            .collect()
+    });
+    (resp.status, seen)
+}
+
+fn case_project_ownership(cfg: GatewayConfig) {
+    let upstream = Upstream::echo();
+    let gw = Gateway::start(cfg.upstream(&upstream.url()));
+    let admin = gw.admin();
+    let (alice_id, alice_token) = admin.identity_with_token_in(ORG_A, "admin", json!({}));
+    let (bob_id, bob_token) = admin.identity_with_token_in(ORG_B, "admin", json!({}));
+    let (mate_b, _) = admin.identity_with_token_in(ORG_B, "member", json!({}));
+    let alice = Admin::with_token(&gw.url(), &alice_token.access_token);
+    let bob = Admin::with_token(&gw.url(), &bob_token.access_token);
+    let pb = "pb";
+
+    // org-b's admin makes pb: the first membership claims it for org-b.
+    bob.add_membership(pb, &bob_id, json!({"role": "admin"}));
+    assert_eq!(
+        admin.ok("GET", &owner_path(pb), None)["project"]["organizationId"],
+        ORG_B
+    );
+
+    // The hole: org-a's admin adds itself to org-b's project. Refused, for
+    // its own token and for the admin key alike, and nothing is written.
+    for who in [&alice, &admin] {
+        let resp = who.call(
+            "POST",
+            &membership_path(pb, &alice_id),
+            Some(json!({"role": "admin"})),
+        );
+        let message = resp.expect_error(403);
+        assert_eq!(
+            message,
+            format!("project {pb} belongs to another organization")
+        );
+        assert!(!resp.body.contains(ORG_B), "{}", resp.body);
+    }
+    admin
+        .call("GET", &membership_path(pb, &alice_id), None)
+        .expect_error(404);
+    assert_eq!(
+        proxied(&gw, &upstream, &alice_token, pb),
+        (403, None),
+        "org-a's token reaches nothing of pb"
+    );
+    let members = admin.ok("GET", &memberships_path(pb), None);
+    assert_eq!(members["totalCount"], 1, "{members}");
+
+    // org-b's own admin still adds org-b identities, who reach pb.
+    bob.add_membership(pb, &mate_b, json!({"role": "viewer"}));
+    assert_eq!(
+        proxied(&gw, &upstream, &bob_token, pb),
+        (200, Some(vec![pb.to_string()]))
+    );
+
+    // Only the admin key reads or sets the owner.
+    for who in [&alice, &bob] {
+        who.call("GET", &owner_path(pb), None).expect_error(403);
+        who.call(
+            "PUT",
+            &owner_path(pb),
+            Some(json!({"organizationId": ORG_A})),
+        )
+        .expect_error(403);
+    }
+    // Not while org-b has members there.
+    let message = admin
+        .call(
+            "PUT",
+            &owner_path(pb),
+            Some(json!({"organizationId": ORG_A})),
+        )
+        .expect_error(400);
+    assert!(
+        message.contains("members of another organization"),
+        "{message}"
+    );
+    assert_eq!(
+        admin.ok("GET", &owner_path(pb), None)["project"]["organizationId"],
+        ORG_B
+    );
+
+    // Once they are gone, the admin key moves it to org-a, whose admin gets in.
+    bob.remove_membership(pb, &bob_id);
+    bob.remove_membership(pb, &mate_b);
+    let moved = admin.ok(
+        "PUT",
+        &owner_path(pb),
+        Some(json!({"organizationId": ORG_A})),
+    );
+    assert_eq!(moved["project"], json!({"id": pb, "organizationId": ORG_A}));
+    alice.add_membership(pb, &alice_id, json!({"role": "admin"}));
+    assert_eq!(
+        proxied(&gw, &upstream, &alice_token, pb),
+        (200, Some(vec![pb.to_string()]))
+    );
+    bob.call(
+        "POST",
+        &membership_path(pb, &bob_id),
+        Some(json!({"role": "admin"})),
+    )
+    .expect_error(403);
+
+    // An unclaimed project: the admin key gives it to org-b before anyone
+    // joins, and then org-a cannot claim it by being first.
+    assert_eq!(
+        admin.ok("GET", &owner_path("fresh"), None)["project"],
+        json!({"id": "fresh", "organizationId": null})
+    );
+    admin.ok(
+        "PUT",
+        &owner_path("fresh"),
+        Some(json!({"organizationId": ORG_B})),
+    );
+    alice
+        .call(
+            "POST",
+            &membership_path("fresh", &alice_id),
+            Some(json!({"role": "admin"})),
+        )
+        .expect_error(403);
+    bob.add_membership("fresh", &bob_id, json!({"role": "admin"}));
+
+    // The route is the gateway's own, never forwarded, in any spelling.
+    let count = upstream.count();
+    for path in [
+        "/api/v1/projects/pb/organization",
+        "/API/v1/projects/pb/Organization",
+        "/api/v1/projects/pb/organization.json",
+    ] {
+        let resp = http("GET", &format!("{}{path}", gw.url()), &[], None);
+        assert_ne!(resp.status, 200, "{path}");
+    }
+    assert_eq!(upstream.count(), count, "nothing was forwarded");
+}
+
+on_both_stores!(
+    case_project_ownership,
+    project_ownership_redis,
+    project_ownership_embedded
+);

@@ -16,7 +16,9 @@ use tokengate::model::{
 };
 use tokengate::store::embedded::EmbeddedStore;
 use tokengate::store::redis::{RedisSettings, RedisStore};
-use tokengate::store::{AuthOutcome, AuthRequest, Deletion, PutMode, Store};
+use tokengate::store::{
+    AuthOutcome, AuthRequest, Deletion, MembershipWrite, OwnerChange, PutMode, Store,
+};
 use tokengate::token::{AccessToken, Id};
 
 const T0: Millis = 1_800_000_000_000;
@@ -405,7 +407,10 @@ async fn project_membership_in_the_same_step(s: &dyn Store) {
         created_at: T0,
         updated_at: T0,
     };
-    assert!(s.put_membership(&m).await.unwrap());
+    assert_eq!(
+        s.put_membership(&m).await.unwrap(),
+        MembershipWrite::Written
+    );
     let g = auth(s, &t, "10.0.0.1", T0 + 1, Some("proj-a"))
         .await
         .unwrap();
@@ -419,7 +424,10 @@ async fn project_membership_in_the_same_step(s: &dyn Store) {
         Err(Deny::NoProjectAccess)
     );
     m.roles = vec![grant("admin", Some((T0, T0 + 1000)))];
-    assert!(s.put_membership(&m).await.unwrap());
+    assert_eq!(
+        s.put_membership(&m).await.unwrap(),
+        MembershipWrite::Written
+    );
     assert!(auth(s, &t, "10.0.0.1", T0 + 999, Some("proj-a"))
         .await
         .is_ok());
@@ -428,7 +436,10 @@ async fn project_membership_in_the_same_step(s: &dyn Store) {
         Err(Deny::NoProjectAccess)
     );
     m.roles = vec![grant("no-access", None)];
-    assert!(s.put_membership(&m).await.unwrap());
+    assert_eq!(
+        s.put_membership(&m).await.unwrap(),
+        MembershipWrite::Written
+    );
     assert_eq!(
         auth(s, &t, "10.0.0.1", T0, Some("proj-a")).await,
         Err(Deny::NoProjectAccess)
@@ -451,7 +462,10 @@ async fn membership_crud_and_listing(s: &dyn Store) {
             created_at: T0 + i as u64,
             updated_at: T0,
         };
-        assert!(s.put_membership(&m).await.unwrap());
+        assert_eq!(
+            s.put_membership(&m).await.unwrap(),
+            MembershipWrite::Written
+        );
     }
     let page = s.list_memberships("p1", None, 0, 10).await.unwrap();
     assert_eq!(page.total, 2);
@@ -595,9 +609,18 @@ async fn memberships_list_per_org(s: &dyn Store) {
     let a1 = identity_in("org-a", T0);
     let b1 = identity_in("org-b", T0);
     let a2 = identity_in("org-a", T0);
+    // A project belongs to one organization, so org-b's identity is a
+    // member of org-b's projects; the listing must still keep each
+    // organization to its own members (data written before projects had
+    // owners may mix them).
     for (n, i) in [&a1, &b1, &a2].into_iter().enumerate() {
         s.create_identity(i).await.unwrap();
-        for project in ["p1", "p2"] {
+        let projects = if i.org_id == "org-a" {
+            ["p1", "p2"]
+        } else {
+            ["q1", "q2"]
+        };
+        for project in projects {
             let m = Membership {
                 id: Id::random(),
                 project_id: project.into(),
@@ -606,7 +629,10 @@ async fn memberships_list_per_org(s: &dyn Store) {
                 created_at: T0 + n as u64,
                 updated_at: T0,
             };
-            assert!(s.put_membership(&m).await.unwrap());
+            assert_eq!(
+                s.put_membership(&m).await.unwrap(),
+                MembershipWrite::Written
+            );
         }
     }
     let page = s
@@ -624,9 +650,21 @@ async fn memberships_list_per_org(s: &dyn Store) {
         .list_memberships("p1", Some("org-b"), 0, 10)
         .await
         .unwrap();
+    assert_eq!((page.total, page.items.len()), (0, 0));
+    let page = s
+        .list_memberships("q1", Some("org-b"), 0, 10)
+        .await
+        .unwrap();
     assert_eq!(
         (page.total, ids(&page.items, |m| m.identity_id)),
         (1, vec![b1.id])
+    );
+    assert_eq!(
+        s.list_memberships("q1", Some("org-a"), 0, 10)
+            .await
+            .unwrap()
+            .total,
+        0
     );
     assert_eq!(
         s.list_memberships("p1", Some("org-c"), 0, 10)
@@ -637,13 +675,16 @@ async fn memberships_list_per_org(s: &dyn Store) {
     );
     assert_eq!(
         s.list_memberships("p1", None, 0, 10).await.unwrap().total,
-        3
+        2
     );
 
     // Replacing a membership keeps it listed once.
     let mut m = s.get_membership("p1", a1.id).await.unwrap().unwrap();
     m.roles = vec![grant("viewer", None)];
-    assert!(s.put_membership(&m).await.unwrap());
+    assert_eq!(
+        s.put_membership(&m).await.unwrap(),
+        MembershipWrite::Written
+    );
     assert_eq!(
         s.list_memberships("p1", Some("org-a"), 0, 10)
             .await
@@ -673,7 +714,7 @@ async fn memberships_list_per_org(s: &dyn Store) {
         s.delete_identity(b1.id).await.unwrap(),
         Deletion::Deleted(_)
     ));
-    for project in ["p1", "p2"] {
+    for project in ["q1", "q2"] {
         let page = s
             .list_memberships(project, Some("org-b"), 0, 10)
             .await
@@ -684,6 +725,186 @@ async fn memberships_list_per_org(s: &dyn Store) {
         s.list_memberships("p2", None, 0, 10).await.unwrap().total,
         2
     );
+}
+
+/// A membership in project `project` for a new identity of `org`.
+async fn member_of(s: &dyn Store, org: &str, project: &str) -> (Identity, Membership) {
+    let i = identity_in(org, T0);
+    s.create_identity(&i).await.unwrap();
+    let m = Membership {
+        id: Id::random(),
+        project_id: project.into(),
+        identity_id: i.id,
+        roles: vec![grant("admin", None)],
+        created_at: T0,
+        updated_at: T0,
+    };
+    (i, m)
+}
+
+async fn first_membership_claims_the_project(s: &dyn Store) {
+    assert_eq!(s.project_owner("owned").await.unwrap(), None);
+    let (a1, m1) = member_of(s, "org-a", "owned").await;
+    assert_eq!(
+        s.put_membership(&m1).await.unwrap(),
+        MembershipWrite::Written
+    );
+    assert_eq!(
+        s.project_owner("owned").await.unwrap().as_deref(),
+        Some("org-a")
+    );
+    // Another identity of the same organization gets in; updates too.
+    let (_, m2) = member_of(s, "org-a", "owned").await;
+    assert_eq!(
+        s.put_membership(&m2).await.unwrap(),
+        MembershipWrite::Written
+    );
+    let mut again = m1.clone();
+    again.roles = vec![grant("viewer", None)];
+    assert_eq!(
+        s.put_membership(&again).await.unwrap(),
+        MembershipWrite::Written
+    );
+    // An identity that does not exist claims nothing.
+    let ghost = Membership {
+        identity_id: Id::random(),
+        project_id: "unclaimed".into(),
+        ..m1.clone()
+    };
+    assert_eq!(
+        s.put_membership(&ghost).await.unwrap(),
+        MembershipWrite::NoIdentity
+    );
+    assert_eq!(s.project_owner("unclaimed").await.unwrap(), None);
+    // Removing every member does not free the project.
+    s.delete_membership("owned", a1.id).await.unwrap();
+    s.delete_membership("owned", m2.identity_id).await.unwrap();
+    assert_eq!(
+        s.project_owner("owned").await.unwrap().as_deref(),
+        Some("org-a")
+    );
+}
+
+async fn other_organizations_are_refused(s: &dyn Store) {
+    let (_, ma) = member_of(s, "org-a", "pa").await;
+    assert_eq!(
+        s.put_membership(&ma).await.unwrap(),
+        MembershipWrite::Written
+    );
+    let (b, mb) = member_of(s, "org-b", "pa").await;
+    assert_eq!(
+        s.put_membership(&mb).await.unwrap(),
+        MembershipWrite::OtherOrganization
+    );
+    // Nothing of the refused write is anywhere: not readable, not listed,
+    // not usable on the request path.
+    assert_eq!(s.get_membership("pa", b.id).await.unwrap(), None);
+    assert_eq!(
+        s.list_memberships("pa", None, 0, 10).await.unwrap().total,
+        1
+    );
+    assert_eq!(
+        s.list_memberships("pa", Some("org-b"), 0, 10)
+            .await
+            .unwrap()
+            .total,
+        0
+    );
+    assert_eq!(
+        s.project_owner("pa").await.unwrap().as_deref(),
+        Some("org-a")
+    );
+}
+
+async fn owner_is_set_explicitly_unless_another_org_has_members(s: &dyn Store) {
+    // An unclaimed project is given to an organization, whose members then
+    // get in and others do not.
+    assert_eq!(
+        s.set_project_owner("given", "org-b").await.unwrap(),
+        OwnerChange::Set { previous: None }
+    );
+    let (_, ma) = member_of(s, "org-a", "given").await;
+    assert_eq!(
+        s.put_membership(&ma).await.unwrap(),
+        MembershipWrite::OtherOrganization
+    );
+    let (b, mb) = member_of(s, "org-b", "given").await;
+    assert_eq!(
+        s.put_membership(&mb).await.unwrap(),
+        MembershipWrite::Written
+    );
+    // It cannot move while org-b has a member there.
+    assert_eq!(
+        s.set_project_owner("given", "org-a").await.unwrap(),
+        OwnerChange::MembersOfAnotherOrganization
+    );
+    assert_eq!(
+        s.project_owner("given").await.unwrap().as_deref(),
+        Some("org-b")
+    );
+    // Setting the same owner again is no change at all.
+    assert_eq!(
+        s.set_project_owner("given", "org-b").await.unwrap(),
+        OwnerChange::Set {
+            previous: Some("org-b".into())
+        }
+    );
+    // Once the member is gone, it moves, and org-a's identity gets in.
+    s.delete_membership("given", b.id).await.unwrap();
+    assert_eq!(
+        s.set_project_owner("given", "org-a").await.unwrap(),
+        OwnerChange::Set {
+            previous: Some("org-b".into())
+        }
+    );
+    assert_eq!(
+        s.put_membership(&ma).await.unwrap(),
+        MembershipWrite::Written
+    );
+    assert_eq!(
+        s.put_membership(&mb).await.unwrap(),
+        MembershipWrite::OtherOrganization
+    );
+}
+
+async fn racing_first_writes_exactly_one_org_wins(s: Arc<dyn Store>) {
+    // Many rounds, each a new project that identities of two organizations
+    // try to join at the same moment.
+    for round in 0..20 {
+        let project = format!("race-{round}");
+        let (a, ma) = member_of(&*s, "org-a", &project).await;
+        let (b, mb) = member_of(&*s, "org-b", &project).await;
+        let (sa, sb) = (s.clone(), s.clone());
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let (ba, bb) = (barrier.clone(), barrier);
+        let ta = tokio::spawn(async move {
+            ba.wait().await;
+            sa.put_membership(&ma).await.unwrap()
+        });
+        let tb = tokio::spawn(async move {
+            bb.wait().await;
+            sb.put_membership(&mb).await.unwrap()
+        });
+        let (ra, rb) = (ta.await.unwrap(), tb.await.unwrap());
+        let owner = s.project_owner(&project).await.unwrap();
+        let (winner, loser) = match (ra, rb) {
+            (MembershipWrite::Written, MembershipWrite::OtherOrganization) => (a.id, b.id),
+            (MembershipWrite::OtherOrganization, MembershipWrite::Written) => (b.id, a.id),
+            other => panic!("{project}: exactly one must win, got {other:?}"),
+        };
+        let winner_org = if winner == a.id { "org-a" } else { "org-b" };
+        assert_eq!(owner.as_deref(), Some(winner_org), "{project}");
+        assert!(s.get_membership(&project, winner).await.unwrap().is_some());
+        assert_eq!(s.get_membership(&project, loser).await.unwrap(), None);
+        assert_eq!(
+            s.list_memberships(&project, None, 0, 10)
+                .await
+                .unwrap()
+                .total,
+            1,
+            "{project}"
+        );
+    }
 }
 
 async fn role_change_is_seen_on_the_next_check(s: &dyn Store) {
@@ -786,7 +1007,10 @@ async fn deleting_an_identity_removes_everything(s: &dyn Store) {
         created_at: T0,
         updated_at: T0,
     };
-    assert!(s.put_membership(&m).await.unwrap());
+    assert_eq!(
+        s.put_membership(&m).await.unwrap(),
+        MembershipWrite::Written
+    );
     let Deletion::Deleted(gone) = s.delete_identity(rec.identity_id).await.unwrap() else {
         panic!("the identity should be deleted");
     };
@@ -874,7 +1098,10 @@ async fn memberships_need_an_existing_identity(s: &dyn Store) {
         created_at: T0,
         updated_at: T0,
     };
-    assert!(!s.put_membership(&ghost).await.unwrap());
+    assert_eq!(
+        s.put_membership(&ghost).await.unwrap(),
+        MembershipWrite::NoIdentity
+    );
     assert_eq!(
         s.get_membership("p-ghost", ghost.identity_id)
             .await
@@ -925,6 +1152,11 @@ macro_rules! contract {
                 let s = super::redis_subject();
                 super::concurrent_uses_never_exceed_the_limit(s.store.clone()).await;
             }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn racing_first_writes_exactly_one_org_wins() {
+                let s = super::redis_subject();
+                super::racing_first_writes_exactly_one_org_wins(s.store.clone()).await;
+            }
         }
         mod redis_cluster_store {
             $(
@@ -939,6 +1171,11 @@ macro_rules! contract {
                 let s = super::cluster_subject();
                 super::concurrent_uses_never_exceed_the_limit(s.store.clone()).await;
             }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn racing_first_writes_exactly_one_org_wins() {
+                let s = super::cluster_subject();
+                super::racing_first_writes_exactly_one_org_wins(s.store.clone()).await;
+            }
         }
         mod embedded_store {
             $(
@@ -952,6 +1189,11 @@ macro_rules! contract {
             async fn concurrent_uses_never_exceed_the_limit() {
                 let s = super::embedded_subject();
                 super::concurrent_uses_never_exceed_the_limit(s.store.clone()).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn racing_first_writes_exactly_one_org_wins() {
+                let s = super::embedded_subject();
+                super::racing_first_writes_exactly_one_org_wins(s.store.clone()).await;
             }
         }
     };
@@ -971,6 +1213,9 @@ contract!(
     identities_list_per_org,
     identity_org_is_fixed_at_creation,
     memberships_list_per_org,
+    first_membership_claims_the_project,
+    other_organizations_are_refused,
+    owner_is_set_explicitly_unless_another_org_has_members,
     role_change_is_seen_on_the_next_check,
     token_auth_config_create_update_remove,
     tokens_need_token_auth_and_list_newest_first,

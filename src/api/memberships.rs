@@ -2,7 +2,10 @@
 //! identity's roles in a project, including Infisical's temporary roles
 //! (`relative` mode: active from the start time for the given range). An
 //! identity caller sees and manages only memberships of identities of its own
-//! organization; projects themselves are not owned by an org here.
+//! organization. A project belongs to one organization (the first
+//! membership written claims it, or the admin key sets it: `projects.rs`),
+//! and no caller, the admin key included, adds an identity of another
+//! organization to it.
 
 use super::identities::{self, has_token_auth};
 use super::input::{self, paging, Body, Fields};
@@ -14,7 +17,7 @@ use crate::model::{
     parse_rfc3339, parse_temporary_range, FieldError, Identity, Membership, RoleGrant,
     MAX_TIMESTAMP,
 };
-use crate::store::Store;
+use crate::store::{MembershipWrite, Store};
 use crate::token::Id;
 use serde_json::Value;
 
@@ -131,11 +134,22 @@ async fn put(
     identity: &Identity,
     verb: &str,
 ) -> Result<ApiResponse, ApiError> {
-    if !cx.store.put_membership(m).await? {
-        return Err(ApiError::not_found(format!(
-            "identity {} not found",
-            identity.id
-        )));
+    match cx.store.put_membership(m).await? {
+        MembershipWrite::Written => {}
+        MembershipWrite::NoIdentity => {
+            return Err(ApiError::not_found(format!(
+                "identity {} not found",
+                identity.id
+            )))
+        }
+        // Said the same way to every caller: it names neither the owner nor
+        // whether the project has members.
+        MembershipWrite::OtherOrganization => {
+            return Err(ApiError::forbidden(format!(
+                "project {} belongs to another organization",
+                m.project_id
+            )))
+        }
     }
     log::info!(
         "{}: {} {verb} membership of identity {} in project {}",

@@ -14,7 +14,10 @@
 //! commits reach the file in the order their changes were made; the periodic
 //! flush holds only the disk mutex while it waits for fsync.
 
-use super::{AuthOutcome, AuthRequest, Deletion, Page, PutMode, Store, StoreError};
+use super::{
+    AuthOutcome, AuthRequest, Deletion, MembershipWrite, OwnerChange, Page, PutMode, Store,
+    StoreError,
+};
 use crate::auth;
 use crate::model::{Identity, Membership, Millis, TokenAuthConfig, TokenRecord};
 use crate::token::Id;
@@ -35,6 +38,9 @@ const CONFIGS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("token_auth"
 const TOKENS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tokens");
 /// Key: project id, 0xff, identity id bytes.
 const MEMBERSHIPS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("memberships");
+/// Key: project id; value: the owning organization's id (plain text). A new
+/// table, so a file written before projects had owners opens with none.
+const OWNERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("project_owners");
 
 /// Everything the store holds, as it is on disk (plus unflushed statistics).
 #[derive(Default)]
@@ -44,6 +50,8 @@ struct State {
     tokens: HashMap<Id, TokenRecord>,
     /// Ordered by project, then identity, so a project's memberships are one range.
     memberships: BTreeMap<(String, Id), Membership>,
+    /// Project id -> the organization that owns it.
+    owners: HashMap<String, String>,
     /// Tokens whose statistics changed in memory only, awaiting the flush.
     dirty: HashSet<Id>,
 }
@@ -103,6 +111,8 @@ enum Write<'a> {
     DeleteToken(Id),
     Membership(&'a Membership),
     DeleteMembership(&'a str, Id),
+    /// Project, organization.
+    Owner(&'a str, &'a str),
 }
 
 /// Commits `writes` in one durable transaction.
@@ -113,6 +123,7 @@ fn commit(db: &Database, writes: &[Write<'_>]) -> Result<(), StoreError> {
         let mut cfgs = txn.open_table(CONFIGS).map_err(err)?;
         let mut toks = txn.open_table(TOKENS).map_err(err)?;
         let mut mems = txn.open_table(MEMBERSHIPS).map_err(err)?;
+        let mut owners = txn.open_table(OWNERS).map_err(err)?;
         for w in writes {
             match w {
                 Write::Identity(i) => ids.insert(&i.id.0[..], enc(i)?.as_slice()).map(drop),
@@ -132,6 +143,7 @@ fn commit(db: &Database, writes: &[Write<'_>]) -> Result<(), StoreError> {
                 Write::DeleteMembership(p, id) => {
                     mems.remove(membership_key(p, *id).as_slice()).map(drop)
                 }
+                Write::Owner(p, org) => owners.insert(p.as_bytes(), org.as_bytes()).map(drop),
             }
             .map_err(err)?;
         }
@@ -182,7 +194,7 @@ impl EmbeddedStore {
         let db = Database::create(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
         // Create the tables up front so loading never meets a missing table.
         let txn = db.begin_write().map_err(err)?;
-        for t in [IDENTITIES, CONFIGS, TOKENS, MEMBERSHIPS] {
+        for t in [IDENTITIES, CONFIGS, TOKENS, MEMBERSHIPS, OWNERS] {
             txn.open_table(t).map_err(err)?;
         }
         txn.commit().map_err(err)?;
@@ -202,6 +214,16 @@ impl EmbeddedStore {
             state
                 .memberships
                 .insert((m.project_id.clone(), m.identity_id), m);
+        }
+        {
+            let t = read.open_table(OWNERS).map_err(err)?;
+            for row in t.iter().map_err(err)? {
+                let (p, org) = row.map_err(err)?;
+                let text = |b: &[u8]| {
+                    String::from_utf8(b.to_vec()).map_err(|e| StoreError::Corrupt(e.to_string()))
+                };
+                state.owners.insert(text(p.value())?, text(org.value())?);
+            }
         }
         drop(read);
 
@@ -590,15 +612,29 @@ impl Store for EmbeddedStore {
             .is_some())
     }
 
-    async fn put_membership(&self, m: &Membership) -> Result<bool, StoreError> {
+    async fn put_membership(&self, m: &Membership) -> Result<MembershipWrite, StoreError> {
+        // The owner check, the claim and the write happen under one lock and
+        // in one transaction, so two organizations cannot both claim a project.
         let (_disk, mut st) = self.lock_for_write()?;
-        if !st.identities.contains_key(&m.identity_id) {
-            return Ok(false);
+        let Some(org) = st.identities.get(&m.identity_id).map(|i| i.org_id.clone()) else {
+            return Ok(MembershipWrite::NoIdentity);
+        };
+        let claim = match st.owners.get(&m.project_id) {
+            Some(owner) if *owner != org => return Ok(MembershipWrite::OtherOrganization),
+            Some(_) => false,
+            None => true,
+        };
+        let mut writes = vec![Write::Membership(m)];
+        if claim {
+            writes.push(Write::Owner(&m.project_id, &org));
         }
-        blocking(|| commit(&self.inner.db, &[Write::Membership(m)]))?;
+        blocking(|| commit(&self.inner.db, &writes))?;
+        if claim {
+            st.owners.insert(m.project_id.clone(), org);
+        }
         st.memberships
             .insert((m.project_id.clone(), m.identity_id), m.clone());
-        Ok(true)
+        Ok(MembershipWrite::Written)
     }
 
     async fn get_membership(
@@ -656,6 +692,24 @@ impl Store for EmbeddedStore {
         all.sort_by_key(|m| (m.created_at, m.identity_id));
         let total = all.len() as u64;
         Ok(page(all.into_iter().cloned(), total, offset, limit))
+    }
+
+    async fn project_owner(&self, project: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.lock()?.owners.get(project).cloned())
+    }
+
+    async fn set_project_owner(&self, project: &str, org: &str) -> Result<OwnerChange, StoreError> {
+        let (_disk, mut st) = self.lock_for_write()?;
+        let foreign = st
+            .memberships
+            .range((project.to_string(), Id([0; 16]))..=(project.to_string(), Id([0xff; 16])))
+            .any(|((_, iid), _)| st.identities.get(iid).is_some_and(|i| i.org_id != org));
+        if foreign {
+            return Ok(OwnerChange::MembersOfAnotherOrganization);
+        }
+        blocking(|| commit(&self.inner.db, &[Write::Owner(project, org)]))?;
+        let previous = st.owners.insert(project.to_string(), org.to_string());
+        Ok(OwnerChange::Set { previous })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

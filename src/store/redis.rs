@@ -7,6 +7,11 @@
 //! key, so an org's page is one ZRANGE on whichever node holds it, and they
 //! stay right because an identity's org never changes after creation.
 //!
+//! A project's owning organization is one more key outside every identity's
+//! slot (`keys::project_owner_key`); how it stays consistent with memberships
+//! without a cross-slot transaction is explained at `put_membership` and
+//! `set_project_owner`.
+//!
 //! Submodules: `conn` (settings and connections), `keys` (key layout),
 //! `record` (field encoding, with the legend of field letters), `scripts`
 //! (the Lua scripts and the shared table of deny codes).
@@ -19,7 +24,10 @@ mod scripts;
 pub use conn::RedisSettings;
 pub use record::pack_ip;
 
-use super::{AuthOutcome, AuthRequest, Deletion, Page, PutMode, Store, StoreError};
+use super::{
+    AuthOutcome, AuthRequest, Deletion, MembershipWrite, OwnerChange, Page, PutMode, Store,
+    StoreError,
+};
 use crate::auth::Grant;
 use crate::model::{Identity, Membership, Millis, TokenAuthConfig, TokenRecord};
 use crate::token::Id;
@@ -336,10 +344,35 @@ impl Store for RedisStore {
         self.hset_token(token_id, &[("r", &at.to_string())]).await
     }
 
-    async fn put_membership(&self, m: &Membership) -> Result<bool, StoreError> {
+    // Ownership and membership live in different slots, so they cannot be
+    // one script on a Cluster. The order makes it safe anyway:
+    // 1. the owner is checked and, if there is none, claimed by the identity's
+    //    organization in one single-key script: of two organizations racing
+    //    for a new project exactly one is answered its own, and the other
+    //    stops here having written nothing;
+    // 2. only then is the membership written (the identity's slot, where the
+    //    request path reads it), then the project's indexes;
+    // 3. a membership that did not exist before is checked against the owner
+    //    once more, after the indexes: `set_project_owner` writes the owner
+    //    first and reads the indexes after, so of a reassignment and a new
+    //    member racing, at least one sees the other and backs out (removing
+    //    what it wrote). An existing membership needs no second look: it is
+    //    already in the indexes, so no reassignment away from its
+    //    organization can succeed while it is there.
+    // A claim whose write then fails (identity deleted meanwhile, store
+    // outage) is kept: the project stays with that organization, which is
+    // where it was going, and nothing of another organization got in.
+    async fn put_membership(&self, m: &Membership) -> Result<MembershipWrite, StoreError> {
         let iid = m.identity_id;
-        // The identity's slot first, atomically with the identity's existence:
-        // it is what the request path reads. Then the project's index.
+        let org: Option<String> = self
+            .query(redis::cmd("HGET").arg(identity_key(iid)).arg(ORG_FIELD))
+            .await?;
+        let Some(org) = org else {
+            return Ok(MembershipWrite::NoIdentity);
+        };
+        if self.claim_project(&m.project_id, &org).await? != org {
+            return Ok(MembershipWrite::OtherOrganization);
+        }
         let mut inv = PUT_MEMBERSHIP.prepare_invoke();
         inv.key(identity_key(iid))
             .key(membership_key(iid, &m.project_id))
@@ -347,9 +380,9 @@ impl Store for RedisStore {
             .arg(to_json(m)?)
             .arg(encode_grants(m))
             .arg(&m.project_id);
-        let (written, org): (i64, String) = self.script(&inv).await?;
+        let (written, org, existed): (i64, String, i64) = self.script(&inv).await?;
         if written == 0 {
-            return Ok(false);
+            return Ok(MembershipWrite::NoIdentity);
         }
         let add = |key: String| {
             redis::cmd("ZADD")
@@ -364,7 +397,11 @@ impl Store for RedisStore {
             add(project_org_key(&m.project_id, &org)),
         ])
         .await?;
-        Ok(true)
+        if existed == 0 && self.project_owner(&m.project_id).await?.as_deref() != Some(&org) {
+            self.delete_membership(&m.project_id, iid).await?;
+            return Ok(MembershipWrite::OtherOrganization);
+        }
+        Ok(MembershipWrite::Written)
     }
 
     async fn get_membership(
@@ -452,12 +489,59 @@ impl Store for RedisStore {
         Ok(Page { items, total })
     }
 
+    async fn project_owner(&self, project: &str) -> Result<Option<String>, StoreError> {
+        self.query(redis::cmd("GET").arg(project_owner_key(project)))
+            .await
+    }
+
+    // The mirror of `put_membership`'s step 3: write the owner first, then
+    // read who the members are, and put the previous owner back if any of
+    // them is of another organization. A member being added concurrently has
+    // either reached the indexes before the read here (and this change backs
+    // out) or will read the new owner after its write (and backs out itself).
+    async fn set_project_owner(&self, project: &str, org: &str) -> Result<OwnerChange, StoreError> {
+        let key = project_owner_key(project);
+        let previous: Option<String> = self
+            .query(redis::cmd("SET").arg(&key).arg(org).arg("GET"))
+            .await?;
+        let members: Vec<String> = self
+            .query(
+                redis::cmd("ZRANGE")
+                    .arg(project_key(project))
+                    .arg(0)
+                    .arg(-1),
+            )
+            .await?;
+        for iid in members.iter().filter_map(|s| Id::parse(s)) {
+            let member_org: Option<String> = self
+                .query(redis::cmd("HGET").arg(identity_key(iid)).arg(ORG_FIELD))
+                .await?;
+            // No org: the identity is being deleted, and its memberships with it.
+            if member_org.is_some_and(|o| o != org) {
+                let mut inv = RESTORE_OWNER.prepare_invoke();
+                inv.key(&key)
+                    .arg(org)
+                    .arg(previous.as_deref().unwrap_or(""));
+                self.script::<i64>(&inv).await?;
+                return Ok(OwnerChange::MembersOfAnotherOrganization);
+            }
+        }
+        Ok(OwnerChange::Set { previous })
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.query::<()>(&redis::cmd("PING")).await
     }
 }
 
 impl RedisStore {
+    /// Claims `project` for `org` if nobody owns it; answers its owner.
+    async fn claim_project(&self, project: &str, org: &str) -> Result<String, StoreError> {
+        let mut inv = CLAIM_PROJECT.prepare_invoke();
+        inv.key(project_owner_key(project)).arg(org);
+        self.script(&inv).await
+    }
+
     async fn hset_token(&self, token_id: Id, fields: &[(&str, &str)]) -> Result<bool, StoreError> {
         let Some(iid) = self.token_identity(token_id).await? else {
             return Ok(false);

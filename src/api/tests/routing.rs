@@ -4,7 +4,9 @@
 use super::super::{Api, Route};
 use super::*;
 use crate::model::{Identity, Membership, TokenAuthConfig, TokenRecord};
-use crate::store::{AuthOutcome, Deletion, Page, PutMode, StoreError};
+use crate::store::{
+    AuthOutcome, Deletion, MembershipWrite, OwnerChange, Page, PutMode, StoreError,
+};
 use crate::token::Id;
 use async_trait::async_trait;
 
@@ -24,6 +26,11 @@ fn management_paths() {
         "/api/v1/projects/p1/memberships/identities",
         "/api/v1/projects/p1/memberships/identities/x",
         "/api/v1/projects/p1/memberships/identities/x/y",
+        "/api/v1/projects/p1/organization",
+        "/api/v1/projects/p1/organization/x",
+        "/API/v1/Projects/p1/Organization",
+        "/api/v1/projects/p1/organization.json",
+        "/api/v1/projects/p1/organization%20",
     ] {
         assert!(Api::is_management_path(p), "{p}");
     }
@@ -37,6 +44,7 @@ fn management_paths() {
         "/api/v1/projects/p1/secrets",
         "/api/v1/projects/p1/memberships/users",
         "/api/v1/projects/p1/memberships/identitiesx",
+        "/api/v1/projects/p1/organizations",
         "/api/v3/secrets/raw",
         "/api/v2/identities",
     ] {
@@ -57,6 +65,7 @@ fn every_route_is_a_management_path() {
         "/api/v1/auth/token/revoke",
         "/api/v1/projects/p/memberships/identities",
         "/api/v1/projects/p/memberships/identities/i",
+        "/api/v1/projects/p/organization",
     ] {
         assert!(Route::parse(p).is_some(), "{p}");
         assert!(Api::is_management_path(p), "{p}");
@@ -180,7 +189,13 @@ impl Store for DownStore {
     async fn set_renewed(&self, _: Id, _: Millis) -> Result<bool, StoreError> {
         down()
     }
-    async fn put_membership(&self, _: &Membership) -> Result<bool, StoreError> {
+    async fn put_membership(&self, _: &Membership) -> Result<MembershipWrite, StoreError> {
+        down()
+    }
+    async fn project_owner(&self, _: &str) -> Result<Option<String>, StoreError> {
+        down()
+    }
+    async fn set_project_owner(&self, _: &str, _: &str) -> Result<OwnerChange, StoreError> {
         down()
     }
     async fn get_membership(&self, _: &str, _: Id) -> Result<Option<Membership>, StoreError> {

@@ -14,6 +14,13 @@
 //! (sorted set of identity ids), `tg:tokens` (hash: token id -> identity id),
 //! `tg:p:PROJECT` (set of member identity ids), and per organization
 //! `tg:o:ORG` and `tg:p:PROJECT:o:ORG` (sorted sets of identity ids).
+//!
+//! `tg:po:PROJECT` (string: the owning organization's id) is alone in its
+//! slot on purpose. A membership lives in its identity's slot and a project
+//! has members from many identities, so no hash tag can put the owner beside
+//! every membership, and a Cluster script cannot touch two slots. The owner is
+//! therefore checked and claimed by one single-key script on this key before
+//! the membership is written (see `RedisStore::put_membership`).
 
 use crate::token::Id;
 
@@ -43,6 +50,9 @@ pub fn identity_projects_key(iid: Id) -> String {
 }
 pub fn project_key(project: &str) -> String {
     format!("tg:p:{project}")
+}
+pub fn project_owner_key(project: &str) -> String {
+    format!("tg:po:{project}")
 }
 // Org and project ids never contain ':' or braces (model::is_valid_scope_id),
 // so these names cannot collide with each other or borrow a hash tag.

@@ -63,6 +63,10 @@ pub static CREATE_TOKEN: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("create_token.lua")));
 pub static PUT_MEMBERSHIP: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("put_membership.lua")));
+pub static CLAIM_PROJECT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("claim_project.lua")));
+pub static RESTORE_OWNER: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("restore_owner.lua")));
 pub static REMOVE_CONFIG: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("remove_config.lua")));
 pub static DELETE_IDENTITY: LazyLock<redis::Script> =
