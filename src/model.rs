@@ -271,9 +271,9 @@ impl Membership {
 /// The longest organization or project id.
 pub const MAX_SCOPE_ID_CHARS: usize = 128;
 
-/// An organization or project id: 1 to 128 of `[A-Za-z0-9_.-]`, not `.` or
-/// `..` (path normalisers elsewhere would rewrite those). The one rule for
-/// ids the API stores and ids requests name.
+/// An organization id: 1 to 128 of `[A-Za-z0-9_.-]`, not `.` or `..` (path
+/// normalisers elsewhere would rewrite those). Project ids are held to the
+/// stricter `is_valid_project_id`.
 pub fn is_valid_scope_id(id: &str) -> bool {
     (1..=MAX_SCOPE_ID_CHARS).contains(&id.len())
         && id
@@ -281,6 +281,23 @@ pub fn is_valid_scope_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
         && id != "."
         && id != ".."
+}
+
+/// A project id in its one spelling: 1-128 lowercase letters, digits, `-`
+/// and `_`, starting and ending with a letter or digit, and not a UUID
+/// without its hyphens. Upstreams compare ids loosely (case-insensitive
+/// collations, UUID parsers that take any case or no hyphens, format
+/// suffixes like `.json`), so two spellings the gateway kept apart could be
+/// one project upstream: only the canonical spelling is accepted anywhere.
+pub fn is_valid_project_id(id: &str) -> bool {
+    let b = id.as_bytes();
+    let edge_ok = |c: Option<&u8>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    is_valid_scope_id(id)
+        && b.iter()
+            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_')
+        && edge_ok(b.first())
+        && edge_ok(b.last())
+        && !(b.len() == 32 && b.iter().all(u8::is_ascii_hexdigit))
 }
 
 /// Parses Infisical's `temporaryRange` ("30s", "15m", "1h", "2d") into milliseconds.
@@ -334,6 +351,34 @@ pub fn now_millis() -> Millis {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn project_ids_have_one_spelling() {
+        for ok in [
+            "p1",
+            "my-project",
+            "a_b",
+            "3f2c1a9e-8b7d-4c6e-9f10-aa55bb66cc77",
+            "x",
+        ] {
+            assert!(is_valid_project_id(ok), "{ok}");
+        }
+        for bad in [
+            "P1",
+            "3F2C1A9E-8B7D-4C6E-9F10-AA55BB66CC77",
+            "3f2c1a9e8b7d4c6e9f10aa55bb66cc77",
+            "p.b",
+            "p1.json",
+            "-p",
+            "p-",
+            "_p",
+            "p_",
+            "",
+            "p b",
+        ] {
+            assert!(!is_valid_project_id(bad), "{bad}");
+        }
+    }
 
     fn token(ttl: u64, max_ttl: u64, period: u64) -> TokenRecord {
         TokenRecord {

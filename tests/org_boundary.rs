@@ -485,6 +485,17 @@ fn case_project_ownership(cfg: GatewayConfig) {
         ORG_B
     );
 
+    // Another spelling of pb (which a case-insensitive or UUID-parsing
+    // upstream reads as pb) is not a project id: nobody can claim it.
+    for spelling in ["PB", "Pb", "pb.json", "pb-", "_pb"] {
+        let resp = alice.call(
+            "POST",
+            &membership_path(spelling, &alice_id),
+            Some(json!({"role": "admin"})),
+        );
+        assert_eq!(resp.status, 422, "{spelling}: {}", resp.body);
+    }
+
     // The hole: org-a's admin adds itself to org-b's project. Refused, for
     // its own token and for the admin key alike, and nothing is written.
     for who in [&alice, &admin] {

@@ -179,6 +179,9 @@ fn request_targets(cfg: GatewayConfig) {
         ("SCRIPT_NAME", "/public"),
         ("Script-Name", "/public"),
         ("PATH_INFO", "/api/v1/projects/p-other/secrets"),
+        // ... and so does the Flask `ReverseProxied` recipe with X-Script-Name.
+        ("X-Script-Name", "/public"),
+        ("X-Forwarded-Prefix", "/public"),
     ] {
         s.refused(400, None, "GET /public/x", &[(name, value)], None);
     }
@@ -423,6 +426,24 @@ fn lookalikes(cfg: GatewayConfig) {
         ),
     ] {
         s.refused(400, conflict, &format!("POST {target}"), &headers, body);
+    }
+    // Other spellings of p1 that loose upstreams (case-insensitive
+    // collations, UUID parsers, format suffixes) read as p1 or as another
+    // project are not project ids at all.
+    for target in [
+        "/api/v3/secrets/raw?workspaceId=P1",
+        "/api/v3/secrets/raw?workspaceId=p1.json",
+        "/api/v1/projects/P-OTHER/secrets",
+        "/api/v3/secrets/raw?workspaceId=3f2c1a9e8b7d4c6e9f10aa55bb66cc77",
+        "/api/v3/secrets/raw?workspaceId=p1-",
+    ] {
+        s.refused(
+            400,
+            Some("invalid project id"),
+            &format!("GET {target}"),
+            &[],
+            None,
+        );
     }
     // The same names agreeing are one project.
     let rec = s.forwarded(

@@ -60,40 +60,48 @@ fn start_cluster() -> Cluster {
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = Vec::new();
     let mut ports = Vec::new();
-    for i in 0..3 {
-        let (port, bus) = (common::free_port(), common::free_port());
-        let node_dir = dir.path().join(format!("node{i}"));
-        std::fs::create_dir_all(&node_dir).unwrap();
-        let log = node_dir.join("redis.log");
-        let mut cmd = std::process::Command::new("redis-server");
-        cmd.args(["--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
-            .args([
-                "--port",
-                &port.to_string(),
-                "--cluster-port",
-                &bus.to_string(),
-            ])
-            .args([
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "nodes.conf",
-            ])
-            .arg("--dir")
-            .arg(&node_dir);
-        nodes.push(common::process::Proc::spawn(
-            "redis-server (cluster)",
-            &mut cmd,
-            &log,
-            &log,
-        ));
-        ports.push(port);
-    }
     let addr = |p: &u16| format!("127.0.0.1:{p}");
-    for p in &ports {
-        common::eventually(std::time::Duration::from_secs(10), || {
-            common::redis::resp_query(&addr(p), &["PING"]).is_ok()
-        });
+    for i in 0..3 {
+        // A free port can be taken by a parallel test before the node binds
+        // it; then the node exits, and a new pair of ports is tried.
+        let mut attempt = 0;
+        let (node, port) = loop {
+            attempt += 1;
+            let (port, bus) = (common::free_port(), common::free_port());
+            let node_dir = dir.path().join(format!("node{i}-{attempt}"));
+            std::fs::create_dir_all(&node_dir).unwrap();
+            let log = node_dir.join("redis.log");
+            let mut cmd = std::process::Command::new("redis-server");
+            cmd.args(["--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--cluster-port",
+                    &bus.to_string(),
+                ])
+                .args([
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                ])
+                .arg("--dir")
+                .arg(&node_dir);
+            let node = common::process::Proc::spawn("redis-server (cluster)", &mut cmd, &log, &log);
+            let up = common::poll_until(std::time::Duration::from_secs(20), || {
+                common::redis::resp_query(&addr(&port), &["PING"]).is_ok()
+            });
+            if up {
+                break (node, port);
+            }
+            assert!(
+                attempt < 3,
+                "cluster node {i} did not start; see {}",
+                log.display()
+            );
+        };
+        nodes.push(node);
+        ports.push(port);
     }
     let mut create = std::process::Command::new("redis-cli");
     create.args(["--cluster", "create"]);

@@ -3,7 +3,7 @@
 //! problem becomes a 400 (not JSON) or a 422 naming the field, never a panic.
 
 use super::reply::ApiError;
-use crate::model::{is_valid_scope_id, FieldError};
+use crate::model::{is_valid_project_id, is_valid_scope_id, FieldError};
 use crate::token::Id;
 use serde_json::{Map, Value};
 
@@ -176,8 +176,21 @@ pub(crate) fn role_slug(field: &str, raw: &str) -> Result<String, FieldError> {
     Ok(s.to_string())
 }
 
-/// An organization or project id: 1 to 128 of `[A-Za-z0-9_.-]`. `.` and `..`
-/// are refused because path normalisers elsewhere would rewrite them.
+/// A project id in its one canonical spelling (`model::is_valid_project_id`).
+pub(crate) fn project_id(raw: &str) -> Result<String, FieldError> {
+    if !is_valid_project_id(raw) {
+        return Err(FieldError::new(
+            "projectId",
+            format!(
+                "must be 1 to {MAX_SCOPE_ID_CHARS} of a-z, 0-9, '-', '_', starting and ending with a letter or digit (a UUID with its hyphens)"
+            ),
+        ));
+    }
+    Ok(raw.to_string())
+}
+
+/// An organization id: 1 to 128 of `[A-Za-z0-9_.-]`. `.` and `..` are
+/// refused because path normalisers elsewhere would rewrite them.
 pub(crate) fn scope_id(field: &str, raw: &str) -> Result<String, FieldError> {
     if !is_valid_scope_id(raw) {
         return Err(FieldError::new(

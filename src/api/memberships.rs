@@ -27,7 +27,7 @@ const RELATIVE: &str = "relative";
 const MAX_ROLES: usize = 32;
 
 fn project(raw: &str) -> Result<String, ApiError> {
-    Ok(input::scope_id("projectId", raw)?)
+    Ok(input::project_id(raw)?)
 }
 
 fn not_member(identity: Id, project: &str) -> ApiError {

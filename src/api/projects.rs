@@ -41,14 +41,14 @@ fn admin_key_only(cx: &Ctx<'_>) -> Result<(), ApiError> {
 
 pub(crate) async fn get(cx: &Ctx<'_>, raw_project: &str) -> Result<ApiResponse, ApiError> {
     admin_key_only(cx)?;
-    let project = input::scope_id("projectId", raw_project)?;
+    let project = input::project_id(raw_project)?;
     let owner = cx.store.project_owner(&project).await?;
     answer(&project, owner.as_deref())
 }
 
 pub(crate) async fn set(cx: &Ctx<'_>, raw_project: &str) -> Result<ApiResponse, ApiError> {
     admin_key_only(cx)?;
-    let project = input::scope_id("projectId", raw_project)?;
+    let project = input::project_id(raw_project)?;
     let body = Body::parse(cx.req.body)?;
     let org = input::scope_id(
         "organizationId",

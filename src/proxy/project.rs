@@ -8,7 +8,7 @@
 
 use super::names::{loosely_equal, pair_readings, percent_decode, NameSet};
 use crate::config::{ProjectSource, TemplateSegment};
-use crate::model::is_valid_scope_id;
+use crate::model::is_valid_project_id;
 use crate::routes::ProjectRule;
 use http::HeaderMap;
 use std::borrow::Cow;
@@ -28,7 +28,7 @@ pub enum Resolution {
 pub fn decide(resolution: Resolution, rule: ProjectRule) -> Result<Option<String>, &'static str> {
     match resolution {
         Resolution::Conflict => Err("request names more than one project"),
-        Resolution::Project(p) if !is_valid_scope_id(&p) => Err("invalid project id"),
+        Resolution::Project(p) if !is_valid_project_id(&p) => Err("invalid project id"),
         Resolution::Project(p) => Ok(Some(p)),
         Resolution::NoProject if rule == ProjectRule::Required => {
             Err("this route requires a project (workspaceId or projectId)")

@@ -109,9 +109,7 @@ pub fn check_query(query: &str) -> Result<(), &'static str> {
 /// `PATH_INFO` from the proxy's address), folded as `proxy::names` folds
 /// names: the gateway would have checked one resource and the upstream
 /// served another.
-const OVERRIDES: [&str; 12] = [
-    "scriptname",
-    "pathinfo",
+const OVERRIDES: [&str; 10] = [
     "xoriginalurl",
     "xoriginaluri",
     "xrewriteurl",
@@ -124,6 +122,22 @@ const OVERRIDES: [&str; 12] = [
     "xmethodoverride",
 ];
 
+/// Name endings that mark the same overrides under a prefix (`X-Script-Name`,
+/// which the much-copied Flask `ReverseProxied` middleware strips off the path,
+/// `X-Forwarded-Script-Name`, `HTTP_PATH_INFO`), and the path prefix some
+/// middlewares also strip (`X-Forwarded-Prefix`).
+const OVERRIDE_SUFFIXES: [&str; 3] = ["scriptname", "pathinfo", "forwardedprefix"];
+
+/// Does ASCII `name`, folded, end with `suffix` (folded)? Without allocating.
+fn ascii_fold_ends_with(name: &str, suffix: &str) -> bool {
+    let mut folded = name
+        .bytes()
+        .rev()
+        .filter(u8::is_ascii_alphanumeric)
+        .map(|b| b.to_ascii_lowercase());
+    suffix.bytes().rev().all(|s| folded.next() == Some(s))
+}
+
 /// `Ok` when no header rewrites the URL or method and no header value holds
 /// a control character other than tab.
 pub fn check_headers<'h>(
@@ -134,7 +148,11 @@ pub fn check_headers<'h>(
             return Err("a header value contains a control character");
         }
         // Header names are ASCII (the parser admits nothing else).
-        if OVERRIDES.iter().any(|o| ascii_fold_eq(name, o)) {
+        if OVERRIDES.iter().any(|o| ascii_fold_eq(name, o))
+            || OVERRIDE_SUFFIXES
+                .iter()
+                .any(|s| ascii_fold_ends_with(name, s))
+        {
             return Err("headers that override the URL or method (X-Original-URL, X-Rewrite-URL, X-HTTP-Method-Override) are not accepted");
         }
     }
@@ -243,6 +261,10 @@ mod tests {
             "SCRIPT_NAME",
             "script-name",
             "PATH_INFO",
+            "X-Script-Name",
+            "x-forwarded-script-name",
+            "X-Forwarded-Prefix",
+            "http_path_info",
         ] {
             assert!(check_headers([(name, &b"/x"[..])]).is_err(), "{name}");
         }

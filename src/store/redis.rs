@@ -434,19 +434,14 @@ impl Store for RedisStore {
                     .arg(ORG_FIELD),
             )
             .await?;
-        let mut cmds = vec![
-            redis::cmd("DEL")
-                .arg(membership_key(identity, project))
-                .clone(),
-            redis::cmd("SREM")
-                .arg(identity_projects_key(identity))
-                .arg(project)
-                .clone(),
-            redis::cmd("ZREM")
-                .arg(project_key(project))
-                .arg(identity.hex())
-                .clone(),
-        ];
+        // The project's indexes go first and the record last: a write racing
+        // this delete can then leave at worst an index entry without a record
+        // (which blocks a change of owner), never a live record the indexes
+        // do not list (a member no listing shows and no owner change sees).
+        let mut cmds = vec![redis::cmd("ZREM")
+            .arg(project_key(project))
+            .arg(identity.hex())
+            .clone()];
         // No org means the identity is being deleted; that removes its entries.
         if let Some(org) = org {
             cmds.push(
@@ -456,6 +451,17 @@ impl Store for RedisStore {
                     .clone(),
             );
         }
+        cmds.push(
+            redis::cmd("DEL")
+                .arg(membership_key(identity, project))
+                .clone(),
+        );
+        cmds.push(
+            redis::cmd("SREM")
+                .arg(identity_projects_key(identity))
+                .arg(project)
+                .clone(),
+        );
         self.run_each(&cmds).await?;
         Ok(Some(m))
     }

@@ -74,7 +74,7 @@ async fn custom_and_temporary_roles() {
         {"role": "admin", "isTemporary": true, "temporaryMode": "relative",
          "temporaryRange": "1h", "temporaryAccessStartTime": rfc3339(NOW + HOUR)}
     ]});
-    let r = h.admin("POST", &path("proj.a_b-1", &id), body).await;
+    let r = h.admin("POST", &path("proj-a_b-1", &id), body).await;
     assert_eq!(r.status, 200, "{:?}", r.json);
     let roles = &r.json["identityMembership"]["roles"];
     assert_eq!(
@@ -96,7 +96,7 @@ async fn custom_and_temporary_roles() {
     assert_eq!(t["temporaryAccessStartTime"], rfc3339(NOW + HOUR));
     assert_eq!(t["temporaryAccessEndTime"], rfc3339(NOW + 2 * HOUR));
 
-    let roles_at = |now| h.authenticate(&secret, now, Some("proj.a_b-1"));
+    let roles_at = |now| h.authenticate(&secret, now, Some("proj-a_b-1"));
     assert_eq!(
         roles_at(NOW).await.unwrap().project_roles.as_deref(),
         Some("deployer")
