@@ -28,11 +28,13 @@ ffi.cdef [[
 unsigned char *SHA256(const unsigned char *d, size_t n, unsigned char *md);
 ]]
 local digest = ffi.new("unsigned char[32]")
+local HEX = {}
+for b = 0, 255 do HEX[b] = string.format("%02x", b) end
+local hex_out = {}
 local function sha256_hex(s)
     ffi.C.SHA256(s, #s, digest)
-    local out = {}
-    for i = 0, 31 do out[i + 1] = string.format("%02x", digest[i]) end
-    return table.concat(out)
+    for i = 0, 31 do hex_out[i + 1] = HEX[digest[i]] end
+    return table.concat(hex_out)
 end
 
 -- Checks the token record and counts the use, atomically. KEYS[1] the record,
