@@ -25,7 +25,7 @@
 # revocation through one Redis gateway seen by another; Redis memory per token.
 # Writes BENCHMARKS.md and BENCHMARKS.svg (scripts/bench/report.py).
 #
-# Environment (defaults for a full run; QUICK=1 for a smoke run of about two minutes):
+# Environment (defaults for a full run, about 6 minutes; QUICK=1 for a smoke run of about one):
 #   DURATION=5 ROUNDS=3 CONNECTIONS=32 IDLE_CONNECTIONS=10000 RATE=(half of F)
 #   LAT_DURATION=10 IDLE_VARIANTS="B C F G" REVOCATIONS=1000 MEMORY_TOKENS=5000
 #   TOKENGATE_BIN=path: benchmark that binary instead of building this tree.
@@ -87,7 +87,11 @@ if [ -n "${TOKENGATE_BIN:-}" ]; then
 else
     cargo build --release --quiet --bin tokengate
     BIN="$ROOT/target/release/tokengate"
-    BIN_SOURCE="built from $(git describe --always --dirty 2>/dev/null || echo unknown)"
+    # "dirty" only for changes to the sources: this script rewrites BENCHMARKS.*.
+    BIN_SOURCE="built from $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    if [ -n "$(git status --porcelain -- . ':!BENCHMARKS.md' ':!BENCHMARKS.svg' 2>/dev/null)" ]; then
+        BIN_SOURCE="$BIN_SOURCE with uncommitted changes"
+    fi
 fi
 
 # 10,000 idle connections need file descriptors in the client and the
