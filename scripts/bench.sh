@@ -29,6 +29,7 @@
 #   DURATION=5 ROUNDS=3 CONNECTIONS=32 IDLE_CONNECTIONS=10000 RATE=(half of F)
 #   LAT_DURATION=10 IDLE_VARIANTS="B C F G" REVOCATIONS=1000 MEMORY_TOKENS=5000
 #   TOKENGATE_BIN=path: benchmark that binary instead of building this tree.
+#   BENCH_NOTE="text": a note printed at the top of BENCHMARKS.md (say, "busy machine").
 # Ports are chosen free at start.
 # Speed is measured, never asserted: this is not part of scripts/test.sh.
 set -euo pipefail
@@ -433,6 +434,7 @@ echo "tokenmem $made $((mem1 - mem0))" | tee -a "$RESULTS"
     echo "meta redis $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/')"
     echo "meta wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}')"
     echo "meta oha $("$OHA" --version | awk '{print $2}')"
+    [ -n "${BENCH_NOTE:-}" ] && echo "meta note $BENCH_NOTE"
     echo "meta settings DURATION=$DURATION ROUNDS=$ROUNDS CONNECTIONS=$CONNECTIONS RATE=$RATE LAT_DURATION=$LAT_DURATION IDLE_CONNECTIONS=$IDLE_CONNECTIONS REVOCATIONS=$REVOCATIONS MEMORY_TOKENS=$MEMORY_TOKENS QUICK=$QUICK"
 } >>"$RESULTS"
 cp "$RESULTS" "$ROOT/target/bench-results.txt" 2>/dev/null || true

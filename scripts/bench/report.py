@@ -134,9 +134,11 @@ def main():
 
     out = ["# Benchmarks", ""]
     if quick:
-        out += ["> **Quick smoke run (`QUICK=1`) on a busy, shared 2-core machine.** Short cases, one round,",
-                "> fewer idle connections and revocations: these figures only show that the benchmark runs",
-                "> end to end. They are not a measurement; rerun `scripts/bench.sh` on a quiet machine.", ""]
+        out += ["> **Quick smoke run (`QUICK=1`).** Short cases, one round, fewer revocations and tokens",
+                "> than a full run (settings below): these figures only show that the benchmark runs end",
+                "> to end. They are not a measurement; run `scripts/bench.sh` without QUICK on a quiet machine.", ""]
+    if meta.get("note"):
+        out += ["> **Note from the person who ran it:** %s" % meta["note"], ""]
     out += ["Written by `scripts/bench.sh`, one run on one machine, everything on loopback. The load",
             "generator, the proxies, the upstream and Redis share the machine's cores, so compare the",
             "ratios (measured in the same run) rather than the absolute numbers.", "",
