@@ -67,8 +67,8 @@ command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 if [ "${#need[@]}" -gt 0 ]; then
     SUDO=()
     [ "$(id -u)" -ne 0 ] && SUDO=(sudo)
-    "${SUDO[@]}" apt-get update -qq
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
+    "${SUDO[@]}" timeout 600 apt-get update -qq
+    "${SUDO[@]}" timeout 900 env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 # The fixed-rate latency tool. oha sends at a set rate with latency
 # correction (no coordinated omission, unlike wrk) and reports p99.9 in JSON;
