@@ -200,7 +200,9 @@ def main():
         out += ["## Idle keep-alive connections", "",
                 "Each connection sends one request, reads the answer and stays open, idle",
                 "(`scripts/bench/idle_conns.py`); RSS of the proxy's processes before, with them open (1 s",
-                "after the last opened) and 2 s after they are all closed.", "",
+                "after the last opened) and 2 s after they are all closed. nginx is configured for",
+                "`worker_connections` = IDLE_CONNECTIONS + 2048 and allocates those connection structures",
+                "at start, so its RSS before already holds part of what the connections cost.", "",
                 "| variant | connections open (failed) | RSS before | RSS with them open | per connection | RSS after close |",
                 "| --- | ---: | ---: | ---: | ---: | ---: |"]
         for v in ORDER:
