@@ -89,16 +89,16 @@ def one_connection(port, deadline):
     return s
 
 
-def wait_ready(port, proc, deadline):
+def wait_ready(port, proc, deadline, probe):
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"gateway exited with {proc.returncode}")
+            raise RuntimeError(f"process exited with {proc.returncode}")
         try:
-            one_connection(port, time.monotonic() + 5).close()
+            probe(port)
             return
-        except OSError:
+        except (OSError, RuntimeError):
             time.sleep(0.2)
-    raise TimeoutError("gateway not ready")
+    raise TimeoutError(f"port {port} not ready")
 
 
 def stop(proc):
@@ -155,11 +155,14 @@ def main():
             [sys.executable, os.path.join(ROOT, "scripts/echo_upstream.py"), str(up_port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
+        wait_ready(up_port, upstream, min(end, time.monotonic() + 30),
+                   lambda p: socket.create_connection(("127.0.0.1", p), timeout=2).close())
         gateway = subprocess.Popen(
             [args.binary, "serve", "--config", cfg], env=env, cwd=work,
             stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "gateway.log"), "w"),
         )
-        wait_ready(gw_port, gateway, min(end, time.monotonic() + 60))
+        wait_ready(gw_port, gateway, min(end, time.monotonic() + 60),
+                   lambda p: one_connection(p, time.monotonic() + 5).close())
         time.sleep(args.settle)
         base = rss_kib(gateway.pid)
         rows.append(("start", 0, base, open_fds(gateway.pid)))
