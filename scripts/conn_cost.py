@@ -79,8 +79,10 @@ def read_answer(sock, deadline):
     return status
 
 
-def one_connection(port, deadline):
+def one_connection(port, deadline, silent=False):
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    if silent:
+        return s
     s.sendall(REQUEST)
     status = read_answer(s, deadline)
     if status != 200:
@@ -121,6 +123,8 @@ def main():
     ap.add_argument("--budget", type=float, default=240.0, help="hard limit on the whole run")
     ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for the gateway")
     ap.add_argument("--yaml", default="", help="extra YAML appended to the config")
+    ap.add_argument("--silent", action="store_true",
+                    help="connections send nothing (isolates the cost of accepting from serving)")
     args = ap.parse_args()
     counts = sorted(int(c) for c in args.counts.split(","))
     end = time.monotonic() + args.budget
@@ -170,7 +174,7 @@ def main():
             while len(conns) < target:
                 if time.monotonic() > end:
                     raise TimeoutError(f"budget spent at {len(conns)} connections")
-                conns.append(one_connection(gw_port, time.monotonic() + 10))
+                conns.append(one_connection(gw_port, time.monotonic() + 10, args.silent))
             time.sleep(args.settle)
             rows.append((f"{target} idle", target, rss_kib(gateway.pid), open_fds(gateway.pid)))
         for s in conns:
@@ -184,7 +188,8 @@ def main():
         stop(gateway)
         stop(upstream)
 
-    print(f"gateway {args.binary} threads={args.threads} env={args.env} yaml={args.yaml!r}")
+    print(f"gateway {args.binary} threads={args.threads} env={args.env} yaml={args.yaml!r}"
+          + (" silent" if args.silent else ""))
     print(f"{'point':<16}{'conns':>7}{'RSS MiB':>10}{'KiB/conn':>10}{'fds':>7}")
     for name, n, rss, fds in rows:
         per = f"{(rss - base) / n:.1f}" if n else "-"
