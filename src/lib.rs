@@ -16,6 +16,7 @@
 //! - `redact`:  hides tokens, Authorization values and the admin key in text (pure)
 //! - `logging`: the process logger: `RUST_LOG` filtering, every record redacted
 //! - `connection`: per-connection limits: open connections, request header deadline
+//! - `listener`: the proxy listeners' accept loop, one small task per connection
 //! - `server`:  assembles the Pingora server from a `Config`
 //! - `cli`:     the `tokengate` command line (serve, check-config, operator commands)
 
@@ -26,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod error;
+pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod model;

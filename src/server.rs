@@ -4,13 +4,13 @@ use crate::admin::AdminApp;
 use crate::api::Api;
 use crate::config::{Config, StoreConfig};
 use crate::connection::{Guarded, Limits};
+use crate::listener::ProxyListeners;
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::redis::{RedisSettings, RedisStore};
 use crate::store::Store;
 use anyhow::Context;
-use pingora::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_WRITE_BUFFER_SIZE};
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 use pingora::services::listening::Service;
@@ -132,18 +132,12 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         pingora::proxy::http_proxy(&server.configuration, gateway),
         limits,
     );
-    let mut proxy = Service::new("tokengate proxy".to_string(), app);
-    for addr in &cfg.listen {
-        // No L4 read buffer: Pingora's default is 64 KiB per connection, kept
-        // for the connection's life, which made two thirds of the memory of
-        // an idle keep-alive client. Pingora parses headers in its own buffer
-        // and reads bodies in large chunks, so the extra buffer saves little.
-        proxy.add_listener(
-            ListenerConfig::tcp(addr.to_string())
-                .l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE)),
-        );
-    }
-    server.add_service(proxy);
+    // Our own accept loop: no L4 read buffer (Pingora's is 64 KiB per
+    // connection, kept for the connection's life: two thirds of what an idle
+    // keep-alive client cost) and no per-connection handshake state. Pingora
+    // parses headers in its own buffer and reads bodies in large chunks, so
+    // the read buffer saved little.
+    server.add_service(ProxyListeners::bind("tokengate proxy", &cfg.listen, app)?);
 
     if let Some(addr) = cfg.admin_listen {
         let mut admin = Service::new(
