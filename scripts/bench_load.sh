@@ -203,6 +203,13 @@ out.append("  the cost is mostly the round trip's latency.")
 out.append("")
 out.append("Targets from the roadmap: authentication costing under 5% of throughput, and 1.5x a hand-built")
 out.append("nginx+Lua+Redis check (not measured yet).")
-open("BENCHMARKS.md", "w").write("\n".join(out) + "\n")
+# The hand-written sections from "## Cost of a connection" on (figures from
+# scripts/conn_cost.py) are kept below the table.
+try:
+    old = open("BENCHMARKS.md").read()
+    kept = old[old.index("\n## Cost of a connection"):] if "\n## Cost of a connection" in old else ""
+except OSError:
+    kept = ""
+open("BENCHMARKS.md", "w").write("\n".join(out) + "\n" + kept)
 print("\n".join(out))
 PY

@@ -34,7 +34,7 @@ use pingora::server::ShutdownWatch;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -67,11 +67,6 @@ impl<A> Guarded<A> {
             limits,
             open: Arc::new(AtomicUsize::new(0)),
         }
-    }
-
-    /// The number of connections open now (for metrics and tests).
-    pub fn open_connections(&self) -> Arc<AtomicUsize> {
-        self.open.clone()
     }
 }
 
@@ -158,7 +153,16 @@ where
 const REFUSAL_DRAIN: Duration = Duration::from_millis(200);
 
 async fn refuse(mut stream: Stream) {
-    log::warn!("open-connection limit reached: refusing a connection with 503");
+    // Refusals come in floods, exactly when the log matters most: one line
+    // for the first refusal and then one per thousand.
+    static REFUSED: AtomicU64 = AtomicU64::new(0);
+    let n = REFUSED.fetch_add(1, Ordering::Relaxed);
+    if n % 1000 == 0 {
+        log::warn!(
+            "open-connection limit reached: {} connections refused with 503 so far",
+            n + 1
+        );
+    }
     let body = crate::error::error_json(503, "too many open connections", "", None);
     let head = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
