@@ -120,11 +120,37 @@ fn a_client_trickling_its_header_is_cut_at_the_deadline() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(closed, "still open after {:?}", started.elapsed());
-    assert!(
-        upstream.count() == 0,
+    assert_eq!(
+        upstream.count(),
+        0,
         "nothing of the slow request is forwarded"
     );
     assert_eq!(get_on(&mut connect(&gw), "/fine"), 200);
+}
+
+#[test]
+fn the_deadline_also_holds_for_a_later_request_on_a_kept_alive_connection() {
+    let upstream = Upstream::echo();
+    let gw = gateway(
+        &upstream,
+        "keepalive_timeout_seconds: 30\nheader_timeout_seconds: 2\n",
+    );
+    let mut s = connect(&gw);
+    assert_eq!(get_on(&mut s, "/first"), 200);
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("read timeout");
+    s.write_all(b"GET /second HTTP/1.1\r\n")
+        .expect("start a second header");
+    let mut closed = false;
+    for _ in 0..200 {
+        if s.write_all(b"y").is_err() || closed_by_peer(&mut s) {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(closed, "the trickled second header was never cut");
+    assert_eq!(upstream.count(), 1, "only the first request is forwarded");
 }
 
 #[test]
