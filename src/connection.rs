@@ -31,6 +31,7 @@ use pingora::protocols::{
 };
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
+use prometheus::{IntCounter, IntGauge};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -58,30 +59,38 @@ pub struct Guarded<A> {
     inner: Arc<A>,
     limits: Limits,
     open: Arc<AtomicUsize>,
+    open_gauge: IntGauge,
+    refused: IntCounter,
 }
 
 impl<A> Guarded<A> {
-    pub fn new(inner: A, limits: Limits) -> Self {
+    /// `open_gauge` and `refused` are the metrics this reports to.
+    pub fn new(inner: A, limits: Limits, open_gauge: IntGauge, refused: IntCounter) -> Self {
         Guarded {
             inner: Arc::new(inner),
             limits,
             open: Arc::new(AtomicUsize::new(0)),
+            open_gauge,
+            refused,
         }
     }
 }
 
 /// One counted connection; the count drops with it, however the task ends.
-struct Slot(Arc<AtomicUsize>);
+struct Slot(Arc<AtomicUsize>, IntGauge);
 
 impl Slot {
-    fn take(open: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
+    fn take(open: &Arc<AtomicUsize>, max: usize, gauge: &IntGauge) -> Option<Slot> {
         let mut now = open.load(Ordering::Relaxed);
         loop {
             if now >= max {
                 return None;
             }
             match open.compare_exchange_weak(now, now + 1, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => return Some(Slot(open.clone())),
+                Ok(_) => {
+                    gauge.inc();
+                    return Some(Slot(open.clone(), gauge.clone()));
+                }
                 Err(seen) => now = seen,
             }
         }
@@ -91,6 +100,7 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+        self.1.dec();
     }
 }
 
@@ -104,7 +114,9 @@ where
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let Some(_slot) = Slot::take(&self.open, self.limits.max_connections) else {
+        let Some(_slot) = Slot::take(&self.open, self.limits.max_connections, &self.open_gauge)
+        else {
+            self.refused.inc();
             refuse(stream).await;
             return None;
         };
@@ -453,10 +465,13 @@ mod tests {
     #[test]
     fn slots_stop_at_the_limit_and_come_back() {
         let open = Arc::new(AtomicUsize::new(0));
-        let a = Slot::take(&open, 2).expect("first");
-        let _b = Slot::take(&open, 2).expect("second");
-        assert!(Slot::take(&open, 2).is_none());
+        let gauge = IntGauge::new("open", "open").expect("gauge");
+        let a = Slot::take(&open, 2, &gauge).expect("first");
+        let _b = Slot::take(&open, 2, &gauge).expect("second");
+        assert!(Slot::take(&open, 2, &gauge).is_none());
+        assert_eq!(gauge.get(), 2);
         drop(a);
-        assert!(Slot::take(&open, 2).is_some());
+        assert_eq!(gauge.get(), 1);
+        assert!(Slot::take(&open, 2, &gauge).is_some());
     }
 }

@@ -122,7 +122,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
 
     let cfg = Arc::new(cfg);
     let api = Api::new(store.clone(), admin_key);
-    let gateway = Gateway::new(store.clone(), api, cfg.clone(), metrics, upstream);
+    let gateway = Gateway::new(store.clone(), api, cfg.clone(), metrics.clone(), upstream);
     let limits = Limits {
         max_connections: connection_limit(&cfg),
         header_timeout: Duration::from_secs(cfg.header_timeout_seconds),
@@ -131,6 +131,8 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     let app = Guarded::new(
         pingora::proxy::http_proxy(&server.configuration, gateway),
         limits,
+        metrics.open_connections.clone(),
+        metrics.connections_refused.clone(),
     );
     // Our own accept loop: no L4 read buffer (Pingora's is 64 KiB per
     // connection, kept for the connection's life: two thirds of what an idle

@@ -179,6 +179,15 @@ fn connections_past_the_limit_are_refused_with_503() {
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("too many open connections"), "{body}");
     assert!(body.contains("ServiceUnavailable"), "{body}");
+    let metrics = get(&format!("{}/metrics", gw.admin_url())).body;
+    assert!(
+        metrics.contains("tokengate_connections_refused_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tokengate_open_connections 2"),
+        "{metrics}"
+    );
     // A freed slot is taken again.
     held.pop();
     eventually(Duration::from_secs(15), || {
