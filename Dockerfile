@@ -18,5 +18,8 @@ USER tokengate
 WORKDIR /var/lib/tokengate
 VOLUME /var/lib/tokengate
 EXPOSE 8080 9090
+# Memory freed by closed client connections goes back to the system at once
+# (mimalloc otherwise keeps it until later allocations; BENCHMARKS.md).
+ENV MIMALLOC_PURGE_DELAY=0
 ENTRYPOINT ["tokengate"]
 CMD ["serve", "--config", "/etc/tokengate/tokengate.yaml"]

@@ -20,4 +20,8 @@ config="${1:-config/tokengate.yaml}"
 if [ -z "${TOKENGATE_ADMIN_KEY:-}" ]; then
     echo "note: TOKENGATE_ADMIN_KEY is not set; the management API will accept only admin identities' tokens" >&2
 fi
+# mimalloc returns memory freed by closed connections to the system only when
+# it purges at once; by default it waits for later allocations that an idle
+# gateway never makes (see BENCHMARKS.md, "Cost of a connection").
+export MIMALLOC_PURGE_DELAY="${MIMALLOC_PURGE_DELAY:-0}"
 exec cargo run --release --bin tokengate -- serve --config "$config"

@@ -14,6 +14,12 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     pub threads: usize,
     pub grace_period_seconds: u64,
+    /// How long an idle keep-alive client connection stays open.
+    pub keepalive_timeout_seconds: u64,
+    /// How long a client has to send a whole request header.
+    pub header_timeout_seconds: u64,
+    /// Client connections open at once on the proxy listeners.
+    pub max_connections: usize,
     pub admin_listen: Option<SocketAddr>,
     pub admin_key_env: Option<String>,
     pub admin_key_file: Option<PathBuf>,
@@ -135,6 +141,27 @@ struct ServerFile {
     threads: i64,
     #[serde(default = "default_grace")]
     grace_period_seconds: i64,
+    #[serde(default = "default_keepalive")]
+    keepalive_timeout_seconds: i64,
+    #[serde(default = "default_header_timeout")]
+    header_timeout_seconds: i64,
+    #[serde(default = "default_max_connections")]
+    max_connections: i64,
+}
+
+/// nginx's `keepalive_timeout`: long enough for a client's next request,
+/// short enough that a fleet of quiet agents does not hold sockets forever.
+fn default_keepalive() -> i64 {
+    75
+}
+/// nginx's `client_header_timeout`.
+fn default_header_timeout() -> i64 {
+    60
+}
+/// Far above what a gateway expects and below what the memory of a small
+/// machine can hold; each idle connection costs a few KiB.
+fn default_max_connections() -> i64 {
+    50_000
 }
 
 fn default_threads() -> i64 {
@@ -453,6 +480,24 @@ fn validate(f: File) -> Result<Config, ConfigError> {
         0,
         3600,
     );
+    let keepalive_timeout_seconds = p.range(
+        "server.keepalive_timeout_seconds",
+        f.server.keepalive_timeout_seconds,
+        1,
+        3600,
+    );
+    let header_timeout_seconds = p.range(
+        "server.header_timeout_seconds",
+        f.server.header_timeout_seconds,
+        1,
+        3600,
+    );
+    let max_connections = p.range(
+        "server.max_connections",
+        f.server.max_connections,
+        1,
+        1_000_000,
+    ) as usize;
     let admin_listen = f
         .admin
         .listen
@@ -552,6 +597,9 @@ fn validate(f: File) -> Result<Config, ConfigError> {
         listen,
         threads,
         grace_period_seconds: grace,
+        keepalive_timeout_seconds,
+        header_timeout_seconds,
+        max_connections,
         admin_listen,
         admin_key_env: f.admin.api_key_env.clone(),
         admin_key_file: f.admin.api_key_file.clone(),
@@ -912,6 +960,40 @@ mod tests {
             let e = errors(&format!("{MINIMAL}{bad}\n"));
             assert!(e.contains(key), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_ranges() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.keepalive_timeout_seconds, 75);
+        assert_eq!(c.header_timeout_seconds, 60);
+        assert_eq!(c.max_connections, 50_000);
+        let c = parse(
+            "server: {listen: ['127.0.0.1:8080'], keepalive_timeout_seconds: 2, header_timeout_seconds: 1, max_connections: 3}\nupstream: {url: 'http://a'}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.keepalive_timeout_seconds,
+                c.header_timeout_seconds,
+                c.max_connections
+            ),
+            (2, 1, 3)
+        );
+        let e = errors(
+            "server: {listen: ['127.0.0.1:8080'], keepalive_timeout_seconds: 0, header_timeout_seconds: 3601, max_connections: -1}\nupstream: {url: 'http://a'}\n",
+        );
+        for key in [
+            "server.keepalive_timeout_seconds: 0 is out of range (1 to 3600)",
+            "server.header_timeout_seconds: 3601 is out of range (1 to 3600)",
+            "server.max_connections: -1 is out of range (1 to 1000000)",
+        ] {
+            assert!(e.contains(key), "{key}: {e}");
+        }
+        let e = errors(
+            "server: {listen: ['127.0.0.1:8080'], keepalive_timeout: 5}\nupstream: {url: 'http://a'}\n",
+        );
+        assert!(e.contains("keepalive_timeout"), "{e}");
     }
 
     #[test]

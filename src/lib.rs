@@ -15,6 +15,8 @@
 //! - `error`:   the JSON error body shared by proxy and API
 //! - `redact`:  hides tokens, Authorization values and the admin key in text (pure)
 //! - `logging`: the process logger: `RUST_LOG` filtering, every record redacted
+//! - `connection`: per-connection limits: open connections, request header deadline
+//! - `listener`: the proxy listeners' accept loop, one small task per connection
 //! - `server`:  assembles the Pingora server from a `Config`
 //! - `cli`:     the `tokengate` command line (serve, check-config, operator commands)
 
@@ -23,7 +25,9 @@ pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod connection;
 pub mod error;
+pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod model;

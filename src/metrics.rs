@@ -1,7 +1,7 @@
 //! Prometheus metrics: one `Metrics` struct registered on an explicit registry.
 //! Labels are bounded enums (outcome, deny reason); never a token or identity id.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 pub struct Metrics {
     /// Requests by outcome: forwarded, denied, public, management, store_error, bad_request.
@@ -12,6 +12,10 @@ pub struct Metrics {
     pub upstream_errors: IntCounter,
     /// Time spent in the store's check-and-consume.
     pub auth_seconds: Histogram,
+    /// Client connections open on the proxy listeners.
+    pub open_connections: IntGauge,
+    /// Client connections refused past `server.max_connections`.
+    pub connections_refused: IntCounter,
 }
 
 impl Metrics {
@@ -42,8 +46,18 @@ impl Metrics {
                     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0,
                 ]),
             )?,
+            open_connections: IntGauge::new(
+                "tokengate_open_connections",
+                "Client connections open on the proxy listeners",
+            )?,
+            connections_refused: IntCounter::new(
+                "tokengate_connections_refused_total",
+                "Client connections refused with 503 past server.max_connections",
+            )?,
         };
         registry.register(Box::new(m.requests.clone()))?;
+        registry.register(Box::new(m.open_connections.clone()))?;
+        registry.register(Box::new(m.connections_refused.clone()))?;
         registry.register(Box::new(m.denied.clone()))?;
         registry.register(Box::new(m.store_errors.clone()))?;
         registry.register(Box::new(m.upstream_errors.clone()))?;

@@ -304,6 +304,14 @@ impl ProxyHttp for Gateway {
         Ctx::default()
     }
 
+    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
+        // Pingora keeps an HTTP/1.1 client's connection open with no idle
+        // limit unless told otherwise; the keep-alive timeout travels with
+        // the connection to the wait for its next request.
+        session.set_keepalive(Some(self.cfg.keepalive_timeout_seconds));
+        Ok(())
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         // 1. Only a request the gateway fully understands goes on: a target
         //    it can read, a path and query every server reads the same way,

@@ -3,6 +3,8 @@
 use crate::admin::AdminApp;
 use crate::api::Api;
 use crate::config::{Config, StoreConfig};
+use crate::connection::{Guarded, Limits};
+use crate::listener::ProxyListeners;
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::store::embedded::EmbeddedStore;
@@ -58,6 +60,30 @@ fn check_listen_addresses(cfg: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Raises the soft open-file limit to the hard one (each client connection
+/// is a file descriptor, and the common default of 1,024 stops accepting long
+/// before memory runs out) and returns how many client connections the proxy
+/// listeners may hold: the configured limit, lowered to three quarters of the
+/// file limit so that upstream connections, the store and the accept that
+/// sends a refusal still find descriptors.
+fn connection_limit(cfg: &Config) -> usize {
+    let files = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            log::warn!("cannot raise the open-file limit: {e}");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
+        }
+    };
+    let room = usize::try_from(files / 4 * 3).unwrap_or(usize::MAX).max(1);
+    if room < cfg.max_connections {
+        log::warn!(
+            "open-file limit {files} allows {room} client connections, below server.max_connections {}",
+            cfg.max_connections
+        );
+    }
+    cfg.max_connections.min(room)
+}
+
 /// Runs the gateway until it is told to stop (SIGTERM, SIGINT, SIGQUIT).
 pub fn run(cfg: Config) -> anyhow::Result<()> {
     check_listen_addresses(&cfg)?;
@@ -96,16 +122,24 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
 
     let cfg = Arc::new(cfg);
     let api = Api::new(store.clone(), admin_key);
-    let gateway = Gateway::new(store.clone(), api, cfg.clone(), metrics, upstream);
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        gateway,
-        "tokengate proxy",
+    let gateway = Gateway::new(store.clone(), api, cfg.clone(), metrics.clone(), upstream);
+    let limits = Limits {
+        max_connections: connection_limit(&cfg),
+        header_timeout: Duration::from_secs(cfg.header_timeout_seconds),
+        keepalive_timeout: Duration::from_secs(cfg.keepalive_timeout_seconds),
+    };
+    let app = Guarded::new(
+        pingora::proxy::http_proxy(&server.configuration, gateway),
+        limits,
+        metrics.open_connections.clone(),
+        metrics.connections_refused.clone(),
     );
-    for addr in &cfg.listen {
-        proxy.add_tcp(&addr.to_string());
-    }
-    server.add_service(proxy);
+    // Our own accept loop: no L4 read buffer (Pingora's is 64 KiB per
+    // connection, kept for the connection's life: two thirds of what an idle
+    // keep-alive client cost) and no per-connection handshake state. Pingora
+    // parses headers in its own buffer and reads bodies in large chunks, so
+    // the read buffer saved little.
+    server.add_service(ProxyListeners::bind("tokengate proxy", &cfg.listen, app)?);
 
     if let Some(addr) = cfg.admin_listen {
         let mut admin = Service::new(
