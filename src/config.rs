@@ -503,6 +503,12 @@ fn validate(f: File) -> Result<Config, ConfigError> {
         .listen
         .as_deref()
         .and_then(|s| p.addr("admin.listen", s));
+    if let Some(a) = admin_listen.filter(|a| listen.contains(a)) {
+        p.add(
+            "admin.listen",
+            format!("{a} is also in server.listen; the admin listener needs its own address"),
+        );
+    }
     if let Some(env) = &f.admin.api_key_env {
         if env.is_empty() || env.contains('=') {
             p.add(
@@ -1011,6 +1017,14 @@ mod tests {
         let e =
             errors("server: {listen: ['127.0.0.1:1'], lisen: 1}\nupstream: {url: 'http://a'}\n");
         assert!(e.contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn admin_listener_needs_its_own_address() {
+        let e = errors(
+            "server: {listen: ['127.0.0.1:8080']}\nadmin: {listen: '127.0.0.1:8080'}\nupstream: {url: 'http://127.0.0.1:3000'}\n",
+        );
+        assert!(e.contains("admin.listen"), "{e}");
     }
 
     #[test]

@@ -86,11 +86,25 @@ fn flow_list(items: &[String]) -> String {
     )
 }
 
+/// Two different free ports: each probe is closed before the next, so the
+/// system may hand out the same port twice, and a gateway whose admin
+/// listener shared the proxy's port would proxy the harness's health checks.
+fn two_free_ports() -> (u16, u16) {
+    let first = free_port();
+    loop {
+        let second = free_port();
+        if second != first {
+            return (first, second);
+        }
+    }
+}
+
 impl GatewayConfig {
     fn new(store: Store) -> GatewayConfig {
+        let (listen_port, admin_port) = two_free_ports();
         GatewayConfig {
-            listen_port: free_port(),
-            admin_port: free_port(),
+            listen_port,
+            admin_port,
             threads: 2,
             grace_period_seconds: 0,
             upstream_url: Upstream::unreachable_url(),
@@ -250,8 +264,7 @@ impl GatewayConfig {
 
     /// New listen and admin ports, e.g. for a second gateway from a clone.
     pub fn fresh_ports(mut self) -> Self {
-        self.listen_port = free_port();
-        self.admin_port = free_port();
+        (self.listen_port, self.admin_port) = two_free_ports();
         self
     }
 
