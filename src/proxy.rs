@@ -35,6 +35,9 @@ use std::time::{Duration, Instant};
 /// Management requests are small JSON documents; anything bigger is refused.
 const MAX_MANAGEMENT_BODY: usize = 1 << 20;
 
+/// How long one write to a client may wait for it to read, as nginx's `send_timeout`.
+const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The proxy service.
 pub struct Gateway {
     store: Arc<dyn Store>,
@@ -144,6 +147,12 @@ impl Gateway {
         Ok(t)
     }
 
+    /// The time a request body has to arrive in full once its header has:
+    /// the same bound as the header's.
+    fn body_deadline(&self) -> Duration {
+        Duration::from_secs(self.cfg.header_timeout_seconds)
+    }
+
     fn client_ip(&self, session: &Session) -> IpAddr {
         let peer = session
             .client_addr()
@@ -160,10 +169,20 @@ impl Gateway {
         client_ip::client_ip(peer, xff, &self.cfg.trusted_proxies)
     }
 
-    /// Reads the whole request body, at most `limit` bytes. Retry buffering
-    /// keeps what was read so Pingora still forwards it, byte for byte.
-    /// Failures are the client's (a bad chunk, a stalled upload), never the upstream's.
-    async fn read_body(session: &mut Session, limit: usize) -> BodyRead {
+    /// Reads the whole request body, at most `limit` bytes, within
+    /// `deadline`: Pingora times each read alone, so a client trickling one
+    /// byte a minute would otherwise hold the connection (and a slot under
+    /// `server.max_connections`) for ever. Retry buffering keeps what was read
+    /// so Pingora still forwards it, byte for byte. Failures are the client's
+    /// (a bad chunk, a stalled upload), never the upstream's.
+    async fn read_body(session: &mut Session, limit: usize, deadline: Duration) -> BodyRead {
+        match tokio::time::timeout(deadline, Self::read_body_unbounded(session, limit)).await {
+            Ok(read) => read,
+            Err(_) => BodyRead::Refused(408, "request body timed out"),
+        }
+    }
+
+    async fn read_body_unbounded(session: &mut Session, limit: usize) -> BodyRead {
         let declared = session
             .req_header()
             .headers
@@ -207,13 +226,14 @@ impl Gateway {
         {
             return Ok(claims);
         }
-        let body = match Self::read_body(session, self.cfg.max_body_bytes).await {
-            BodyRead::Complete(body) => body,
-            BodyRead::Refused(413, _) => {
-                return Err((413, "request body too large to find its project"))
-            }
-            BodyRead::Refused(status, why) => return Err((status, why)),
-        };
+        let body =
+            match Self::read_body(session, self.cfg.max_body_bytes, self.body_deadline()).await {
+                BodyRead::Complete(body) => body,
+                BodyRead::Refused(413, _) => {
+                    return Err((413, "request body too large to find its project"))
+                }
+                BodyRead::Refused(status, why) => return Err((status, why)),
+            };
         let h = session.req_header();
         let values = |name| -> Vec<&[u8]> {
             h.headers
@@ -240,7 +260,7 @@ impl Gateway {
         query: Option<&str>,
     ) -> Result<bool> {
         ctx.outcome = "management";
-        let body = match Self::read_body(session, MAX_MANAGEMENT_BODY).await {
+        let body = match Self::read_body(session, MAX_MANAGEMENT_BODY, self.body_deadline()).await {
             BodyRead::Complete(body) => body,
             BodyRead::Refused(status, why) => return self.reject(session, ctx, status, why).await,
         };
@@ -307,8 +327,15 @@ impl ProxyHttp for Gateway {
     async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
         // Pingora keeps an HTTP/1.1 client's connection open with no idle
         // limit unless told otherwise; the keep-alive timeout travels with
-        // the connection to the wait for its next request.
-        session.set_keepalive(Some(self.cfg.keepalive_timeout_seconds));
+        // the connection to the wait for its next request. A connection
+        // Pingora already decided to close (HTTP/1.0 without keep-alive,
+        // `Connection: close`) stays closed.
+        if session.get_keepalive().is_some() {
+            session.set_keepalive(Some(self.cfg.keepalive_timeout_seconds));
+        }
+        // A client that stops reading its answer must not hold the
+        // connection either (as nginx's `send_timeout`).
+        session.set_write_timeout(Some(SEND_TIMEOUT));
         Ok(())
     }
 

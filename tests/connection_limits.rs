@@ -198,3 +198,64 @@ fn connections_past_the_limit_are_refused_with_503() {
     });
     assert_eq!(get_on(&mut held[0], "/still-held"), 200);
 }
+
+/// Found by a hostile probe: once a header is complete, a body trickled one
+/// byte at a time held the connection for ever. A body the gateway reads
+/// (here a management call's) must arrive within the header deadline too.
+#[test]
+fn a_client_trickling_its_body_is_cut_at_the_deadline() {
+    let upstream = Upstream::echo();
+    let gw = gateway(
+        &upstream,
+        "keepalive_timeout_seconds: 30\nheader_timeout_seconds: 2\n",
+    );
+    let mut s = connect(&gw);
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("read timeout");
+    s.write_all(
+        b"POST /api/v1/identities HTTP/1.1\r\nHost: tokengate.test\r\n\
+          Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n",
+    )
+    .expect("send a header");
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    for _ in 0..200 {
+        if s.write_all(b" ").is_err() {
+            break;
+        }
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => break,
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 408"),
+        "after {:?}: {answer:?}",
+        started.elapsed()
+    );
+    assert!(answer.contains("request body timed out"), "{answer}");
+}
+
+/// An HTTP/1.0 request without `Connection: keep-alive` is answered and its
+/// connection closed, not kept for the keep-alive timeout.
+#[test]
+fn an_http_1_0_connection_is_closed_after_its_answer() {
+    let upstream = Upstream::echo();
+    let gw = gateway(
+        &upstream,
+        "keepalive_timeout_seconds: 30\nheader_timeout_seconds: 30\n",
+    );
+    let mut s = connect(&gw);
+    s.write_all(b"GET /old HTTP/1.0\r\nHost: tokengate.test\r\n\r\n")
+        .expect("send a request");
+    let (status, _) = read_answer(&mut s);
+    assert_eq!(status, 200);
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("read timeout");
+    eventually(Duration::from_secs(5), || closed_by_peer(&mut s));
+}
