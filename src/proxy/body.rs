@@ -10,7 +10,7 @@
 //! that the gateway could not.
 
 use super::multipart;
-use super::names::{hex_byte, pair_readings, NameSet};
+use super::names::{decode, pair_readings, NameSet};
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::fmt;
 
@@ -227,23 +227,33 @@ pub(super) fn json(body: &[u8], names: &NameSet, out: &mut Vec<String>) -> Resul
         names,
         out,
         parent: None,
+        claimed: false,
     }
     .deserialize(&mut de)
     .map_err(|_| BAD)?;
     de.end().map_err(|_| BAD)
 }
 
+/// One JSON value on the walk through a document.
 struct Walk<'n, 'o, 'p> {
     names: &'n NameSet,
     out: &'o mut Vec<String>,
     /// The key this value sits under, if any: `{"workspace": {"id": ..}}`
     /// is `workspace.id` to frameworks that flatten nested input.
     parent: Option<&'p str>,
+    /// The value sits under a project-named key: text is a claim, null is
+    /// none, and anything else is unusable (objects and arrays are still
+    /// walked, for the keys inside them).
+    claimed: bool,
 }
 
-/// Does `key` (under `parent`) name a project source?
-fn key_matches(names: &NameSet, parent: Option<&str>, key: &str) -> bool {
-    names.matches(key) || parent.is_some_and(|p| names.matches(&format!("{p}.{key}")))
+impl Walk<'_, '_, '_> {
+    fn unusable<E>(self) -> Result<(), E> {
+        if self.claimed {
+            self.out.push(UNUSABLE.to_string());
+        }
+        Ok(())
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for Walk<'_, '_, '_> {
@@ -261,79 +271,62 @@ impl<'de> Visitor<'de> for Walk<'_, '_, '_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        if self.claimed {
+            self.out.push(UNUSABLE.to_string());
+        }
         while let Some(key) = map.next_key::<String>()? {
-            if key_matches(self.names, self.parent, &key) {
-                let value: serde_json::Value = map.next_value()?;
-                claim_json(&value, &key, self.names, self.out);
-            } else {
-                map.next_value_seed(Walk {
-                    names: self.names,
-                    out: self.out,
-                    parent: Some(&key),
-                })?;
-            }
+            let claimed = self.names.matches(&key)
+                || self
+                    .parent
+                    .is_some_and(|p| self.names.matches_joined(p, &key));
+            map.next_value_seed(Walk {
+                names: self.names,
+                out: self.out,
+                parent: Some(&key),
+                claimed,
+            })?;
         }
         Ok(())
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if self.claimed {
+            self.out.push(UNUSABLE.to_string());
+        }
         while seq
             .next_element_seed(Walk {
                 names: self.names,
                 out: self.out,
                 parent: self.parent,
+                claimed: false,
             })?
             .is_some()
         {}
         Ok(())
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+    fn visit_str<E>(self, s: &str) -> Result<(), E> {
+        if self.claimed {
+            self.out.push(s.to_string());
+        }
         Ok(())
     }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
+
     fn visit_unit<E>(self) -> Result<(), E> {
         Ok(())
     }
-}
 
-/// The value of a project-named key: text is a claim, null is none, anything
-/// else is unusable (and still searched, for keys nested inside it).
-fn claim_json(value: &serde_json::Value, key: &str, names: &NameSet, out: &mut Vec<String>) {
-    match value {
-        serde_json::Value::String(s) => out.push(s.clone()),
-        serde_json::Value::Null => {}
-        other => {
-            out.push(UNUSABLE.to_string());
-            nested_claims(other, key, names, out);
-        }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        self.unusable()
     }
-}
-
-fn nested_claims(value: &serde_json::Value, parent: &str, names: &NameSet, out: &mut Vec<String>) {
-    match value {
-        serde_json::Value::Object(m) => {
-            for (k, v) in m {
-                if key_matches(names, Some(parent), k) {
-                    claim_json(v, k, names, out);
-                } else {
-                    nested_claims(v, k, names, out);
-                }
-            }
-        }
-        serde_json::Value::Array(a) => a.iter().for_each(|v| nested_claims(v, parent, names, out)),
-        _ => {}
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        self.unusable()
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        self.unusable()
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        self.unusable()
     }
 }
 
@@ -367,24 +360,7 @@ fn form(
 /// Decodes `+` and escapes, then reads the bytes as UTF-8, or as ISO-8859-1
 /// when the body says so (each byte one character).
 fn form_decode(raw: &[u8], strict: bool, latin1: bool) -> Result<String, Unreadable> {
-    let mut bytes = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        match raw[i] {
-            b'%' => match raw.get(i + 1..i + 3).and_then(hex_byte) {
-                Some(b) => {
-                    bytes.push(b);
-                    i += 3;
-                    continue;
-                }
-                None if strict => return Err("form body has a malformed percent-encoding"),
-                None => bytes.push(b'%'),
-            },
-            b'+' => bytes.push(b' '),
-            b => bytes.push(b),
-        }
-        i += 1;
-    }
+    let bytes = decode(raw, true, strict).ok_or("form body has a malformed percent-encoding")?;
     if latin1 {
         return Ok(bytes.iter().map(|&b| char::from(b)).collect());
     }

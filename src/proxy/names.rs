@@ -7,6 +7,7 @@
 //! `workspaceId.`). Matching too much only makes the gateway stricter; matching
 //! too little lets an upstream act on a project the gateway never checked.
 
+use std::borrow::Cow;
 use unicode_normalization::UnicodeNormalization;
 
 /// The normalised names of every configured query, header and body source.
@@ -39,7 +40,7 @@ impl NameSet {
         // Plain ASCII names (nearly all of them) are compared without allocating.
         if raw.is_ascii() && !raw.contains('%') {
             let any = |part: &str| self.0.iter().any(|n| ascii_fold_eq(part, n));
-            return any(raw) || raw.split(is_decoration).any(any);
+            return any(raw) || (raw.contains(is_decoration) && raw.split(is_decoration).any(any));
         }
         let decoded = percent_decode_fully(raw);
         if self.contains(&fold(&decoded)) {
@@ -50,18 +51,32 @@ impl NameSet {
             .any(|part| self.contains(&fold(part)))
     }
 
+    /// Does `parent.key` (a key nested under another, as frameworks that
+    /// flatten nested input name it) fold to a source name? The joined name
+    /// folds to the two folded parts one after the other.
+    pub fn matches_joined(&self, parent: &str, key: &str) -> bool {
+        if parent.is_ascii() && key.is_ascii() {
+            let joined = || {
+                parent
+                    .bytes()
+                    .chain(key.bytes())
+                    .filter(u8::is_ascii_alphanumeric)
+                    .map(|b| b.to_ascii_lowercase())
+            };
+            return self.0.iter().any(|n| n.bytes().eq(joined()));
+        }
+        self.matches(&format!("{parent}.{key}"))
+    }
+
     fn contains(&self, folded: &str) -> bool {
         !folded.is_empty() && self.0.iter().any(|n| n == folded)
     }
 }
 
-/// `fold(text) == folded` for ASCII `text`, without allocating.
+/// `fold(text) == folded` for ASCII `text` and a non-empty folded name,
+/// without allocating.
 pub fn ascii_fold_eq(text: &str, folded: &str) -> bool {
-    let mut a = text
-        .bytes()
-        .filter(u8::is_ascii_alphanumeric)
-        .map(|b| b.to_ascii_lowercase());
-    !folded.is_empty() && folded.bytes().all(|f| a.next() == Some(f)) && a.next().is_none()
+    !folded.is_empty() && ascii_folds_equal(text, folded)
 }
 
 /// `fold(x) == fold(y)` for ASCII `x` and `y`, without allocating.
@@ -107,21 +122,15 @@ fn is_decoration(c: char) -> bool {
 /// and a file extension on the segment (`secrets.json`) is ignored too, as
 /// routers with suffix matching do.
 pub fn loosely_equal(literal: &str, segment: &str) -> bool {
-    if literal.is_ascii() && segment.is_ascii() && !segment.contains('%') {
-        let stem = segment.split_once('.').map(|(stem, _)| stem);
-        return ascii_folds_equal(literal, segment)
-            || stem.is_some_and(|stem| ascii_folds_equal(literal, stem));
-    }
-    let lit = fold(literal);
-    let decoded = if segment.contains('%') {
-        String::from_utf8_lossy(&percent_decode(segment.as_bytes())).into_owned()
-    } else {
-        segment.to_string()
+    let segment = decode_lossy(segment, false);
+    let same = |s: &str| {
+        if s.is_ascii() && literal.is_ascii() {
+            ascii_folds_equal(literal, s)
+        } else {
+            fold(literal) == fold(s)
+        }
     };
-    fold(&decoded) == lit
-        || decoded
-            .split_once('.')
-            .is_some_and(|(stem, _)| fold(stem) == lit)
+    same(&segment) || segment.split_once('.').is_some_and(|(stem, _)| same(stem))
 }
 
 /// Folds a name to what a lenient framework would compare: compatibility
@@ -161,34 +170,53 @@ pub fn fold(name: &str) -> String {
 fn percent_decode_fully(raw: &str) -> String {
     let mut cur = raw.to_string();
     for _ in 0..4 {
-        if !cur.contains('%') {
-            break;
-        }
-        let next = String::from_utf8_lossy(&percent_decode(cur.as_bytes())).into_owned();
+        let next = decode_lossy(&cur, false);
         if next == cur {
             break;
         }
-        cur = next;
+        cur = next.into_owned();
     }
     cur
 }
 
 /// Decodes `%XX` escapes; a `%` not followed by two hex digits stays as it is.
 pub fn percent_decode(raw: &[u8]) -> Vec<u8> {
+    decode(raw, false, false).unwrap_or_default()
+}
+
+/// Decodes `%XX` escapes, and `+` as a space when `plus` (form and query
+/// text). A `%` not followed by two hex digits is `None` when `strict`, and
+/// is kept as it is otherwise.
+pub fn decode(raw: &[u8], plus: bool, strict: bool) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
-        if raw[i] == b'%' {
-            if let Some(b) = raw.get(i + 1..i + 3).and_then(hex_byte) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        match raw[i] {
+            b'%' => match raw.get(i + 1..i + 3).and_then(hex_byte) {
+                Some(b) => {
+                    out.push(b);
+                    i += 3;
+                    continue;
+                }
+                None if strict => return None,
+                None => out.push(b'%'),
+            },
+            b'+' if plus => out.push(b' '),
+            b => out.push(b),
         }
-        out.push(raw[i]);
         i += 1;
     }
-    out
+    Some(out)
+}
+
+/// `raw` percent-decoded (and `+` as a space when `plus`), invalid UTF-8
+/// replaced; borrowed when there is nothing to decode.
+pub fn decode_lossy(raw: &str, plus: bool) -> Cow<'_, str> {
+    if !(raw.contains('%') || (plus && raw.contains('+'))) {
+        return Cow::Borrowed(raw);
+    }
+    let bytes = decode(raw.as_bytes(), plus, false).unwrap_or_default();
+    Cow::Owned(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// The byte two ASCII hex digits spell.
@@ -294,6 +322,16 @@ mod tests {
             pair_readings(b"a").collect::<Vec<_>>(),
             [(&b"a"[..], &b""[..])]
         );
+    }
+
+    #[test]
+    fn joined_names() {
+        let s = set();
+        assert!(s.matches_joined("workspace", "id"));
+        assert!(s.matches_joined("Project", "_Id"));
+        assert!(s.matches_joined("ｗorkspace", "id"));
+        assert!(!s.matches_joined("workspace", "name"));
+        assert!(!s.matches_joined("data", "id"));
     }
 
     #[test]

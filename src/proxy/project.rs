@@ -6,7 +6,7 @@
 //! two projects is refused, because the gateway would check one and the
 //! upstream might act on the other.
 
-use super::names::{loosely_equal, pair_readings, percent_decode, NameSet};
+use super::names::{decode_lossy, loosely_equal, pair_readings, NameSet};
 use crate::config::{ProjectSource, TemplateSegment};
 use crate::model::is_valid_project_id;
 use crate::routes::ProjectRule;
@@ -67,11 +67,6 @@ impl ProjectRules {
         &self.names
     }
 
-    /// True when projects are checked at all.
-    pub fn is_on(&self) -> bool {
-        !self.templates.is_empty() || !self.names.is_empty()
-    }
-
     /// True when a body could carry a project claim.
     pub fn reads_body(&self) -> bool {
         !self.names.is_empty()
@@ -91,7 +86,7 @@ impl ProjectRules {
         let segments: Vec<Cow<'_, str>> = path
             .split('/')
             .filter(|s| !s.is_empty())
-            .map(decoded)
+            .map(|s| decode_lossy(s, false))
             .collect();
         for t in &self.templates {
             if let Some(p) = from_template(t, &segments) {
@@ -173,19 +168,7 @@ impl Claims {
 
 /// Percent-decoded text with `+` as a space, as form and query parsers read it.
 fn form_text(raw: &str) -> Cow<'_, str> {
-    if !raw.contains(['+', '%']) {
-        return Cow::Borrowed(raw);
-    }
-    let plus = raw.replace('+', " ");
-    Cow::Owned(String::from_utf8_lossy(&percent_decode(plus.as_bytes())).into_owned())
-}
-
-/// A path segment percent-decoded (invalid UTF-8 replaced).
-fn decoded(segment: &str) -> Cow<'_, str> {
-    if !segment.contains('%') {
-        return Cow::Borrowed(segment);
-    }
-    Cow::Owned(String::from_utf8_lossy(&percent_decode(segment.as_bytes())).into_owned())
+    decode_lossy(raw, true)
 }
 
 /// The project a template names in these (decoded) segments. Literals are
