@@ -256,8 +256,7 @@ impl Gateway {
         &self,
         session: &mut Session,
         ctx: &mut Ctx,
-        path: &str,
-        query: Option<&str>,
+        span: &target::Span,
     ) -> Result<bool> {
         ctx.outcome = "management";
         let body = match Self::read_body(session, MAX_MANAGEMENT_BODY, self.body_deadline()).await {
@@ -269,8 +268,8 @@ impl Gateway {
         let h = session.req_header();
         let req = ApiRequest {
             method: h.method.as_str(),
-            path,
-            query,
+            path: span.path(h.raw_path()),
+            query: span.query(h.raw_path()),
             authorization: h
                 .headers
                 .get(http::header::AUTHORIZATION)
@@ -343,7 +342,7 @@ impl ProxyHttp for Gateway {
         // 1. Only a request the gateway fully understands goes on: a target
         //    it can read, a path and query every server reads the same way,
         //    header text without control characters. This holds on every route.
-        let (path, query) = match self.understood(session) {
+        let span = match self.understood(session) {
             Ok(t) => {
                 if t.absolute {
                     let mut origin = t.path.to_string();
@@ -353,19 +352,18 @@ impl ProxyHttp for Gateway {
                     }
                     ctx.origin_form = Some(origin);
                 }
-                (t.path.to_string(), t.query.map(str::to_string))
+                t.span(session.req_header().raw_path())
             }
             Err(why) => {
                 ctx.outcome = "bad_request";
                 return self.reject(session, ctx, 400, why).await;
             }
         };
-        if Api::is_management_path(&path) {
-            return self
-                .serve_management(session, ctx, &path, query.as_deref())
-                .await;
+        let path = span.path(session.req_header().raw_path());
+        if Api::is_management_path(path) {
+            return self.serve_management(session, ctx, &span).await;
         }
-        let route = self.cfg.routes.select(&path);
+        let route = self.cfg.routes.select(path);
         if route.auth == Auth::Public {
             ctx.outcome = "public";
             return Ok(false);
@@ -391,9 +389,10 @@ impl ProxyHttp for Gateway {
             }
         };
         let h = session.req_header();
-        let resolution = self
-            .projects
-            .resolve(&path, query.as_deref(), &h.headers, &body_claims);
+        let raw = h.raw_path();
+        let resolution =
+            self.projects
+                .resolve(span.path(raw), span.query(raw), &h.headers, &body_claims);
         let project = match project::decide(resolution, route.project) {
             Ok(p) => p,
             Err(why) => {

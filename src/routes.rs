@@ -75,15 +75,14 @@ impl Route {
     }
 
     /// Does this route cover `segments` (the request path split on `/`)?
-    fn covers(&self, segments: &[&str]) -> bool {
-        if segments.len() < self.segments.len() {
-            return false;
-        }
+    fn covers(&self, path: &str) -> bool {
+        let mut segments = path.split('/').filter(|s| !s.is_empty());
         let exact = self.auth == Auth::Public;
-        self.segments.iter().zip(segments).all(|(s, seg)| match s {
-            Segment::Any => true,
-            Segment::Literal(lit) if exact => lit == seg,
-            Segment::Literal(lit) => loosely_equal(lit, seg),
+        self.segments.iter().all(|s| match (s, segments.next()) {
+            (_, None) => false,
+            (Segment::Any, Some(_)) => true,
+            (Segment::Literal(lit), Some(seg)) if exact => lit == seg,
+            (Segment::Literal(lit), Some(seg)) => loosely_equal(lit, seg),
         })
     }
 
@@ -138,9 +137,8 @@ impl Routes {
 
     /// The route for a (checked) request path.
     pub fn select(&self, path: &str) -> &Route {
-        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let mut best: Option<&Route> = None;
-        for r in self.routes.iter().filter(|r| r.covers(&segments)) {
+        for r in self.routes.iter().filter(|r| r.covers(path)) {
             if best.is_none_or(|b| r.rank() > b.rank()) {
                 best = Some(r);
             }
@@ -209,6 +207,12 @@ mod tests {
             ProjectRule::Required
         );
         assert_eq!(t.select("/PUBLIC/x").auth, Auth::Token);
+        // Public prefixes match whole segments, with or without a trailing '/'.
+        assert_eq!(t.select("/public").auth, Auth::Public);
+        assert_eq!(t.select("/publicXYZ/secret").auth, Auth::Token);
+        let slash = Routes::new(vec![route("/public/", Auth::Public, ProjectRule::Optional)]);
+        assert_eq!(slash.select("/public/x").auth, Auth::Public);
+        assert_eq!(slash.select("/other").auth, Auth::Token);
         assert_eq!(t.select("/publicity").auth, Auth::Token);
         assert_eq!(t.select("/api/v3/secrets/Health").auth, Auth::Token);
     }

@@ -9,9 +9,10 @@
 //! control characters, no header value may hold control characters, and no
 //! header may override the URL or method.
 
-use super::names::{ascii_fold_eq, hex_byte};
+use super::names::{ascii_fold_eq, decode};
 use super::path::{check_decoded_text, TextProblem};
 use std::net::SocketAddr;
+use std::ops::Range;
 
 /// The path and query of an accepted target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +21,47 @@ pub struct Target<'a> {
     pub query: Option<&'a str>,
     /// The target was absolute-form: it is sent upstream in origin-form.
     pub absolute: bool,
+}
+
+impl Target<'_> {
+    /// Where the path and query lie in `raw` (the target they were split
+    /// from), so they can be read again without being copied.
+    pub fn span(&self, raw: &[u8]) -> Span {
+        let range = |s: &str| {
+            let start = s.as_ptr() as usize - raw.as_ptr() as usize;
+            start..start + s.len()
+        };
+        Span {
+            path: range(self.path),
+            query: self.query.map(range),
+        }
+    }
+}
+
+/// The place of an accepted target's path and query in the raw target: the
+/// request path reads them again after it had to let go of the request
+/// (to read its body), instead of copying them on every request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Span {
+    path: Range<usize>,
+    query: Option<Range<usize>>,
+}
+
+impl Span {
+    pub fn path<'r>(&self, raw: &'r [u8]) -> &'r str {
+        text(raw, &self.path)
+    }
+
+    pub fn query<'r>(&self, raw: &'r [u8]) -> Option<&'r str> {
+        self.query.as_ref().map(|r| text(raw, r))
+    }
+}
+
+/// The (ASCII, checked by `split`) text at `range`; empty if `raw` changed.
+fn text<'r>(raw: &'r [u8], range: &Range<usize>) -> &'r str {
+    raw.get(range.clone())
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .unwrap_or("")
 }
 
 /// Splits the raw request target, or says why it is refused. `host` is the
@@ -77,23 +119,14 @@ pub fn check_query(query: &str) -> Result<(), &'static str> {
     if query.contains(';') {
         return Err("query string must not contain ';' (some servers split on it)");
     }
+    if query.bytes().any(|b| b < b' ' || b == 0x7f) {
+        return Err("query string contains a control character");
+    }
     // Each name and value is checked decoded, as the upstream will see it.
-    for part in query.split(['&', '=']) {
-        let mut decoded = Vec::with_capacity(part.len());
-        let pb = part.as_bytes();
-        let mut j = 0;
-        while j < pb.len() {
-            if pb[j] == b'%' {
-                let Some(c) = pb.get(j + 1..j + 3).and_then(hex_byte) else {
-                    return Err("query string has a malformed percent-encoding");
-                };
-                decoded.push(c);
-                j += 3;
-            } else {
-                decoded.push(if pb[j] == b'+' { b' ' } else { pb[j] });
-                j += 1;
-            }
-        }
+    // Raw text was checked above; only escapes can bring in other bytes.
+    for part in query.split(['&', '=']).filter(|p| p.contains('%')) {
+        let decoded = decode(part.as_bytes(), true, true)
+            .ok_or("query string has a malformed percent-encoding")?;
         let Ok(text) = std::str::from_utf8(&decoded) else {
             return Err("query string does not decode to valid UTF-8");
         };
@@ -186,6 +219,16 @@ mod tests {
     }
 
     #[test]
+    fn spans_read_the_same_text_again() {
+        for raw in ["/api/x?a=1", "/", "/x?", "http://gw.local:8080/a?b=c"] {
+            let t = ok(raw);
+            let span = t.span(raw.as_bytes());
+            assert_eq!(span.path(raw.as_bytes()), t.path, "{raw}");
+            assert_eq!(span.query(raw.as_bytes()), t.query, "{raw}");
+        }
+    }
+
+    #[test]
     fn absolute_form_naming_the_gateway() {
         let t = ok("http://gw.local:8080/api/x?a=1");
         assert_eq!((t.path, t.query, t.absolute), ("/api/x", Some("a=1"), true));
@@ -242,6 +285,7 @@ mod tests {
             "a=%c0%ae",
             "a=%ff",
             "a=%c2%85",
+            "a=\u{1}",
         ] {
             assert!(check_query(q).is_err(), "{q}");
         }
