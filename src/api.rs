@@ -181,6 +181,30 @@ fn claims_path(path: &str) -> bool {
         })
 }
 
+/// Could a loose spelling of `path` be in a management namespace
+/// (`/api/v1/identities`, `/api/v1/auth`, `/api/v1/projects`)? Decided on the
+/// first three segments without copying, so every other request (most of
+/// them, on the request path) skips building `loose_path`; a segment with an
+/// escape is left to the full check.
+fn might_claim(path: &str) -> bool {
+    let like = |seg: &str, word: &str| {
+        seg.contains('%')
+            || seg
+                .split_once('.')
+                .map_or(seg, |(stem, _)| stem)
+                .trim()
+                .eq_ignore_ascii_case(word)
+    };
+    let mut segs = path.split('/').skip(1);
+    segs.next().is_some_and(|s| like(s, "api"))
+        && segs.next().is_some_and(|s| like(s, "v1"))
+        && segs.next().is_some_and(|s| {
+            ["identities", "auth", "projects"]
+                .iter()
+                .any(|w| like(s, w))
+        })
+}
+
 /// `path` with each segment percent-decoded, lowercased, trimmed and without
 /// a file extension.
 fn loose_path(path: &str) -> String {
@@ -219,7 +243,7 @@ impl Api {
     /// their spellings a lenient upstream would route the same way
     /// (`/API/v1/Identities`, `/api/v1/identities.json`, `identities%20`).
     pub fn is_management_path(path: &str) -> bool {
-        claims_path(path) || claims_path(&loose_path(path))
+        claims_path(path) || (might_claim(path) && claims_path(&loose_path(path)))
     }
 
     /// Answers one management request. Never panics and never answers 500.

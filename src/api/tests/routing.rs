@@ -31,6 +31,11 @@ fn management_paths() {
         "/API/v1/Projects/p1/Organization",
         "/api/v1/projects/p1/organization.json",
         "/api/v1/projects/p1/organization%20",
+        "/API/V1/IDENTITIES",
+        "/api.json/v1.x/identities",
+        "/%61pi/v1/identities",
+        "/api/v1/Auth/Token-Auth/tokens/x",
+        "/api/v1/identities.json",
     ] {
         assert!(Api::is_management_path(p), "{p}");
     }
