@@ -78,6 +78,19 @@ fn closed_by_peer(s: &mut TcpStream) -> bool {
     }
 }
 
+/// Sends `byte` every 50 ms or so (every single read is quick, so only a
+/// deadline on the whole header can end this), at most 200 times, far more
+/// than a deadline of seconds takes; true once the gateway has closed.
+fn trickle_until_closed(s: &mut TcpStream, byte: &[u8]) -> bool {
+    for _ in 0..200 {
+        if s.write_all(byte).is_err() || closed_by_peer(s) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
 #[test]
 fn keepalive_requests_work_and_an_idle_connection_is_closed() {
     let upstream = Upstream::echo();
@@ -108,17 +121,8 @@ fn a_client_trickling_its_header_is_cut_at_the_deadline() {
         .expect("read timeout");
     s.write_all(b"GET /slow HTTP/1.1\r\nHost: tokengate.test\r\n")
         .expect("start a header");
-    // One byte every 150 ms: every single read is quick, so only a deadline
-    // on the whole header can end this. Far more bytes than it takes.
     let started = Instant::now();
-    let mut closed = false;
-    for _ in 0..200 {
-        if s.write_all(b"x").is_err() || closed_by_peer(&mut s) {
-            closed = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let closed = trickle_until_closed(&mut s, b"x");
     assert!(closed, "still open after {:?}", started.elapsed());
     assert_eq!(
         upstream.count(),
@@ -141,14 +145,7 @@ fn the_deadline_also_holds_for_a_later_request_on_a_kept_alive_connection() {
         .expect("read timeout");
     s.write_all(b"GET /second HTTP/1.1\r\n")
         .expect("start a second header");
-    let mut closed = false;
-    for _ in 0..200 {
-        if s.write_all(b"y").is_err() || closed_by_peer(&mut s) {
-            closed = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let closed = trickle_until_closed(&mut s, b"y");
     assert!(closed, "the trickled second header was never cut");
     assert_eq!(upstream.count(), 1, "only the first request is forwarded");
 }
