@@ -120,10 +120,16 @@ impl Gateway {
         if ctx.outcome.is_empty() {
             ctx.outcome = "denied";
         }
+        // The target as received, not Pingora's placeholder path for forms it
+        // cannot represent (`xyz:/...`), so the log shows what was refused;
+        // the query stays out (its values may be secrets), and the logger
+        // redacts token-shaped text.
+        let raw = session.req_header().raw_path();
+        let target = raw.split(|&b| b == b'?').next().unwrap_or(raw);
+        let target = String::from_utf8_lossy(&target[..target.len().min(256)]);
         log::info!(
-            "{req_id} {} {} -> {status}: {message}",
-            session.req_header().method,
-            session.req_header().uri.path()
+            "{req_id} {} {target} -> {status}: {message}",
+            session.req_header().method
         );
         write_json(session, status, body).await?;
         Ok(true)

@@ -135,6 +135,13 @@ fn request_targets(cfg: GatewayConfig) {
     ] {
         s.refused(400, None, &head, &[], None);
     }
+    // The log names what was refused, not Pingora's placeholder path.
+    assert!(
+        s.gw.log()
+            .contains("GET xyz:/api/v1/projects/p-other/secrets -> 400"),
+        "{}",
+        s.gw.log()
+    );
     // Absolute-form naming the gateway is read like origin-form and sent upstream so.
     let rec = s.forwarded(
         &format!("GET http://{own}/api/v1/projects/p1/secrets?a=1"),
