@@ -61,7 +61,20 @@ pub enum StoreConfig {
         connect_timeout_ms: u64,
         response_timeout_ms: u64,
         retries: usize,
+        /// The near cache (`store.cache`); `None` when it is off.
+        cache: Option<NearCacheConfig>,
     },
+}
+
+/// `store.cache`: each gateway's copy of the records requests need, kept
+/// coherent by Redis (see `store/redis/cache.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NearCacheConfig {
+    /// The oldest an entry may be before it is read from Redis again, even
+    /// with no invalidation: a backstop, not the coherence mechanism.
+    pub max_age_seconds: u64,
+    /// The most identities held; past it, new entries are not cached.
+    pub max_identities: usize,
 }
 
 /// One way of finding the project a request is about.
@@ -232,6 +245,25 @@ struct StoreFile {
     response_timeout_ms: i64,
     #[serde(default = "default_retries")]
     retries: i64,
+    cache: Option<CacheFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CacheFile {
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default = "default_cache_age")]
+    max_age_seconds: i64,
+    #[serde(default = "default_cache_identities")]
+    max_identities: i64,
+}
+
+fn default_cache_age() -> i64 {
+    60
+}
+fn default_cache_identities() -> i64 {
+    100_000
 }
 
 impl Default for StoreFile {
@@ -244,6 +276,7 @@ impl Default for StoreFile {
             connect_timeout_ms: default_store_timeout(),
             response_timeout_ms: default_store_timeout(),
             retries: default_retries(),
+            cache: None,
         }
     }
 }
@@ -696,6 +729,12 @@ fn validate_store(p: &mut Problems, s: &StoreFile) -> Option<StoreConfig> {
             if path.as_os_str().is_empty() {
                 p.add("store.path", "must not be empty");
             }
+            if s.cache.is_some() {
+                p.add(
+                    "store.cache",
+                    "only applies to kind: redis or redis-cluster (the embedded store is in memory already)",
+                );
+            }
             Some(StoreConfig::Embedded { path })
         }
         "redis" | "redis-cluster" => {
@@ -744,12 +783,14 @@ fn validate_store(p: &mut Problems, s: &StoreFile) -> Option<StoreConfig> {
                     }
                 }
             }
+            let cache = validate_cache(p, s.cache.as_ref());
             ok.then(|| StoreConfig::Redis {
                 urls: urls.into_iter().map(|(_, u)| u).collect(),
                 cluster,
                 connect_timeout_ms: connect,
                 response_timeout_ms: response,
                 retries,
+                cache,
             })
         }
         k => {
@@ -760,6 +801,20 @@ fn validate_store(p: &mut Problems, s: &StoreFile) -> Option<StoreConfig> {
             None
         }
     }
+}
+
+/// `store.cache` of a Redis store: on unless `enabled: false`.
+fn validate_cache(p: &mut Problems, c: Option<&CacheFile>) -> Option<NearCacheConfig> {
+    let (enabled, age, identities) = match c {
+        None => (true, default_cache_age(), default_cache_identities()),
+        Some(c) => (c.enabled, c.max_age_seconds, c.max_identities),
+    };
+    let max_age_seconds = p.range("store.cache.max_age_seconds", age, 1, 3600);
+    let max_identities = p.range("store.cache.max_identities", identities, 1, 10_000_000) as usize;
+    enabled.then_some(NearCacheConfig {
+        max_age_seconds,
+        max_identities,
+    })
 }
 
 /// The routes: `routes` (Infisical's project-scoped APIs when left out and
@@ -1064,6 +1119,37 @@ mod tests {
             "{MINIMAL}store: {{kind: embedded, url: 'redis://a:1'}}\n"
         ));
         assert!(e.contains("store.url"), "{e}");
+    }
+
+    #[test]
+    fn near_cache_is_on_for_redis_and_refused_for_embedded() {
+        let c = parse(&format!(
+            "{MINIMAL}store: {{kind: redis, url: 'redis://a:1'}}\n"
+        ))
+        .unwrap();
+        assert!(matches!(
+            c.store,
+            StoreConfig::Redis {
+                cache: Some(NearCacheConfig {
+                    max_age_seconds: 60,
+                    ..
+                }),
+                ..
+            }
+        ));
+        let c = parse(&format!(
+            "{MINIMAL}store: {{kind: redis, url: 'redis://a:1', cache: {{enabled: false}}}}\n"
+        ))
+        .unwrap();
+        assert!(matches!(c.store, StoreConfig::Redis { cache: None, .. }));
+        let e = errors(&format!(
+            "{MINIMAL}store: {{kind: redis, url: 'redis://a:1', cache: {{max_age_seconds: 0}}}}\n"
+        ));
+        assert!(e.contains("store.cache.max_age_seconds"), "{e}");
+        let e = errors(&format!(
+            "{MINIMAL}store: {{kind: embedded, cache: {{}}}}\n"
+        ));
+        assert!(e.contains("store.cache"), "{e}");
     }
 
     #[test]

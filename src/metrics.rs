@@ -1,6 +1,7 @@
 //! Prometheus metrics: one `Metrics` struct registered on an explicit registry.
 //! Labels are bounded enums (outcome, deny reason); never a token or identity id.
 
+use crate::store::redis::CacheMetrics;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 pub struct Metrics {
@@ -16,6 +17,8 @@ pub struct Metrics {
     pub open_connections: IntGauge,
     /// Client connections refused past `server.max_connections`.
     pub connections_refused: IntCounter,
+    /// The Redis store's near cache.
+    pub cache: CacheMetrics,
 }
 
 impl Metrics {
@@ -54,7 +57,24 @@ impl Metrics {
                 "tokengate_connections_refused_total",
                 "Client connections refused with 503 past server.max_connections",
             )?,
+            cache: CacheMetrics {
+                hits: IntCounter::new(
+                    "tokengate_store_cache_hits_total",
+                    "Requests decided from the near cache",
+                )?,
+                misses: IntCounter::new(
+                    "tokengate_store_cache_misses_total",
+                    "Requests the near cache sent to Redis",
+                )?,
+                coherent: IntGauge::new(
+                    "tokengate_store_cache_coherent",
+                    "1 while the near cache's invalidation channel is up",
+                )?,
+            },
         };
+        registry.register(Box::new(m.cache.hits.clone()))?;
+        registry.register(Box::new(m.cache.misses.clone()))?;
+        registry.register(Box::new(m.cache.coherent.clone()))?;
         registry.register(Box::new(m.requests.clone()))?;
         registry.register(Box::new(m.open_connections.clone()))?;
         registry.register(Box::new(m.connections_refused.clone()))?;

@@ -8,7 +8,7 @@ use crate::listener::ProxyListeners;
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::store::embedded::EmbeddedStore;
-use crate::store::redis::{RedisSettings, RedisStore};
+use crate::store::redis::{CacheMetrics, CacheSettings, RedisSettings, RedisStore};
 use crate::store::Store;
 use anyhow::Context;
 use pingora::server::configuration::ServerConf;
@@ -19,7 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Opens the configured store. Redis connects lazily, on first use.
-pub fn open_store(cfg: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
+/// `metrics` receives the near cache's figures, when there is one.
+pub fn open_store(cfg: &StoreConfig, metrics: Option<&Metrics>) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match cfg {
         StoreConfig::Embedded { path } => Arc::new(
             EmbeddedStore::open(path).with_context(|| format!("opening {}", path.display()))?,
@@ -30,12 +31,18 @@ pub fn open_store(cfg: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
             connect_timeout_ms,
             response_timeout_ms,
             retries,
+            cache,
         } => Arc::new(RedisStore::new(RedisSettings {
             urls: urls.clone(),
             cluster: *cluster,
             connect_timeout: Duration::from_millis(*connect_timeout_ms),
             response_timeout: Duration::from_millis(*response_timeout_ms),
             retries: *retries,
+            cache: cache.as_ref().map(|c| CacheSettings {
+                max_age: Duration::from_secs(c.max_age_seconds),
+                max_identities: c.max_identities,
+                metrics: metrics.map_or_else(CacheMetrics::unregistered, |m| m.cache.clone()),
+            }),
         })?),
     })
 }
@@ -97,9 +104,9 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         );
     }
     let upstream = resolve_upstream(&cfg)?;
-    let store = open_store(&cfg.store)?;
     let registry = prometheus::Registry::new();
     let metrics = Arc::new(Metrics::register(&registry)?);
+    let store = open_store(&cfg.store, Some(&metrics))?;
 
     if let Some(ca) = &cfg.upstream.ca_file {
         std::fs::metadata(ca)

@@ -15,7 +15,7 @@ use tokengate::model::{
     default_trusted_ips, Identity, Membership, Millis, RoleGrant, TokenAuthConfig, TokenRecord,
 };
 use tokengate::store::embedded::EmbeddedStore;
-use tokengate::store::redis::{RedisSettings, RedisStore};
+use tokengate::store::redis::{CacheMetrics, CacheSettings, RedisSettings, RedisStore};
 use tokengate::store::{
     AuthOutcome, AuthRequest, Deletion, MembershipWrite, OwnerChange, PutMode, Store,
 };
@@ -30,7 +30,33 @@ struct Subject {
     _dir: Option<tempfile::TempDir>,
 }
 
-fn redis_subject() -> Subject {
+/// The near cache's settings for a cached subject.
+fn near_cache(on: bool) -> Option<CacheSettings> {
+    on.then(|| CacheSettings {
+        max_age: std::time::Duration::from_secs(60),
+        max_identities: 1000,
+        metrics: CacheMetrics::unregistered(),
+    })
+}
+
+/// With the near cache on, waits (bounded) until its invalidation channel is
+/// up, so the cases run against a cache in use rather than one still off.
+async fn ready(store: RedisStore) -> Arc<dyn Store> {
+    store.ping().await.unwrap();
+    if store.has_cache() {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !store.cache_in_use() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the near cache's invalidation channel never came up"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+    Arc::new(store)
+}
+
+async fn redis_subject(cache: bool) -> Subject {
     let redis = Redis::start();
     let store = RedisStore::new(RedisSettings {
         urls: vec![redis.url()],
@@ -38,10 +64,11 @@ fn redis_subject() -> Subject {
         connect_timeout: std::time::Duration::from_secs(2),
         response_timeout: std::time::Duration::from_secs(2),
         retries: 1,
+        cache: near_cache(cache),
     })
     .unwrap();
     Subject {
-        store: Arc::new(store),
+        store: ready(store).await,
         _redis: Some(redis),
         _dir: None,
     }
@@ -132,7 +159,7 @@ struct ClusterSubject {
     _cluster: Cluster,
 }
 
-fn cluster_subject() -> ClusterSubject {
+async fn cluster_subject(cache: bool) -> ClusterSubject {
     let cluster = start_cluster();
     let store = RedisStore::new(RedisSettings {
         urls: cluster
@@ -144,11 +171,12 @@ fn cluster_subject() -> ClusterSubject {
         connect_timeout: std::time::Duration::from_secs(2),
         response_timeout: std::time::Duration::from_secs(2),
         retries: 2,
+        cache: near_cache(cache),
     })
     .unwrap();
     assert_eq!(cluster.nodes.len(), 3);
     ClusterSubject {
-        store: Arc::new(store),
+        store: ready(store).await,
         _cluster: cluster,
     }
 }
@@ -1147,60 +1175,29 @@ async fn ping_answers(s: &dyn Store) {
 
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
-        mod redis_store {
+        contract!(@variant redis_store, super::redis_subject(false).await; $($case),*);
+        contract!(@variant redis_store_cached, super::redis_subject(true).await; $($case),*);
+        contract!(@variant redis_cluster_store, super::cluster_subject(false).await; $($case),*);
+        contract!(@variant redis_cluster_store_cached, super::cluster_subject(true).await; $($case),*);
+        contract!(@variant embedded_store, super::embedded_subject(); $($case),*);
+    };
+    (@variant $name:ident, $subject:expr; $($case:ident),*) => {
+        mod $name {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    let s = super::redis_subject();
+                    let s = $subject;
                     super::$case(&*s.store).await;
                 }
             )*
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn concurrent_uses_never_exceed_the_limit() {
-                let s = super::redis_subject();
+                let s = $subject;
                 super::concurrent_uses_never_exceed_the_limit(s.store.clone()).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn racing_first_writes_exactly_one_org_wins() {
-                let s = super::redis_subject();
-                super::racing_first_writes_exactly_one_org_wins(s.store.clone()).await;
-            }
-        }
-        mod redis_cluster_store {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let s = super::cluster_subject();
-                    super::$case(&*s.store).await;
-                }
-            )*
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn concurrent_uses_never_exceed_the_limit() {
-                let s = super::cluster_subject();
-                super::concurrent_uses_never_exceed_the_limit(s.store.clone()).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn racing_first_writes_exactly_one_org_wins() {
-                let s = super::cluster_subject();
-                super::racing_first_writes_exactly_one_org_wins(s.store.clone()).await;
-            }
-        }
-        mod embedded_store {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let s = super::embedded_subject();
-                    super::$case(&*s.store).await;
-                }
-            )*
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn concurrent_uses_never_exceed_the_limit() {
-                let s = super::embedded_subject();
-                super::concurrent_uses_never_exceed_the_limit(s.store.clone()).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn racing_first_writes_exactly_one_org_wins() {
-                let s = super::embedded_subject();
+                let s = $subject;
                 super::racing_first_writes_exactly_one_org_wins(s.store.clone()).await;
             }
         }
@@ -1236,3 +1233,98 @@ contract!(
     trusted_ips_read_back_exactly,
     ping_answers,
 );
+
+// The near cache, beyond answering like every other store (the `_cached`
+// variants above): it really takes unlimited tokens off Redis, keeps their
+// uses, and hears about changes another gateway makes.
+
+/// Two cached stores on one Redis, as two gateways would be.
+async fn cached_pair() -> (Redis, Arc<dyn Store>, Arc<dyn Store>) {
+    let redis = Redis::start();
+    let make = || {
+        RedisStore::new(RedisSettings {
+            urls: vec![redis.url()],
+            cluster: false,
+            connect_timeout: std::time::Duration::from_secs(2),
+            response_timeout: std::time::Duration::from_secs(2),
+            retries: 1,
+            cache: near_cache(true),
+        })
+        .unwrap()
+    };
+    let a = ready(make()).await;
+    let b = ready(make()).await;
+    (redis, a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_cache_decides_unlimited_tokens_without_redis_and_keeps_their_uses() {
+    let (redis, a, b) = cached_pair().await;
+    let (t, _) = setup(&*a, |_| {}).await;
+    auth(&*b, &t, "10.0.0.1", T0 + 1000, None).await.unwrap();
+    redis.reset_stats();
+    for i in 0..10 {
+        auth(&*b, &t, "10.0.0.1", T0 + 2000 + i, None)
+            .await
+            .unwrap();
+    }
+    assert_eq!(redis.command_calls("evalsha"), 0, "decided from the cache");
+    // Refusals from the cached record need no Redis either.
+    assert_eq!(
+        auth(&*b, &t, "10.0.0.1", T0 + 3600 * 1000, None).await,
+        Err(Deny::Expired)
+    );
+    assert_eq!(redis.command_calls("evalsha"), 0);
+    // B knows its own uses at once; A (and Redis) once the batch is written.
+    assert_eq!(uses(&*b, &t).await, 11);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while uses(&*a, &t).await != 11 {
+        assert!(std::time::Instant::now() < deadline, "uses never written");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let rec = a.get_token(t.token_id).await.unwrap().unwrap();
+    assert_eq!(rec.last_used_at, Some(T0 + 2009));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_cache_hears_a_revoke_made_by_another_gateway() {
+    let (_redis, a, b) = cached_pair().await;
+    let (t, _) = setup(&*a, |_| {}).await;
+    auth(&*b, &t, "10.0.0.1", T0 + 1000, None).await.unwrap();
+    auth(&*b, &t, "10.0.0.1", T0 + 1000, None).await.unwrap();
+    assert!(a.revoke_token(t.token_id).await.unwrap());
+    // The invalidation travels on B's own connection: bounded wait, and no
+    // allow is accepted after the first refusal.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match auth(&*b, &t, "10.0.0.1", T0 + 1000, None).await {
+            Err(Deny::Revoked) => break,
+            Ok(_) => assert!(std::time::Instant::now() < deadline, "B kept allowing"),
+            Err(d) => panic!("unexpected refusal {d:?}"),
+        }
+    }
+    for _ in 0..20 {
+        assert_eq!(
+            auth(&*b, &t, "10.0.0.1", T0 + 1000, None).await,
+            Err(Deny::Revoked)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_cache_leaves_limited_tokens_to_redis() {
+    let (redis, _a, b) = cached_pair().await;
+    let (t, _) = setup(&*b, |r| r.num_uses_limit = 3).await;
+    // The first call also loads the script (a refused EVALSHA counts too).
+    auth(&*b, &t, "10.0.0.1", T0 + 1000, None).await.unwrap();
+    redis.reset_stats();
+    for _ in 0..2 {
+        auth(&*b, &t, "10.0.0.1", T0 + 1000, None).await.unwrap();
+    }
+    assert_eq!(
+        auth(&*b, &t, "10.0.0.1", T0 + 1000, None).await,
+        Err(Deny::UsageLimitReached)
+    );
+    assert_eq!(redis.command_calls("evalsha"), 3);
+    assert_eq!(uses(&*b, &t).await, 3);
+}

@@ -12,15 +12,23 @@
 //! without a cross-slot transaction is explained at `put_membership` and
 //! `set_project_owner`.
 //!
+//! With the near cache on (`store.cache`), a gateway decides unlimited
+//! tokens from its own copy of their records and writes their uses in
+//! batches (`write_uses`); limited tokens still take the one script.
+//!
 //! Submodules: `conn` (settings and connections), `keys` (key layout),
 //! `record` (field encoding, with the legend of field letters), `scripts`
-//! (the Lua scripts and the shared table of deny codes).
+//! (the Lua scripts and the shared table of deny codes), `cache` (the near
+//! cache) and `tracking` (its invalidation channel).
 
+mod cache;
 mod conn;
 mod keys;
 mod record;
 mod scripts;
+mod tracking;
 
+pub use cache::{CacheMetrics, CacheSettings};
 pub use conn::RedisSettings;
 pub use record::pack_ip;
 
@@ -32,13 +40,19 @@ use crate::auth::Grant;
 use crate::model::{Identity, Membership, Millis, TokenAuthConfig, TokenRecord};
 use crate::token::Id;
 use async_trait::async_trait;
+use cache::{Fill, NearCache, PendingUses, Question};
 use conn::{unavailable, Client, Conn};
 use keys::*;
 use record::*;
 use redis::{Cmd, Value};
 use scripts::*;
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
+
+/// How often uses counted by the near cache are written to Redis.
+const WRITE_USES_EVERY: Duration = Duration::from_secs(1);
 
 pub struct RedisStore {
     client: Client,
@@ -46,6 +60,7 @@ pub struct RedisStore {
     // Created on first use, inside the runtime that serves requests (Pingora
     // builds its runtimes after start-up); a failed attempt is retried next time.
     conn: OnceCell<Conn>,
+    cache: Option<Arc<NearCache>>,
 }
 
 impl RedisStore {
@@ -53,6 +68,7 @@ impl RedisStore {
     pub fn new(settings: RedisSettings) -> Result<RedisStore, StoreError> {
         Ok(RedisStore {
             client: Client::new(&settings)?,
+            cache: settings.cache.clone().map(|c| Arc::new(NearCache::new(c))),
             settings,
             conn: OnceCell::new(),
         })
@@ -61,9 +77,71 @@ impl RedisStore {
     async fn conn(&self) -> Result<Conn, StoreError> {
         let conn = self
             .conn
-            .get_or_try_init(|| self.client.connect(&self.settings))
+            .get_or_try_init(|| async {
+                let conn = self.client.connect(&self.settings).await?;
+                if let Some(cache) = &self.cache {
+                    self.start_cache_tasks(cache.clone(), conn.clone());
+                }
+                Ok::<_, StoreError>(conn)
+            })
             .await?;
         Ok(conn.clone())
+    }
+
+    /// The near cache's invalidation channel, and the task that writes the
+    /// uses it counted and sweeps it, in the runtime that made the data
+    /// connection. Both live as long as the process.
+    fn start_cache_tasks(&self, cache: Arc<NearCache>, conn: Conn) {
+        tokio::spawn(tracking::run(
+            cache.clone(),
+            self.settings.clone(),
+            conn.clone(),
+        ));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(WRITE_USES_EVERY);
+            loop {
+                tick.tick().await;
+                cache.sweep(Instant::now());
+                let uses = cache.take_pending();
+                if uses.is_empty() {
+                    continue;
+                }
+                let mut c = conn.clone();
+                if let Err((e, unwritten)) = write_uses(&mut c, uses).await {
+                    cache.restore_pending(unwritten);
+                    log::warn!("cannot write token uses counted by the near cache (kept for the next try): {e}");
+                }
+            }
+        });
+    }
+
+    pub fn has_cache(&self) -> bool {
+        self.cache.is_some()
+    }
+
+    /// True while the near cache's invalidation channel is up, so requests
+    /// may be decided from it.
+    pub fn cache_in_use(&self) -> bool {
+        self.cache.as_ref().is_some_and(|c| c.is_coherent())
+    }
+
+    /// `t` as this gateway knows it: what Redis holds plus the uses counted
+    /// here and not yet written.
+    fn with_pending(&self, mut t: TokenRecord) -> TokenRecord {
+        if let Some(u) = self.cache.as_ref().and_then(|c| c.pending_for(t.id)) {
+            t.num_uses += u.uses;
+            t.last_used_at = Some(t.last_used_at.unwrap_or(0).max(u.last_used_at));
+        }
+        t
+    }
+
+    /// Forgets what the near cache holds for `identity`, after this gateway
+    /// changed it: Redis also says so over the invalidation channel, but
+    /// this gateway's own next request must not wait for that message.
+    fn forget(&self, identity: Id) {
+        if let Some(cache) = &self.cache {
+            cache.invalidate(identity);
+        }
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
@@ -91,16 +169,36 @@ impl RedisStore {
 impl Store for RedisStore {
     async fn authenticate(&self, req: &AuthRequest<'_>) -> Result<AuthOutcome, StoreError> {
         let (iid, tid) = (req.token.identity_id, req.token.token_id);
+        let presented = req.token.secret_hash();
+        let mut ticket = None;
+        if let Some(cache) = &self.cache {
+            let at = Instant::now();
+            let q = Question {
+                identity: iid,
+                token: tid,
+                presented: &presented,
+                client_ip: req.client_ip,
+                now: req.now,
+                required_role: req.required_role,
+                project: req.project,
+            };
+            if let Some(outcome) = cache.decide(&q, at) {
+                return Ok(outcome);
+            }
+            cache.count_miss();
+            ticket = cache.begin_fill(iid, at);
+        }
         let project = req.project.unwrap_or("");
         let mut inv = CHECK_AND_CONSUME.prepare_invoke();
         inv.key(token_key(iid, tid))
             .key(identity_key(iid))
             .key(membership_key(iid, project))
-            .arg(&req.token.secret_hash()[..])
+            .arg(&presented[..])
             .arg(&pack_ip(req.client_ip)[..])
             .arg(req.now)
             .arg(if req.project.is_some() { "1" } else { "0" })
-            .arg(req.required_role.unwrap_or(""));
+            .arg(req.required_role.unwrap_or(""))
+            .arg(if ticket.is_some() { "1" } else { "0" });
         let answer: Vec<Value> = self.script(&inv).await?;
         let code = match answer.first() {
             Some(Value::Int(c)) => *c,
@@ -111,12 +209,43 @@ impl Store for RedisStore {
                 .ok_or_else(|| corrupt("unexpected script answer"))?;
             return Ok(Err(deny));
         }
-        let roles = value_string(answer.get(3))?;
-        Ok(Ok(Grant {
+        let grant = Grant {
             identity_name: value_string(answer.get(1))?,
             org_role: value_string(answer.get(2))?,
-            project_roles: req.project.map(|_| roles),
-        }))
+            project_roles: req
+                .project
+                .map(|_| value_string(answer.get(3)))
+                .transpose()?,
+        };
+        if let (Some(cache), Some(ticket)) = (&self.cache, ticket) {
+            let token = token_from_script(iid, tid, answer.get(4))?;
+            if token.num_uses_limit == 0 {
+                // The script left this use to be counted here.
+                cache.count_use(tid, iid, req.now);
+            }
+            let fill = Fill {
+                identity: Identity {
+                    id: iid,
+                    name: grant.identity_name.clone(),
+                    role: grant.org_role.clone(),
+                    // Only the name and the role are read on the request path.
+                    org_id: String::new(),
+                    has_delete_protection: false,
+                    created_at: 0,
+                    updated_at: 0,
+                },
+                token,
+                project: match req.project {
+                    None => None,
+                    Some(p) => Some((
+                        p.to_string(),
+                        membership_from_grants(iid, p, &value_string(answer.get(5))?)?,
+                    )),
+                },
+            };
+            cache.finish_fill(ticket, fill);
+        }
+        Ok(Ok(grant))
     }
 
     async fn create_identity(&self, identity: &Identity) -> Result<(), StoreError> {
@@ -159,6 +288,7 @@ impl Store for RedisStore {
         let mut inv = HSET_IF_EXISTS.prepare_invoke();
         inv.key(identity_key(identity.id)).arg(fields);
         let n: i64 = self.script(&inv).await?;
+        self.forget(identity.id);
         Ok(n == 1)
     }
 
@@ -174,6 +304,7 @@ impl Store for RedisStore {
             .arg(prefix(id));
         // The script re-checks existence and protection: it is the atomic step.
         let (status, tids, projects): (i64, Vec<String>, Vec<String>) = self.script(&inv).await?;
+        self.forget(id);
         match status {
             1 => {}
             2 => return Ok(Deletion::Protected),
@@ -242,6 +373,7 @@ impl Store for RedisStore {
             })
             .arg(to_json(cfg)?);
         let n: i64 = self.script(&inv).await?;
+        self.forget(cfg.identity_id);
         Ok(n == 1)
     }
 
@@ -258,6 +390,7 @@ impl Store for RedisStore {
             .key(token_list_key(identity))
             .arg(prefix(identity));
         let s: Option<String> = self.script(&inv).await?;
+        self.forget(identity);
         s.as_deref().map(from_json).transpose()
     }
 
@@ -290,7 +423,7 @@ impl Store for RedisStore {
         let h: HashMap<String, Vec<u8>> = self
             .query(redis::cmd("HGETALL").arg(token_key(iid, token_id)))
             .await?;
-        token_from_hash(iid, token_id, &h)
+        Ok(token_from_hash(iid, token_id, &h)?.map(|t| self.with_pending(t)))
     }
 
     async fn list_tokens(
@@ -319,7 +452,7 @@ impl Store for RedisStore {
         let mut out = Vec::with_capacity(tids.len());
         for (tid, h) in tids.iter().zip(&hashes) {
             if let Some(t) = token_from_hash(identity, *tid, h)? {
-                out.push(t);
+                out.push(self.with_pending(t));
             }
         }
         Ok(out)
@@ -381,6 +514,7 @@ impl Store for RedisStore {
             .arg(encode_grants(m))
             .arg(&m.project_id);
         let (written, org, existed): (i64, String, i64) = self.script(&inv).await?;
+        self.forget(iid);
         if written == 0 {
             return Ok(MembershipWrite::NoIdentity);
         }
@@ -463,6 +597,7 @@ impl Store for RedisStore {
                 .clone(),
         );
         self.run_each(&cmds).await?;
+        self.forget(identity);
         Ok(Some(m))
     }
 
@@ -538,6 +673,55 @@ impl Store for RedisStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.query::<()>(&redis::cmd("PING")).await
     }
+
+    /// Writes the uses the near cache counted since its last batch. The
+    /// runtime that served requests is gone by now, and its connection with
+    /// it, so this opens its own on a thread of its own.
+    fn flush(&self) -> Result<(), StoreError> {
+        let Some(cache) = &self.cache else {
+            return Ok(());
+        };
+        let uses = cache.take_pending();
+        if uses.is_empty() {
+            return Ok(());
+        }
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                    rt.block_on(async {
+                        let mut c = self.client.connect(&self.settings).await?;
+                        write_uses(&mut c, uses).await.map_err(|(e, _)| e)
+                    })
+                })
+                .join()
+                .unwrap_or_else(|_| Err(StoreError::Unavailable("flush panicked".into())))
+        })
+    }
+}
+
+/// Adds counted uses to their tokens, one script call per token (tokens of
+/// different identities live in different slots). On failure, answers the
+/// error and the uses not written.
+async fn write_uses(
+    c: &mut Conn,
+    uses: HashMap<Id, PendingUses>,
+) -> Result<(), (StoreError, HashMap<Id, PendingUses>)> {
+    let mut left = uses.clone();
+    for (tid, u) in uses {
+        let mut inv = ADD_USES.prepare_invoke();
+        inv.key(token_key(u.identity, tid))
+            .arg(u.uses)
+            .arg(u.last_used_at);
+        if let Err(e) = inv.invoke_async::<i64>(c).await {
+            return Err((unavailable(e), left));
+        }
+        left.remove(&tid);
+    }
+    Ok(())
 }
 
 impl RedisStore {
@@ -555,6 +739,7 @@ impl RedisStore {
         let mut inv = HSET_IF_EXISTS.prepare_invoke();
         inv.key(token_key(iid, token_id)).arg(fields);
         let n: i64 = self.script(&inv).await?;
+        self.forget(iid);
         Ok(n == 1)
     }
 

@@ -10,7 +10,14 @@
 -- ARGV[3] now, milliseconds since the epoch
 -- ARGV[4] "1" when the request names a project
 -- ARGV[5] the org role the request needs, or "" for any
+-- ARGV[6] "1" when the gateway keeps the records in its near cache
 -- Returns {0, identity name, org role, project roles} when allowed (and counted),
+-- followed, when ARGV[6] == "1", by the token fields read below (in that
+-- order) and the membership's grants ('' without a project), so the gateway
+-- can decide the token's next requests itself. Then an unlimited token's use
+-- is not counted here: the gateway counts it with those it decides itself
+-- and writes them in batches (a write here would invalidate the very copy
+-- it is about to keep);
 -- else {DENY.<reason>, ""}. DENY is not defined here: the gateway prepends it
 -- from the one table of deny codes (src/store/redis/scripts.rs), which is also
 -- how it reads the answer back.
@@ -66,9 +73,9 @@ if ARGV[5] ~= '' and ident[2] ~= ARGV[5] then return {DENY.org_role, ''} end
 
 -- Project membership: grants are lines "start,end,role" (0,0 = permanent);
 -- active roles are joined with commas, no-access gives nothing.
-local roles = ''
+local roles, grants = '', false
 if ARGV[4] == '1' then
-  local grants = redis.call('HGET', KEYS[3], 'g')
+  grants = redis.call('HGET', KEYS[3], 'g')
   if grants then
     for s, e, role in string.gmatch(grants, '(%d+),(%d+),([^\n]*)\n') do
       s, e = tonumber(s), tonumber(e)
@@ -82,6 +89,13 @@ if ARGV[4] == '1' then
   if roles == '' then return {DENY.no_project_access, ''} end
 end
 
+if ARGV[6] == '1' then
+  if limit > 0 then
+    redis.call('HINCRBY', KEYS[1], 'u', 1)
+    redis.call('HSET', KEYS[1], 'l', ARGV[3])
+  end
+  return {0, ident[1], ident[2], roles, t, grants or ''}
+end
 redis.call('HINCRBY', KEYS[1], 'u', 1)
 redis.call('HSET', KEYS[1], 'l', ARGV[3])
 return {0, ident[1], ident[2], roles}

@@ -7,7 +7,7 @@ use redis::{Cmd, Value};
 use std::time::Duration;
 
 /// Connection settings for the Redis store.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RedisSettings {
     /// One URL for a single Redis; the seed nodes of a Redis Cluster otherwise.
     pub urls: Vec<String>,
@@ -15,6 +15,8 @@ pub struct RedisSettings {
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
     pub retries: usize,
+    /// The near cache; `None` turns it off.
+    pub cache: Option<super::cache::CacheSettings>,
 }
 
 pub enum Client {

@@ -23,7 +23,7 @@
 //! Membership grants (field `g`): one line `start,end,role` per role, `0,0`
 //! for a permanent one.
 
-use crate::model::{Identity, Membership, TokenRecord};
+use crate::model::{Identity, Membership, Millis, RoleGrant, TokenRecord};
 use crate::store::StoreError;
 use crate::token::{Id, SecretHash};
 use ipnet::IpNet;
@@ -167,6 +167,67 @@ pub fn token_from_hash(
         },
         revoked: h.contains_key("x"),
     }))
+}
+
+/// The token fields `check_and_consume.lua` reads, in the order it returns
+/// them to a gateway that keeps them in its near cache.
+pub const SCRIPT_TOKEN_FIELDS: [&str; 10] = ["h", "x", "c", "r", "t", "m", "d", "i", "k", "u"];
+
+/// A token from the script's answer (`SCRIPT_TOKEN_FIELDS`, nil for absent).
+pub fn token_from_script(iid: Id, tid: Id, v: Option<&Value>) -> Result<TokenRecord, StoreError> {
+    let Some(Value::Array(values)) = v else {
+        return Err(corrupt("unexpected script answer"));
+    };
+    let mut h = HashMap::new();
+    for (field, value) in SCRIPT_TOKEN_FIELDS.iter().zip(values) {
+        match value {
+            Value::BulkString(b) => {
+                h.insert(field.to_string(), b.clone());
+            }
+            Value::Nil => {}
+            _ => return Err(corrupt("unexpected script answer")),
+        }
+    }
+    token_from_hash(iid, tid, &h)?.ok_or_else(|| corrupt("unexpected script answer"))
+}
+
+/// The grants `encode_grants` wrote, as a membership that answers
+/// `active_roles` as the script does (only the grants are read back).
+pub fn membership_from_grants(
+    iid: Id,
+    project: &str,
+    grants: &str,
+) -> Result<Membership, StoreError> {
+    let mut roles = Vec::new();
+    for line in grants.lines() {
+        let mut parts = line.splitn(3, ',');
+        let (Some(s), Some(e), Some(role)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(corrupt("membership grants"));
+        };
+        let num = |v: &str| {
+            v.parse::<Millis>()
+                .map_err(|_| corrupt("membership grants"))
+        };
+        let (start, end) = (num(s)?, num(e)?);
+        let permanent = start == 0 && end == 0;
+        roles.push(RoleGrant {
+            id: Id([0; 16]),
+            role: role.to_string(),
+            is_temporary: !permanent,
+            temporary_mode: None,
+            temporary_range: None,
+            temporary_access_start_time: (!permanent).then_some(start),
+            temporary_access_end_time: (!permanent).then_some(end),
+        });
+    }
+    Ok(Membership {
+        id: Id([0; 16]),
+        project_id: project.to_string(),
+        identity_id: iid,
+        roles,
+        created_at: 0,
+        updated_at: 0,
+    })
 }
 
 pub fn identity_fields(i: &Identity) -> Vec<(&'static str, String)> {

@@ -53,6 +53,10 @@ pub static CHECK_AND_CONSUME: LazyLock<redis::Script> = LazyLock::new(|| {
     ))
 });
 
+/// Uses of unlimited tokens counted by the near cache, written in batches.
+pub static ADD_USES: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("add_uses.lua")));
+
 // Small single-slot scripts for the management API: each makes a
 // read-check-write atomic without WATCH (which a multiplexed connection cannot use).
 pub static HSET_IF_EXISTS: LazyLock<redis::Script> =
