@@ -504,11 +504,21 @@ fn renewal_stops_at_max_ttl_embedded() {
 /// Counted two ways: `INFO commandstats` (which also counts the commands a
 /// script runs, so only EVALSHA's own count is meaningful there) and a
 /// `MONITOR` client, which tells the gateway's commands from the script's.
+/// The near cache is off here: this is the path every limited token takes,
+/// and every token when the cache is off (tests/near_cache.rs covers it on).
 #[test]
 fn redis_one_evalsha_per_authenticated_request_none_for_malformed() {
     let redis = Redis::start();
     let upstream = Upstream::echo();
-    let gw = Gateway::start(GatewayConfig::redis(&redis.url()).upstream(&upstream.url()));
+    let store = format!(
+        "kind: redis\nurl: '{}'\ncache: {{enabled: false}}\n",
+        redis.url()
+    );
+    let gw = Gateway::start(
+        GatewayConfig::redis(&redis.url())
+            .section("store", &store)
+            .upstream(&upstream.url()),
+    );
     let admin = gw.admin();
     let (id, token) = admin.identity_with_token("member", json!({}));
     admin.add_membership("p1", &id, json!({"role": "viewer"}));

@@ -36,6 +36,11 @@ fn redis_outage_fails_closed_and_recovers_without_a_gateway_restart() {
     assert_eq!(upstream.count(), 1);
 
     redis.kill();
+    // With the near cache on, the gateway first notices that its
+    // invalidation channel is gone (its connection closes with Redis), and
+    // from then on checks every request in Redis. No write can happen in a
+    // dead Redis, so the moment in between decides nothing stale.
+    channel_down(&gw);
 
     for _ in 0..3 {
         let started = Instant::now();
@@ -158,4 +163,13 @@ fn redis_restart_without_data_fails_closed_for_lost_tokens() {
         ["EVALSHA"],
         "one round trip per request after the restart"
     );
+}
+
+/// Waits (bounded) until the gateway reports its near cache off, which it
+/// always is with the cache disabled.
+fn channel_down(gw: &Gateway) {
+    eventually(Duration::from_secs(5), || {
+        let metrics = http("GET", &format!("{}/metrics", gw.admin_url()), &[], None);
+        metrics.status == 200 && metrics.body.contains("tokengate_store_cache_coherent 0")
+    });
 }
