@@ -33,6 +33,26 @@ impl Id {
         Id(b)
     }
 
+    /// A fresh token id for a token of `identity`: its first 8 bytes are the
+    /// identity's, the other 8 random (still version 4 shaped, since the
+    /// identity's version nibble is among the 8). A store can then find a
+    /// token's identity from the token id with one entry per identity
+    /// rather than one per token (see `store/redis/keys.rs`).
+    pub fn for_token_of(identity: Id) -> Id {
+        let mut b = [0u8; 16];
+        fill_random(&mut b);
+        b[..8].copy_from_slice(&identity.0[..8]);
+        b[8] = (b[8] & 0x3f) | 0x80;
+        Id(b)
+    }
+
+    /// The first 8 bytes: shared by an identity and the ids of its tokens.
+    pub fn prefix(&self) -> [u8; 8] {
+        let mut p = [0u8; 8];
+        p.copy_from_slice(&self.0[..8]);
+        p
+    }
+
     /// Parses the UUID text form (with or without dashes, any case).
     pub fn parse(s: &str) -> Option<Id> {
         uuid::Uuid::try_parse(s).ok().map(|u| Id(*u.as_bytes()))
@@ -100,7 +120,7 @@ impl AccessToken {
         fill_random(&mut secret);
         AccessToken {
             identity_id,
-            token_id: Id::random(),
+            token_id: Id::for_token_of(identity_id),
             secret,
         }
     }
@@ -201,6 +221,13 @@ mod tests {
     #[test]
     fn round_trip_and_length() {
         let t = AccessToken::generate(Id::random());
+        assert_eq!(t.token_id.prefix(), t.identity_id.prefix());
+        assert_ne!(t.token_id, t.identity_id);
+        let u = uuid::Uuid::from_bytes(t.token_id.0);
+        assert_eq!(
+            (u.get_version_num(), u.get_variant()),
+            (4, uuid::Variant::RFC4122)
+        );
         let s = t.expose();
         assert_eq!(s.len(), TOKEN_LEN);
         assert!(s.starts_with(PREFIX));

@@ -157,11 +157,34 @@ impl RedisStore {
         inv.invoke_async(&mut c).await.map_err(unavailable)
     }
 
+    /// The identity a token id belongs to (see `keys.rs`): the identity
+    /// its first 8 bytes name, if that identity has the token, else the
+    /// index of tokens whose ids do not name their identity.
     async fn token_identity(&self, tid: Id) -> Result<Option<Id>, StoreError> {
+        if let Some(iid) = self.identity_by_prefix(tid).await? {
+            let has: bool = self
+                .query(redis::cmd("HEXISTS").arg(tokens_key(iid)).arg(&tid.0[..]))
+                .await?;
+            if has {
+                return Ok(Some(iid));
+            }
+        }
         let iid: Option<String> = self
             .query(redis::cmd("HGET").arg(TOKEN_INDEX).arg(tid.hex()))
             .await?;
         Ok(iid.as_deref().and_then(Id::parse))
+    }
+
+    /// The identity registered under the first 8 bytes of `id`.
+    async fn identity_by_prefix(&self, id: Id) -> Result<Option<Id>, StoreError> {
+        let iid: Option<Vec<u8>> = self
+            .query(
+                redis::cmd("HGET")
+                    .arg(IDENTITY_PREFIXES)
+                    .arg(&id.prefix()[..]),
+            )
+            .await?;
+        Ok(iid.and_then(|b| <[u8; 16]>::try_from(b.as_slice()).ok().map(Id)))
     }
 }
 
@@ -190,7 +213,7 @@ impl Store for RedisStore {
         }
         let project = req.project.unwrap_or("");
         let mut inv = CHECK_AND_CONSUME.prepare_invoke();
-        inv.key(token_key(iid, tid))
+        inv.key(tokens_key(iid))
             .key(identity_key(iid))
             .key(membership_key(iid, project))
             .arg(&presented[..])
@@ -198,7 +221,8 @@ impl Store for RedisStore {
             .arg(req.now)
             .arg(if req.project.is_some() { "1" } else { "0" })
             .arg(req.required_role.unwrap_or(""))
-            .arg(if ticket.is_some() { "1" } else { "0" });
+            .arg(if ticket.is_some() { "1" } else { "0" })
+            .arg(&tid.0[..]);
         let answer: Vec<Value> = self.script(&inv).await?;
         let code = match answer.first() {
             Some(Value::Int(c)) => *c,
@@ -218,7 +242,7 @@ impl Store for RedisStore {
                 .transpose()?,
         };
         if let (Some(cache), Some(ticket)) = (&self.cache, ticket) {
-            let token = token_from_script(iid, tid, answer.get(4))?;
+            let token = decode_token(iid, tid, value_bytes(answer.get(4))?)?;
             if token.num_uses_limit == 0 {
                 // The script left this use to be counted here.
                 cache.count_use(tid, iid, req.now);
@@ -258,6 +282,14 @@ impl Store for RedisStore {
         )
         .await?;
         self.run_each(&[
+            // Taken already (two identities sharing 8 bytes, about one in
+            // 2^60): the other keeps it, and this one's tokens go to the
+            // token index instead (see `create_token`).
+            redis::cmd("HSETNX")
+                .arg(IDENTITY_PREFIXES)
+                .arg(&identity.id.prefix()[..])
+                .arg(&identity.id.0[..])
+                .clone(),
             redis::cmd("ZADD")
                 .arg(IDENTITIES)
                 .arg(identity.created_at)
@@ -299,11 +331,11 @@ impl Store for RedisStore {
         let mut inv = DELETE_IDENTITY.prepare_invoke();
         inv.key(identity_key(id))
             .key(config_key(id))
-            .key(token_list_key(id))
+            .key(tokens_key(id))
             .key(identity_projects_key(id))
             .arg(prefix(id));
         // The script re-checks existence and protection: it is the atomic step.
-        let (status, tids, projects): (i64, Vec<String>, Vec<String>) = self.script(&inv).await?;
+        let (status, tids, projects): (i64, Vec<Vec<u8>>, Vec<String>) = self.script(&inv).await?;
         self.forget(id);
         match status {
             1 => {}
@@ -318,9 +350,19 @@ impl Store for RedisStore {
                 .arg(id.hex())
                 .clone(),
         ];
+        let tids: Vec<String> = tids
+            .iter()
+            .filter_map(|t| <[u8; 16]>::try_from(t.as_slice()).ok())
+            .map(|t| Id(t).hex())
+            .collect();
         if !tids.is_empty() {
             cmds.push(redis::cmd("HDEL").arg(TOKEN_INDEX).arg(&tids).clone());
         }
+        let mut inv = HDEL_IF_EQUAL.prepare_invoke();
+        inv.key(IDENTITY_PREFIXES)
+            .arg(&id.prefix()[..])
+            .arg(&id.0[..]);
+        self.script::<i64>(&inv).await?;
         for project in &projects {
             for key in [
                 project_key(project),
@@ -386,76 +428,74 @@ impl Store for RedisStore {
 
     async fn remove_token_auth(&self, identity: Id) -> Result<Option<TokenAuthConfig>, StoreError> {
         let mut inv = REMOVE_CONFIG.prepare_invoke();
-        inv.key(config_key(identity))
-            .key(token_list_key(identity))
-            .arg(prefix(identity));
+        inv.key(config_key(identity)).key(tokens_key(identity));
         let s: Option<String> = self.script(&inv).await?;
         self.forget(identity);
         s.as_deref().map(from_json).transpose()
     }
 
     async fn create_token(&self, t: &TokenRecord) -> Result<bool, StoreError> {
-        let mut inv = CREATE_TOKEN.prepare_invoke();
-        inv.key(config_key(t.identity_id))
-            .key(token_key(t.identity_id, t.id))
-            .key(token_list_key(t.identity_id))
-            .arg(t.created_at)
-            .arg(t.id.hex())
-            .arg(token_fields(t));
-        let n: i64 = self.script(&inv).await?;
-        if n == 0 {
-            return Ok(false);
+        let iid = t.identity_id;
+        // A token id that does not lead to its identity by its first 8 bytes
+        // is listed in the token index, before the token exists: a crash in
+        // between leaves an index entry for nothing, never a token that
+        // cannot be found.
+        if self.identity_by_prefix(t.id).await? != Some(iid) {
+            self.query::<()>(
+                redis::cmd("HSET")
+                    .arg(TOKEN_INDEX)
+                    .arg(t.id.hex())
+                    .arg(iid.hex()),
+            )
+            .await?;
         }
-        self.query::<()>(
-            redis::cmd("HSET")
-                .arg(TOKEN_INDEX)
-                .arg(t.id.hex())
-                .arg(t.identity_id.hex()),
-        )
-        .await?;
-        Ok(true)
+        let mut inv = CREATE_TOKEN.prepare_invoke();
+        inv.key(config_key(iid))
+            .key(tokens_key(iid))
+            .arg(&t.id.0[..])
+            .arg(encode_token(t));
+        let n: i64 = self.script(&inv).await?;
+        Ok(n == 1)
     }
 
     async fn get_token(&self, token_id: Id) -> Result<Option<TokenRecord>, StoreError> {
         let Some(iid) = self.token_identity(token_id).await? else {
             return Ok(None);
         };
-        let h: HashMap<String, Vec<u8>> = self
-            .query(redis::cmd("HGETALL").arg(token_key(iid, token_id)))
+        let rec: Option<Vec<u8>> = self
+            .query(redis::cmd("HGET").arg(tokens_key(iid)).arg(&token_id.0[..]))
             .await?;
-        Ok(token_from_hash(iid, token_id, &h)?.map(|t| self.with_pending(t)))
+        rec.map(|b| decode_token(iid, token_id, &b).map(|t| self.with_pending(t)))
+            .transpose()
     }
 
+    // All of an identity's tokens are one hash, read whole and sorted here:
+    // listing is a management call, and a per-token index would cost every
+    // token memory for as long as it exists.
     async fn list_tokens(
         &self,
         identity: Id,
         offset: u64,
         limit: u64,
     ) -> Result<Vec<TokenRecord>, StoreError> {
-        let tids: Vec<String> = self
-            .query(
-                redis::cmd("ZRANGE")
-                    .arg(token_list_key(identity))
-                    .arg(range(offset, limit).0)
-                    .arg(range(offset, limit).1)
-                    .arg("REV"),
-            )
+        let all: Vec<(Vec<u8>, Vec<u8>)> = self
+            .query(redis::cmd("HGETALL").arg(tokens_key(identity)))
             .await?;
-        let tids: Vec<Id> = tids.iter().filter_map(|s| Id::parse(s)).collect();
-        let mut p = redis::pipe();
-        for tid in &tids {
-            p.cmd("HGETALL").arg(token_key(identity, *tid));
+        let mut tokens = Vec::with_capacity(all.len());
+        for (tid, rec) in &all {
+            let tid = <[u8; 16]>::try_from(tid.as_slice()).map_err(|_| corrupt("token id"))?;
+            tokens.push(decode_token(identity, Id(tid), rec)?);
         }
-        let mut c = self.conn().await?;
-        let hashes: Vec<HashMap<String, Vec<u8>>> =
-            p.query_async(&mut c).await.map_err(unavailable)?;
-        let mut out = Vec::with_capacity(tids.len());
-        for (tid, h) in tids.iter().zip(&hashes) {
-            if let Some(t) = token_from_hash(identity, *tid, h)? {
-                out.push(self.with_pending(t));
-            }
-        }
-        Ok(out)
+        // Newest first; ties by id, so pages do not overlap.
+        tokens.sort_by_key(|t| std::cmp::Reverse((t.created_at, t.id)));
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        let count = usize::try_from(limit.max(1)).unwrap_or(usize::MAX);
+        Ok(tokens
+            .into_iter()
+            .skip(start)
+            .take(count)
+            .map(|t| self.with_pending(t))
+            .collect())
     }
 
     async fn rename_token(
@@ -463,18 +503,18 @@ impl Store for RedisStore {
         token_id: Id,
         name: &str,
     ) -> Result<Option<TokenRecord>, StoreError> {
-        if !self.hset_token(token_id, &[("n", name)]).await? {
+        if !self.update_token(token_id, "name", name).await? {
             return Ok(None);
         }
         self.get_token(token_id).await
     }
 
     async fn revoke_token(&self, token_id: Id) -> Result<bool, StoreError> {
-        self.hset_token(token_id, &[("x", "1")]).await
+        self.update_token(token_id, "revoke", "").await
     }
 
     async fn set_renewed(&self, token_id: Id, at: Millis) -> Result<bool, StoreError> {
-        self.hset_token(token_id, &[("r", &at.to_string())]).await
+        self.update_token(token_id, "renew", &at.to_string()).await
     }
 
     // Ownership and membership live in different slots, so they cannot be
@@ -713,7 +753,8 @@ async fn write_uses(
     let mut left = uses.clone();
     for (tid, u) in uses {
         let mut inv = ADD_USES.prepare_invoke();
-        inv.key(token_key(u.identity, tid))
+        inv.key(tokens_key(u.identity))
+            .arg(&tid.0[..])
             .arg(u.uses)
             .arg(u.last_used_at);
         if let Err(e) = inv.invoke_async::<i64>(c).await {
@@ -732,12 +773,21 @@ impl RedisStore {
         self.script(&inv).await
     }
 
-    async fn hset_token(&self, token_id: Id, fields: &[(&str, &str)]) -> Result<bool, StoreError> {
+    /// Runs `update_token.lua`'s `what` on a token; `false` if it does not exist.
+    async fn update_token(
+        &self,
+        token_id: Id,
+        what: &str,
+        value: &str,
+    ) -> Result<bool, StoreError> {
         let Some(iid) = self.token_identity(token_id).await? else {
             return Ok(false);
         };
-        let mut inv = HSET_IF_EXISTS.prepare_invoke();
-        inv.key(token_key(iid, token_id)).arg(fields);
+        let mut inv = UPDATE_TOKEN.prepare_invoke();
+        inv.key(tokens_key(iid))
+            .arg(&token_id.0[..])
+            .arg(what)
+            .arg(value);
         let n: i64 = self.script(&inv).await?;
         self.forget(iid);
         Ok(n == 1)

@@ -1,13 +1,17 @@
 -- tokengate: write uses of an unlimited token that a gateway's near cache
 -- counted in memory. Never creates a record: a token deleted meanwhile stays
 -- deleted.
--- KEYS[1] token hash      tg:{IID}:t:TID
--- ARGV[1] uses to add
--- ARGV[2] last used at, milliseconds since the epoch (kept if older)
+-- KEYS[1] the identity's tokens   tg:{IID}:t
+-- ARGV[1] the token id (16 bytes)
+-- ARGV[2] uses to add
+-- ARGV[3] last used at, milliseconds since the epoch (kept if older)
 -- Returns 1 when written, 0 when the token is gone.
 
-if redis.call('HEXISTS', KEYS[1], 'h') == 0 then return 0 end
-redis.call('HINCRBY', KEYS[1], 'u', ARGV[1])
-local last = tonumber(redis.call('HGET', KEYS[1], 'l') or '0')
-if tonumber(ARGV[2]) > last then redis.call('HSET', KEYS[1], 'l', ARGV[2]) end
+local rec = redis.call('HGET', KEYS[1], ARGV[1])
+if not rec or #rec < 88 then return 0 end
+local last, uses = struct.unpack('>I8I8', rec, 51)
+local at = tonumber(ARGV[3])
+if last > at then at = last end
+redis.call('HSET', KEYS[1], ARGV[1],
+  string.sub(rec, 1, 50) .. struct.pack('>I8I8', at, uses + tonumber(ARGV[2])) .. string.sub(rec, 67))
 return 1

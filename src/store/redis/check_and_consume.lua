@@ -2,36 +2,38 @@
 -- The Redis twin of auth::decide (src/auth.rs); tests/store_contract.rs holds
 -- both to the same answers. One call per authenticated request.
 --
--- KEYS[1] token hash      tg:{IID}:t:TID
--- KEYS[2] identity hash   tg:{IID}:i
--- KEYS[3] membership hash tg:{IID}:m:PROJECT (ignored unless ARGV[4] == "1")
+-- KEYS[1] the identity's tokens   tg:{IID}:t (token id -> record, record.rs)
+-- KEYS[2] identity hash           tg:{IID}:i
+-- KEYS[3] membership hash         tg:{IID}:m:PROJECT (ignored unless ARGV[4] == "1")
 -- ARGV[1] SHA-256 of the presented secret (32 bytes)
 -- ARGV[2] client IP: family byte (4 or 6) + 16 address bytes
 -- ARGV[3] now, milliseconds since the epoch
 -- ARGV[4] "1" when the request names a project
 -- ARGV[5] the org role the request needs, or "" for any
 -- ARGV[6] "1" when the gateway keeps the records in its near cache
+-- ARGV[7] the token id (16 bytes)
 -- Returns {0, identity name, org role, project roles} when allowed (and counted),
--- followed, when ARGV[6] == "1", by the token fields read below (in that
--- order) and the membership's grants ('' without a project), so the gateway
--- can decide the token's next requests itself. Then an unlimited token's use
--- is not counted here: the gateway counts it with those it decides itself
--- and writes them in batches (a write here would invalidate the very copy
--- it is about to keep);
+-- followed, when ARGV[6] == "1", by the token's record and the membership's
+-- grants ('' without a project), so the gateway can decide the token's next
+-- requests itself. Then an unlimited token's use is not counted here: the
+-- gateway counts it with those it decides itself and writes them in batches
+-- (a write here would invalidate the very copy it is about to keep);
 -- else {DENY.<reason>, ""}. DENY is not defined here: the gateway prepends it
 -- from the one table of deny codes (src/store/redis/scripts.rs), which is also
 -- how it reads the answer back.
 
-local t = redis.call('HMGET', KEYS[1], 'h', 'x', 'c', 'r', 't', 'm', 'd', 'i', 'k', 'u')
-local hash, revoked, created, renewed = t[1], t[2], tonumber(t[3]), tonumber(t[4])
-if not hash or hash ~= ARGV[1] or not created then return {DENY.unknown_token, ''} end
+local rec = redis.call('HGET', KEYS[1], ARGV[7])
+if not rec or #rec < 88 or string.byte(rec, 1) ~= 1 then return {DENY.unknown_token, ''} end
+if string.sub(rec, 2, 33) ~= ARGV[1] then return {DENY.unknown_token, ''} end
 local ident = redis.call('HMGET', KEYS[2], 'n', 'r')
 if not ident[1] then return {DENY.unknown_token, ''} end
-if revoked then return {DENY.revoked, ''} end
+if string.byte(rec, 34) % 2 == 1 then return {DENY.revoked, ''} end
 
+local created, renewed, _, uses, limit, ttl, maxttl, period, entries =
+  struct.unpack('>I8I8I8I8I8I4I4I4I2', rec, 35)
 local now = tonumber(ARGV[3])
-local ttl, maxttl, period = tonumber(t[5] or '0'), tonumber(t[6] or '0'), tonumber(t[7] or '0')
-local base = renewed or created
+local base = created
+if renewed > 0 then base = renewed end
 if period > 0 then
   if now >= base + period * 1000 then return {DENY.expired, ''} end
 else
@@ -43,22 +45,21 @@ else
   if cap ~= nil and now >= cap then return {DENY.max_ttl, ''} end
 end
 
--- Trusted IPs: absent means anywhere; else 18-byte entries of
+-- Trusted IPs: none means anywhere; else 18-byte entries from byte 89 of
 -- family (1), address (16), prefix length (1). Families must match.
-local ips = t[8]
-if ips then
+if entries > 0 then
   local client = ARGV[2]
   local fam = string.byte(client, 1)
   local ok = false
-  for off = 1, #ips, 18 do
-    if string.byte(ips, off) == fam then
-      local plen = string.byte(ips, off + 17)
+  for off = 89, 88 + entries * 18, 18 do
+    if string.byte(rec, off) == fam then
+      local plen = string.byte(rec, off + 17)
       local whole = math.floor(plen / 8)
-      if string.sub(ips, off + 1, off + whole) == string.sub(client, 2, 1 + whole) then
+      if string.sub(rec, off + 1, off + whole) == string.sub(client, 2, 1 + whole) then
         local rest = plen % 8
         if rest == 0 then ok = true break end
         local div = 2 ^ (8 - rest)
-        if math.floor(string.byte(ips, off + 1 + whole) / div) == math.floor(string.byte(client, 2 + whole) / div) then
+        if math.floor(string.byte(rec, off + 1 + whole) / div) == math.floor(string.byte(client, 2 + whole) / div) then
           ok = true break
         end
       end
@@ -67,7 +68,6 @@ if ips then
   if not ok then return {DENY.ip_not_trusted, ''} end
 end
 
-local limit, uses = tonumber(t[9] or '0'), tonumber(t[10] or '0')
 if limit > 0 and uses >= limit then return {DENY.usage_limit, ''} end
 if ARGV[5] ~= '' and ident[2] ~= ARGV[5] then return {DENY.org_role, ''} end
 
@@ -89,13 +89,14 @@ if ARGV[4] == '1' then
   if roles == '' then return {DENY.no_project_access, ''} end
 end
 
-if ARGV[6] == '1' then
-  if limit > 0 then
-    redis.call('HINCRBY', KEYS[1], 'u', 1)
-    redis.call('HSET', KEYS[1], 'l', ARGV[3])
-  end
-  return {0, ident[1], ident[2], roles, t, grants or ''}
+-- Counting a use rewrites last used at and uses (bytes 51-66).
+local function count()
+  redis.call('HSET', KEYS[1], ARGV[7],
+    string.sub(rec, 1, 50) .. struct.pack('>I8I8', now, uses + 1) .. string.sub(rec, 67))
 end
-redis.call('HINCRBY', KEYS[1], 'u', 1)
-redis.call('HSET', KEYS[1], 'l', ARGV[3])
+if ARGV[6] == '1' then
+  if limit > 0 then count() end
+  return {0, ident[1], ident[2], roles, rec, grants or ''}
+end
+count()
 return {0, ident[1], ident[2], roles}

@@ -5,15 +5,21 @@
 //! | --- | --- | --- |
 //! | `tg:{IID}:i` | hash | the identity (`record::identity_fields`) |
 //! | `tg:{IID}:a` | string | its Token Auth configuration (JSON) |
-//! | `tg:{IID}:t:TID` | hash | a token (`record::token_fields`) |
-//! | `tg:{IID}:ts` | sorted set | its token ids by creation time |
+//! | `tg:{IID}:t` | hash | its tokens: token id (16 bytes) -> `record::encode_token` |
 //! | `tg:{IID}:m:PROJECT` | hash | a membership: `j` JSON, `g` grants |
 //! | `tg:{IID}:ps` | set | the projects it is a member of |
 //!
 //! Global indexes, touched only by the management API: `tg:identities`
-//! (sorted set of identity ids), `tg:tokens` (hash: token id -> identity id),
-//! `tg:p:PROJECT` (set of member identity ids), and per organization
-//! `tg:o:ORG` and `tg:p:PROJECT:o:ORG` (sorted sets of identity ids).
+//! (sorted set of identity ids), `tg:p:PROJECT` (set of member identity ids),
+//! and per organization `tg:o:ORG` and `tg:p:PROJECT:o:ORG` (sorted sets of
+//! identity ids).
+//!
+//! A token id starts with the first 8 bytes of its identity's id
+//! (`Id::for_token_of`), so the management API finds a token's identity in
+//! `tg:ip` (hash: those 8 bytes -> identity id, 16 bytes): one entry per
+//! identity, not per token. A token whose id does not start that way (made
+//! elsewhere, or whose identity's 8 bytes were already taken) is listed in
+//! `tg:tokens` (hash: token id -> identity id) instead.
 //!
 //! `tg:po:PROJECT` (string: the owning organization's id) is alone in its
 //! slot on purpose. A membership lives in its identity's slot and a project
@@ -26,6 +32,7 @@ use crate::token::Id;
 
 pub const IDENTITIES: &str = "tg:identities";
 pub const TOKEN_INDEX: &str = "tg:tokens";
+pub const IDENTITY_PREFIXES: &str = "tg:ip";
 
 pub fn prefix(iid: Id) -> String {
     format!("tg:{{{}}}:", iid.hex())
@@ -36,11 +43,8 @@ pub fn identity_key(iid: Id) -> String {
 pub fn config_key(iid: Id) -> String {
     format!("tg:{{{}}}:a", iid.hex())
 }
-pub fn token_key(iid: Id, tid: Id) -> String {
-    format!("tg:{{{}}}:t:{}", iid.hex(), tid.hex())
-}
-pub fn token_list_key(iid: Id) -> String {
-    format!("tg:{{{}}}:ts", iid.hex())
+pub fn tokens_key(iid: Id) -> String {
+    format!("tg:{{{}}}:t", iid.hex())
 }
 pub fn membership_key(iid: Id, project: &str) -> String {
     format!("tg:{{{}}}:m:{project}", iid.hex())

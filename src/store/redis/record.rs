@@ -1,22 +1,28 @@
-//! How records are encoded in Redis: small hashes with one-letter fields,
-//! zero values and defaults left out to keep each record compact.
+//! How records are encoded in Redis, compactly: memory per token is what a
+//! large fleet pays for.
 //!
-//! Token hash (`tg:{IID}:t:TID`), read by `check_and_consume.lua`:
+//! A token is one field of its identity's token hash (`tg:{IID}:t`): the
+//! field is the token id (16 bytes), the value this record, big-endian:
 //!
-//! | field | meaning | absent means |
-//! | --- | --- | --- |
-//! | `h` | SHA-256 of the secret (32 bytes) | no such token |
-//! | `c` | created at (ms) | no such token |
-//! | `r` | last renewed at (ms) | never renewed |
-//! | `l` | last used at (ms) | never used |
-//! | `t` | TTL (s) | 0: no TTL |
-//! | `m` | max TTL (s) | 0: no cap |
-//! | `d` | period (s) | 0: not periodic |
-//! | `k` | use limit | 0: unlimited |
-//! | `u` | uses counted | 0 |
-//! | `i` | trusted IPs, 18 bytes each: family, address (16), prefix length | anywhere |
-//! | `x` | revoked ("1") | not revoked |
-//! | `n` | name | empty |
+//! | bytes (from 1, as Lua counts) | meaning |
+//! | --- | --- |
+//! | 1 | format version: 1 |
+//! | 2-33 | SHA-256 of the secret |
+//! | 34 | flags: 1 = revoked |
+//! | 35-42 | created at (ms) |
+//! | 43-50 | last renewed at (ms), 0: never |
+//! | 51-58 | last used at (ms), 0: never |
+//! | 59-66 | uses counted |
+//! | 67-74 | use limit, 0: unlimited |
+//! | 75-78 | TTL (s), 0: none |
+//! | 79-82 | max TTL (s), 0: no cap |
+//! | 83-86 | period (s), 0: not periodic |
+//! | 87-88 | number of trusted IP entries, 0: anywhere |
+//! | then | 18 bytes per entry: family (4 or 6), address (16), prefix length |
+//! | then | the name (UTF-8), to the end |
+//!
+//! `check_and_consume.lua`, `add_uses.lua` and `update_token.lua` read and
+//! write it with these offsets.
 //!
 //! Identity hash (`tg:{IID}:i`): `n` name, `r` org role, `o` organization,
 //! `p` delete protection ("1"/"0"), `c` created at, `u` updated at (ms).
@@ -91,104 +97,82 @@ pub fn unpack_nets(b: &[u8]) -> Option<Vec<IpNet>> {
         .collect()
 }
 
-/// The token's hash fields. Zero values and the default "anywhere" IP list are
-/// left out: the script reads a missing field as zero / anywhere, which keeps
-/// the record small.
-pub fn token_fields(t: &TokenRecord) -> Vec<(&'static str, Vec<u8>)> {
-    let mut f: Vec<(&'static str, Vec<u8>)> = vec![
-        ("h", t.secret_hash.to_vec()),
-        ("c", t.created_at.to_string().into_bytes()),
-    ];
-    let mut num = |k: &'static str, v: u64| {
-        if v > 0 {
-            f.push((k, v.to_string().into_bytes()));
-        }
+/// The record format version (byte 1).
+const VERSION: u8 = 1;
+/// Bytes before the trusted IP entries.
+const FIXED: usize = 88;
+const REVOKED: u8 = 1;
+
+/// The token's record (see the table above).
+pub fn encode_token(t: &TokenRecord) -> Vec<u8> {
+    // "Anywhere" is the default and is stored as no entries at all.
+    let nets: &[IpNet] = if t.trusted_ips == crate::model::default_trusted_ips() {
+        &[]
+    } else {
+        &t.trusted_ips
     };
-    num("t", t.ttl);
-    num("m", t.max_ttl);
-    num("d", t.period);
-    num("k", t.num_uses_limit);
-    num("u", t.num_uses);
-    num("r", t.last_renewed_at.unwrap_or(0));
-    num("l", t.last_used_at.unwrap_or(0));
-    if t.trusted_ips != crate::model::default_trusted_ips() {
-        f.push(("i", pack_nets(&t.trusted_ips)));
+    let mut out = Vec::with_capacity(FIXED + nets.len() * 18 + t.name.len());
+    out.push(VERSION);
+    out.extend_from_slice(&t.secret_hash);
+    out.push(if t.revoked { REVOKED } else { 0 });
+    for v in [
+        t.created_at,
+        t.last_renewed_at.unwrap_or(0),
+        t.last_used_at.unwrap_or(0),
+        t.num_uses,
+        t.num_uses_limit,
+    ] {
+        out.extend_from_slice(&v.to_be_bytes());
     }
-    if t.revoked {
-        f.push(("x", b"1".to_vec()));
+    for v in [t.ttl, t.max_ttl, t.period] {
+        // Config validation keeps these far below u32::MAX seconds.
+        out.extend_from_slice(&u32::try_from(v).unwrap_or(u32::MAX).to_be_bytes());
     }
-    if !t.name.is_empty() {
-        f.push(("n", t.name.clone().into_bytes()));
-    }
-    f
+    out.extend_from_slice(&u16::try_from(nets.len()).unwrap_or(u16::MAX).to_be_bytes());
+    out.extend_from_slice(&pack_nets(&nets[..nets.len().min(u16::MAX as usize)]));
+    out.extend_from_slice(t.name.as_bytes());
+    out
 }
 
-pub fn token_from_hash(
-    iid: Id,
-    tid: Id,
-    h: &HashMap<String, Vec<u8>>,
-) -> Result<Option<TokenRecord>, StoreError> {
-    let Some(hash) = h.get("h") else {
-        return Ok(None);
+pub fn decode_token(iid: Id, tid: Id, b: &[u8]) -> Result<TokenRecord, StoreError> {
+    if b.len() < FIXED || b[0] != VERSION {
+        return Err(corrupt("token record"));
+    }
+    let u64_at = |at: usize| {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(&b[at..at + 8]);
+        u64::from_be_bytes(x)
     };
-    let secret_hash: SecretHash = hash
-        .as_slice()
-        .try_into()
-        .map_err(|_| corrupt("token hash"))?;
-    let num = |k: &str| -> Result<u64, StoreError> {
-        match h.get(k) {
-            None => Ok(0),
-            Some(v) => std::str::from_utf8(v)
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| corrupt(k)),
-        }
+    let u32_at =
+        |at: usize| u64::from(u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]));
+    let secret_hash: SecretHash = b[1..33].try_into().map_err(|_| corrupt("token record"))?;
+    let entries = usize::from(u16::from_be_bytes([b[86], b[87]]));
+    let nets_end = FIXED + entries * 18;
+    if b.len() < nets_end {
+        return Err(corrupt("token record"));
+    }
+    let trusted_ips = if entries == 0 {
+        crate::model::default_trusted_ips()
+    } else {
+        unpack_nets(&b[FIXED..nets_end]).ok_or_else(|| corrupt("trusted ips"))?
     };
     let opt = |v: u64| (v > 0).then_some(v);
-    Ok(Some(TokenRecord {
+    Ok(TokenRecord {
         id: tid,
         identity_id: iid,
-        name: h
-            .get("n")
-            .map(|n| String::from_utf8_lossy(n).into_owned())
-            .unwrap_or_default(),
+        name: String::from_utf8_lossy(&b[nets_end..]).into_owned(),
         secret_hash,
-        created_at: num("c")?,
-        last_renewed_at: opt(num("r")?),
-        last_used_at: opt(num("l")?),
-        num_uses: num("u")?,
-        num_uses_limit: num("k")?,
-        ttl: num("t")?,
-        max_ttl: num("m")?,
-        period: num("d")?,
-        trusted_ips: match h.get("i") {
-            None => crate::model::default_trusted_ips(),
-            Some(b) => unpack_nets(b).ok_or_else(|| corrupt("trusted ips"))?,
-        },
-        revoked: h.contains_key("x"),
-    }))
-}
-
-/// The token fields `check_and_consume.lua` reads, in the order it returns
-/// them to a gateway that keeps them in its near cache.
-pub const SCRIPT_TOKEN_FIELDS: [&str; 10] = ["h", "x", "c", "r", "t", "m", "d", "i", "k", "u"];
-
-/// A token from the script's answer (`SCRIPT_TOKEN_FIELDS`, nil for absent).
-pub fn token_from_script(iid: Id, tid: Id, v: Option<&Value>) -> Result<TokenRecord, StoreError> {
-    let Some(Value::Array(values)) = v else {
-        return Err(corrupt("unexpected script answer"));
-    };
-    let mut h = HashMap::new();
-    for (field, value) in SCRIPT_TOKEN_FIELDS.iter().zip(values) {
-        match value {
-            Value::BulkString(b) => {
-                h.insert(field.to_string(), b.clone());
-            }
-            Value::Nil => {}
-            _ => return Err(corrupt("unexpected script answer")),
-        }
-    }
-    token_from_hash(iid, tid, &h)?.ok_or_else(|| corrupt("unexpected script answer"))
+        revoked: b[33] & REVOKED != 0,
+        created_at: u64_at(34),
+        last_renewed_at: opt(u64_at(42)),
+        last_used_at: opt(u64_at(50)),
+        num_uses: u64_at(58),
+        num_uses_limit: u64_at(66),
+        ttl: u32_at(74),
+        max_ttl: u32_at(78),
+        period: u32_at(82),
+        trusted_ips,
+    })
 }
 
 /// The grants `encode_grants` wrote, as a membership that answers
@@ -228,6 +212,14 @@ pub fn membership_from_grants(
         created_at: 0,
         updated_at: 0,
     })
+}
+
+/// Bytes as a Redis answer holds them.
+pub fn value_bytes(v: Option<&Value>) -> Result<&[u8], StoreError> {
+    match v {
+        Some(Value::BulkString(b)) => Ok(b),
+        _ => Err(corrupt("unexpected script answer")),
+    }
 }
 
 pub fn identity_fields(i: &Identity) -> Vec<(&'static str, String)> {
@@ -296,5 +288,95 @@ pub fn value_string(v: Option<&Value>) -> Result<String, StoreError> {
         Some(Value::BulkString(b)) => Ok(String::from_utf8_lossy(b).into_owned()),
         Some(Value::SimpleString(s)) => Ok(s.clone()),
         _ => Err(corrupt("unexpected script answer")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::RoleGrant;
+
+    fn token() -> TokenRecord {
+        TokenRecord {
+            id: Id([1; 16]),
+            identity_id: Id([2; 16]),
+            name: "deploy bot".into(),
+            secret_hash: [7; 32],
+            created_at: 1_800_000_000_123,
+            last_renewed_at: Some(1_800_000_100_000),
+            last_used_at: None,
+            num_uses: 41,
+            num_uses_limit: 100,
+            ttl: 3600,
+            max_ttl: 86400,
+            period: 0,
+            trusted_ips: vec![
+                "10.0.0.0/8".parse().unwrap(),
+                "2001:db8::/32".parse().unwrap(),
+            ],
+            revoked: true,
+        }
+    }
+
+    #[test]
+    fn token_records_read_back_exactly() {
+        for t in [
+            token(),
+            TokenRecord {
+                trusted_ips: crate::model::default_trusted_ips(),
+                name: String::new(),
+                revoked: false,
+                ..token()
+            },
+        ] {
+            let b = encode_token(&t);
+            assert_eq!(decode_token(t.identity_id, t.id, &b).unwrap(), t);
+        }
+        // An unlimited, unnamed token that may be used anywhere: 88 bytes.
+        let plain = TokenRecord {
+            trusted_ips: crate::model::default_trusted_ips(),
+            name: String::new(),
+            ..token()
+        };
+        assert_eq!(encode_token(&plain).len(), FIXED);
+    }
+
+    #[test]
+    fn damaged_records_are_refused() {
+        let b = encode_token(&token());
+        assert!(decode_token(Id([2; 16]), Id([1; 16]), &b[..FIXED - 1]).is_err());
+        assert!(decode_token(Id([2; 16]), Id([1; 16]), &b[..FIXED + 10]).is_err());
+        let mut v2 = b.clone();
+        v2[0] = 2;
+        assert!(decode_token(Id([2; 16]), Id([1; 16]), &v2).is_err());
+    }
+
+    #[test]
+    fn grants_read_back_with_the_same_active_roles() {
+        let grant = |role: &str, temp: Option<(u64, u64)>| RoleGrant {
+            id: Id([3; 16]),
+            role: role.into(),
+            is_temporary: temp.is_some(),
+            temporary_mode: None,
+            temporary_range: None,
+            temporary_access_start_time: temp.map(|t| t.0),
+            temporary_access_end_time: temp.map(|t| t.1),
+        };
+        let m = Membership {
+            id: Id([4; 16]),
+            project_id: "p1".into(),
+            identity_id: Id([2; 16]),
+            roles: vec![
+                grant("viewer", None),
+                grant("admin", Some((1000, 2000))),
+                grant("no-access", None),
+            ],
+            created_at: 0,
+            updated_at: 0,
+        };
+        let back = membership_from_grants(m.identity_id, "p1", &encode_grants(&m)).unwrap();
+        for now in [0, 999, 1000, 1999, 2000, 5000] {
+            assert_eq!(back.active_roles(now), m.active_roles(now), "at {now}");
+        }
     }
 }

@@ -59,6 +59,10 @@ pub static ADD_USES: LazyLock<redis::Script> =
 
 // Small single-slot scripts for the management API: each makes a
 // read-check-write atomic without WATCH (which a multiplexed connection cannot use).
+pub static UPDATE_TOKEN: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("update_token.lua")));
+pub static HDEL_IF_EQUAL: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("hdel_if_equal.lua")));
 pub static HSET_IF_EXISTS: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("hset_if_exists.lua")));
 pub static PUT_CONFIG: LazyLock<redis::Script> =
