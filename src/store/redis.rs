@@ -743,24 +743,30 @@ impl Store for RedisStore {
     }
 }
 
-/// Adds counted uses to their tokens, one script call per token (tokens of
-/// different identities live in different slots). On failure, answers the
-/// error and the uses not written.
+/// Adds counted uses to their tokens: one script call per identity (its
+/// tokens are one key; identities live in different slots). On failure,
+/// answers the error and the uses not written.
 async fn write_uses(
     c: &mut Conn,
     uses: HashMap<Id, PendingUses>,
 ) -> Result<(), (StoreError, HashMap<Id, PendingUses>)> {
-    let mut left = uses.clone();
-    for (tid, u) in uses {
+    let mut by_identity: HashMap<Id, Vec<(Id, PendingUses)>> = HashMap::new();
+    for (tid, u) in &uses {
+        by_identity.entry(u.identity).or_default().push((*tid, *u));
+    }
+    let mut left = uses;
+    for (iid, tokens) in by_identity {
         let mut inv = ADD_USES.prepare_invoke();
-        inv.key(tokens_key(u.identity))
-            .arg(&tid.0[..])
-            .arg(u.uses)
-            .arg(u.last_used_at);
+        inv.key(tokens_key(iid));
+        for (tid, u) in &tokens {
+            inv.arg(&tid.0[..]).arg(u.uses).arg(u.last_used_at);
+        }
         if let Err(e) = inv.invoke_async::<i64>(c).await {
             return Err((unavailable(e), left));
         }
-        left.remove(&tid);
+        for (tid, _) in &tokens {
+            left.remove(tid);
+        }
     }
     Ok(())
 }
