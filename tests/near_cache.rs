@@ -823,8 +823,10 @@ mod cache_on {
             commands < REQUESTS / 2,
             "{REQUESTS} requests of a hot token at B ran {commands} Redis commands"
         );
+        // A flush writes the token's uses, which invalidates it everywhere
+        // (the flushing gateway too): one miss per flush at most.
         assert!(
-            hits >= REQUESTS as f64,
+            hits >= (REQUESTS - flushes) as f64,
             "{REQUESTS} requests, {hits} cache hits"
         );
         // And their uses reach Redis.
@@ -862,10 +864,13 @@ mod cache_on {
         }
         let a_tracking = p.tracking_of(&p.a);
         assert!(!a_tracking.is_empty(), "A has no tracking connection");
+        // Once one is lost B may close its others itself, so a later kill
+        // may find its connection gone already.
         for (addr, client) in &victims {
+            let gone = |a: &str, id: u64| !client_list(a).iter().any(|c| c.id == id);
             assert!(
-                kill_client(addr, client.id),
-                "CLIENT KILL ID {} on {addr}",
+                kill_client(addr, client.id) || gone(addr, client.id),
+                "CLIENT KILL ID {} on {addr} failed and the client is still there",
                 client.id
             );
         }
