@@ -48,6 +48,34 @@ enum Store {
         url: String,
         timeouts: Option<(u64, u64, u32)>,
     },
+    RedisCluster {
+        nodes: Vec<String>,
+        timeouts: Option<(u64, u64, u32)>,
+    },
+}
+
+/// Environment variable that sets the near cache of every Redis-backed
+/// gateway the harness configures: `off` writes `cache: {enabled: false}`
+/// under `store`; `on` or unset writes nothing, so the gateway's default
+/// (on) applies. scripts/test.sh runs the Redis-backed tests once each way.
+pub const REDIS_CACHE_ENV: &str = "TOKENGATE_TEST_REDIS_CACHE";
+
+/// The `store.cache` value the harness writes for a Redis-backed gateway
+/// given the value of [`REDIS_CACHE_ENV`]; panics on anything but
+/// `on`, `off` or empty, so a typo cannot silently test the wrong mode.
+pub fn redis_cache_override(env_value: Option<&str>) -> Option<String> {
+    match env_value.map(str::trim) {
+        None | Some("") | Some("on") => None,
+        Some("off") => Some("{enabled: false}".to_string()),
+        Some(other) => panic!("{REDIS_CACHE_ENV}={other:?}: expected on or off"),
+    }
+}
+
+/// Whether a Redis-backed gateway configured by the harness (without an
+/// explicit [`GatewayConfig::store_cache`]) runs with its near cache: false
+/// only under `TOKENGATE_TEST_REDIS_CACHE=off`.
+pub fn redis_cache_on() -> bool {
+    redis_cache_override(std::env::var(REDIS_CACHE_ENV).ok().as_deref()).is_none()
 }
 
 /// Builds the YAML file a gateway starts with. Every section the builder
@@ -63,6 +91,8 @@ pub struct GatewayConfig {
     upstream_tls_verify: Option<bool>,
     upstream_timeouts: Option<(u64, u64)>,
     store: Store,
+    /// Raw YAML value of `store.cache` (a flow mapping), or nothing.
+    store_cache: Option<String>,
     trusted_proxies: Vec<String>,
     public_routes: Vec<String>,
     project_sources: Vec<(String, String)>,
@@ -111,6 +141,7 @@ impl GatewayConfig {
             upstream_tls_verify: None,
             upstream_timeouts: None,
             store,
+            store_cache: None,
             trusted_proxies: Vec::new(),
             public_routes: Vec::new(),
             project_sources: DEFAULT_PROJECT_SOURCES
@@ -141,12 +172,35 @@ impl GatewayConfig {
         GatewayConfig::embedded("tokengate.redb")
     }
 
-    /// Redis store at `url` (e.g. [`super::Redis::url`]).
+    /// Redis store at `url` (e.g. [`super::Redis::url`]), with the near
+    /// cache as [`REDIS_CACHE_ENV`] says (default: no `cache` key, so on).
     pub fn redis(url: &str) -> GatewayConfig {
-        GatewayConfig::new(Store::Redis {
+        let mut cfg = GatewayConfig::new(Store::Redis {
             url: url.to_string(),
             timeouts: None,
-        })
+        });
+        cfg.store_cache = redis_cache_override(std::env::var(REDIS_CACHE_ENV).ok().as_deref());
+        cfg
+    }
+
+    /// Redis Cluster store (`kind: redis-cluster`) with these seed node URLs
+    /// (e.g. [`super::RedisCluster::urls`]); near cache as for [`GatewayConfig::redis`].
+    pub fn redis_cluster(nodes: &[String]) -> GatewayConfig {
+        let mut cfg = GatewayConfig::new(Store::RedisCluster {
+            nodes: nodes.to_vec(),
+            timeouts: None,
+        });
+        cfg.store_cache = redis_cache_override(std::env::var(REDIS_CACHE_ENV).ok().as_deref());
+        cfg
+    }
+
+    /// Sets `store.cache` to `yaml`, a flow mapping such as
+    /// `{enabled: true, max_age_seconds: 60}`, whatever [`REDIS_CACHE_ENV`]
+    /// says; `None` leaves the key out (the gateway's default). Written for
+    /// any store kind, so a test can check that `kind: embedded` refuses it.
+    pub fn store_cache(mut self, yaml: Option<&str>) -> Self {
+        self.store_cache = yaml.map(str::to_string);
+        self
     }
 
     /// Defaults to a port where nothing listens.
@@ -167,7 +221,9 @@ impl GatewayConfig {
 
     /// Redis `connect_timeout_ms`, `response_timeout_ms`, `retries`; ignored for embedded.
     pub fn redis_timeouts(mut self, connect_ms: u64, response_ms: u64, retries: u32) -> Self {
-        if let Store::Redis { timeouts, .. } = &mut self.store {
+        if let Store::Redis { timeouts, .. } | Store::RedisCluster { timeouts, .. } =
+            &mut self.store
+        {
             *timeouts = Some((connect_ms, response_ms, retries));
         }
         self
@@ -301,20 +357,30 @@ impl GatewayConfig {
                 }
                 s
             }
-            "store" => match &self.store {
-                Store::Embedded(path) => {
-                    format!("kind: embedded\npath: {}\n", q(&path.to_string_lossy()))
-                }
-                Store::Redis { url, timeouts } => {
-                    let mut s = format!("kind: redis\nurl: {}\n", q(url));
-                    if let Some((connect, response, retries)) = timeouts {
-                        s.push_str(&format!(
-                            "connect_timeout_ms: {connect}\nresponse_timeout_ms: {response}\nretries: {retries}\n"
-                        ));
+            "store" => {
+                let (mut s, timeouts) = match &self.store {
+                    Store::Embedded(path) => (
+                        format!("kind: embedded\npath: {}\n", q(&path.to_string_lossy())),
+                        &None,
+                    ),
+                    Store::Redis { url, timeouts } => {
+                        (format!("kind: redis\nurl: {}\n", q(url)), timeouts)
                     }
-                    s
+                    Store::RedisCluster { nodes, timeouts } => (
+                        format!("kind: redis-cluster\nnodes: {}\n", flow_list(nodes)),
+                        timeouts,
+                    ),
+                };
+                if let Some((connect, response, retries)) = timeouts {
+                    s.push_str(&format!(
+                        "connect_timeout_ms: {connect}\nresponse_timeout_ms: {response}\nretries: {retries}\n"
+                    ));
                 }
-            },
+                if let Some(cache) = &self.store_cache {
+                    s.push_str(&format!("cache: {cache}\n"));
+                }
+                s
+            }
             "trusted_proxies" => list(&self.trusted_proxies),
             "public_routes" => list(&self.public_routes),
             "project" => {
@@ -659,6 +725,29 @@ impl Gateway {
         Gateway::check_config(&path)
     }
 
+    /// The admin listener's `/metrics` text (Prometheus exposition format).
+    #[track_caller]
+    pub fn metrics_text(&self) -> String {
+        let url = format!("{}/metrics", self.admin_url());
+        let resp = super::http::http("GET", &url, &[], None);
+        assert_eq!(resp.status, 200, "GET {url}: {}", resp.body);
+        resp.body
+    }
+
+    /// Every sample of metric `name` on `/metrics` (any labels), in order.
+    #[track_caller]
+    pub fn metric_samples(&self, name: &str) -> Vec<f64> {
+        metric_samples(&self.metrics_text(), name)
+    }
+
+    /// The sum of every sample of metric `name` (a counter's total over its
+    /// labels); None when `/metrics` does not have it.
+    #[track_caller]
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let samples = self.metric_samples(name);
+        (!samples.is_empty()).then(|| samples.iter().sum())
+    }
+
     /// Waits until the admin `/healthz` answers 200, e.g. after a store outage.
     pub fn wait_healthy(&self, timeout: Duration) -> bool {
         let health = format!("{}/healthz", self.admin_url());
@@ -693,4 +782,23 @@ fn probe_agent() -> &'static ureq::Agent {
             .max_idle_connections(0)
             .build()
     })
+}
+
+/// The values of every sample of metric `name` in Prometheus text `text`:
+/// lines `name value` or `name{labels} value`, comments skipped.
+pub fn metric_samples(text: &str, name: &str) -> Vec<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let rest = if let Some(labelled) = rest.strip_prefix('{') {
+                labelled.split_once('}')?.1
+            } else if rest.starts_with(' ') {
+                rest
+            } else {
+                return None;
+            };
+            rest.split_whitespace().next()?.parse::<f64>().ok()
+        })
+        .collect()
 }

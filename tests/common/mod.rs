@@ -10,6 +10,7 @@
 #![allow(dead_code, unused_imports, unused_macros)]
 
 pub mod admin;
+pub mod cluster;
 pub mod gateway;
 pub mod http;
 pub mod lenient;
@@ -20,7 +21,8 @@ pub mod redis;
 pub mod upstream;
 
 pub use admin::{Admin, CreatedToken};
-pub use gateway::{Gateway, GatewayConfig};
+pub use cluster::RedisCluster;
+pub use gateway::{redis_cache_on, Gateway, GatewayConfig};
 pub use http::{
     get, get_with_token, http, raw_http, raw_http_resp, raw_request, try_http, Resp, Session,
 };

@@ -153,3 +153,40 @@ pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
+
+/// The TCP connections process `pid` holds, as (local port, remote port),
+/// IPv4 and IPv6, read from `/proc/PID/fd` and `/proc/PID/net/tcp{,6}`.
+/// Listening sockets show remote port 0. Empty when `/proc` is unreadable.
+pub fn tcp_connections(pid: u32) -> Vec<(u16, u16)> {
+    let inodes: std::collections::HashSet<String> =
+        match std::fs::read_dir(format!("/proc/{pid}/fd")) {
+            Ok(dir) => dir
+                .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter_map(|target| {
+                    let t = target.to_string_lossy().into_owned();
+                    Some(t.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+                })
+                .collect(),
+            Err(_) => return Vec::new(),
+        };
+    let port = |endpoint: &str| {
+        endpoint
+            .rsplit_once(':')
+            .and_then(|(_, hex)| u16::from_str_radix(hex, 16).ok())
+    };
+    let mut out = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let text = read_lossy(Path::new(&format!("/proc/{pid}/net/{table}")));
+        // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 10 || !inodes.contains(fields[9]) {
+                continue;
+            }
+            if let (Some(local), Some(remote)) = (port(fields[1]), port(fields[2])) {
+                out.push((local, remote));
+            }
+        }
+    }
+    out
+}

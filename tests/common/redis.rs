@@ -200,17 +200,7 @@ impl Redis {
     /// from `INFO commandstats` (0 when it never ran). Subcommands use Redis 7
     /// spelling, e.g. "script|load".
     pub fn command_calls(&self, name: &str) -> u64 {
-        let info = self.cmd(&["INFO", "commandstats"]);
-        let key = format!("cmdstat_{}:", name.to_ascii_lowercase());
-        info.lines()
-            .find_map(|line| line.trim().strip_prefix(&key))
-            .and_then(|fields| {
-                fields
-                    .split(',')
-                    .find_map(|f| f.strip_prefix("calls="))
-                    .map(|n| n.parse::<u64>().expect("calls= is a number"))
-            })
-            .unwrap_or(0)
+        command_calls_at(&self.addr(), name)
     }
 
     /// CONFIG RESETSTAT, so a test counts only the commands of the step it measures.
@@ -246,6 +236,113 @@ impl Drop for Redis {
         }
         self.kill();
     }
+}
+
+/// [`Redis::command_calls`] on the server at `addr` ("127.0.0.1:N").
+pub fn command_calls_at(addr: &str, name: &str) -> u64 {
+    let info = resp_query(addr, &["INFO", "commandstats"])
+        .unwrap_or_else(|e| panic!("redis {addr} INFO commandstats: {e}"))
+        .text();
+    let key = format!("cmdstat_{}:", name.to_ascii_lowercase());
+    info.lines()
+        .find_map(|line| line.trim().strip_prefix(&key))
+        .and_then(|fields| {
+            fields
+                .split(',')
+                .find_map(|f| f.strip_prefix("calls="))
+                .map(|n| n.parse::<u64>().expect("calls= is a number"))
+        })
+        .unwrap_or(0)
+}
+
+/// One line of `CLIENT LIST`.
+#[derive(Debug, Clone)]
+pub struct ClientEntry {
+    pub id: u64,
+    /// The client's end, "127.0.0.1:P".
+    pub addr: String,
+    /// Single-letter flags: `t` tracking on, `B` broadcast mode, `P` pub/sub...
+    pub flags: String,
+    /// Where this client's invalidations go (`redir=`): -1 for itself or none.
+    pub redir: i64,
+    /// Every `key=value` field of the line.
+    pub line: String,
+}
+
+impl ClientEntry {
+    /// The client's own port (its end of the connection).
+    pub fn port(&self) -> Option<u16> {
+        self.addr.rsplit_once(':').and_then(|(_, p)| p.parse().ok())
+    }
+
+    pub fn tracking(&self) -> bool {
+        self.flags.contains('t')
+    }
+}
+
+/// `CLIENT LIST` of the server at `addr`, parsed.
+pub fn client_list(addr: &str) -> Vec<ClientEntry> {
+    let text = resp_query(addr, &["CLIENT", "LIST"])
+        .unwrap_or_else(|e| panic!("redis {addr} CLIENT LIST: {e}"))
+        .text();
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let field = |name: &str| {
+                line.split(' ')
+                    .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            ClientEntry {
+                id: field("id")
+                    .parse()
+                    .unwrap_or_else(|_| panic!("CLIENT LIST line without id: {line}")),
+                addr: field("addr"),
+                flags: field("flags"),
+                redir: field("redir").parse().unwrap_or(-1),
+                line: line.to_string(),
+            }
+        })
+        .collect()
+}
+
+/// The connections of process `pid` to the server at `addr` that carry its
+/// client-side-caching invalidations: those with tracking on (`t` in
+/// `flags`), and any connection such a client redirects its invalidations
+/// to (RESP2 `REDIRECT`). A connection is the process's when the process
+/// holds a socket from the client's port to the server's port (read from
+/// `/proc`), so another gateway's connections to the same server are left out.
+pub fn tracking_clients_of(addr: &str, pid: u32) -> Vec<ClientEntry> {
+    let server_port: u16 = addr
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {addr:?}"));
+    let own: std::collections::HashSet<u16> = super::process::tcp_connections(pid)
+        .into_iter()
+        .filter(|(_, remote)| *remote == server_port)
+        .map(|(local, _)| local)
+        .collect();
+    let clients: Vec<ClientEntry> = client_list(addr)
+        .into_iter()
+        .filter(|c| c.port().is_some_and(|p| own.contains(&p)))
+        .collect();
+    let redirect_targets: Vec<u64> = clients
+        .iter()
+        .filter(|c| c.tracking() && c.redir > 0)
+        .filter_map(|c| u64::try_from(c.redir).ok())
+        .collect();
+    clients
+        .into_iter()
+        .filter(|c| c.tracking() || redirect_targets.contains(&c.id))
+        .collect()
+}
+
+/// `CLIENT KILL ID id` on the server at `addr`; whether a client was killed.
+pub fn kill_client(addr: &str, id: u64) -> bool {
+    let reply = resp_query(addr, &["CLIENT", "KILL", "ID", &id.to_string()])
+        .unwrap_or_else(|e| panic!("redis {addr} CLIENT KILL ID {id}: {e}"));
+    reply == Reply::Int(1)
 }
 
 /// Sends one command as a RESP array of bulk strings and reads one reply.
