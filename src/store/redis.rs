@@ -25,6 +25,7 @@ mod cache;
 mod conn;
 mod keys;
 mod record;
+mod resp3;
 mod scripts;
 mod tracking;
 
@@ -61,14 +62,18 @@ pub struct RedisStore {
     // builds its runtimes after start-up); a failed attempt is retried next time.
     conn: OnceCell<Conn>,
     cache: Option<Arc<NearCache>>,
+    /// The cache's invalidation channel (with the cache).
+    channel: Option<Arc<tracking::Channel>>,
 }
 
 impl RedisStore {
     /// Checks the URLs; connects lazily.
     pub fn new(settings: RedisSettings) -> Result<RedisStore, StoreError> {
+        let cache = settings.cache.clone().map(|c| Arc::new(NearCache::new(c)));
         Ok(RedisStore {
             client: Client::new(&settings)?,
-            cache: settings.cache.clone().map(|c| Arc::new(NearCache::new(c))),
+            channel: cache.clone().map(tracking::Channel::new),
+            cache,
             settings,
             conn: OnceCell::new(),
         })
@@ -79,8 +84,8 @@ impl RedisStore {
             .conn
             .get_or_try_init(|| async {
                 let conn = self.client.connect(&self.settings).await?;
-                if let Some(cache) = &self.cache {
-                    self.start_cache_tasks(cache.clone(), conn.clone());
+                if let (Some(cache), Some(channel)) = (&self.cache, &self.channel) {
+                    self.start_cache_tasks(cache.clone(), channel.clone(), conn.clone());
                 }
                 Ok::<_, StoreError>(conn)
             })
@@ -91,12 +96,13 @@ impl RedisStore {
     /// The near cache's invalidation channel, and the task that writes the
     /// uses it counted and sweeps it, in the runtime that made the data
     /// connection. Both live as long as the process.
-    fn start_cache_tasks(&self, cache: Arc<NearCache>, conn: Conn) {
-        tokio::spawn(tracking::run(
-            cache.clone(),
-            self.settings.clone(),
-            conn.clone(),
-        ));
+    fn start_cache_tasks(
+        &self,
+        cache: Arc<NearCache>,
+        channel: Arc<tracking::Channel>,
+        conn: Conn,
+    ) {
+        tokio::spawn(tracking::run(channel, self.settings.clone(), conn.clone()));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(WRITE_USES_EVERY);
             loop {
@@ -194,7 +200,10 @@ impl Store for RedisStore {
         let (iid, tid) = (req.token.identity_id, req.token.token_id);
         let presented = req.token.secret_hash();
         let mut ticket = None;
-        if let Some(cache) = &self.cache {
+        if let (Some(cache), Some(channel)) = (&self.cache, &self.channel) {
+            // Whatever another gateway changed and Redis already told us
+            // about counts before this decision (see tracking.rs).
+            channel.drain();
             let at = Instant::now();
             let q = Question {
                 identity: iid,

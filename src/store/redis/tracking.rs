@@ -1,23 +1,33 @@
 //! The near cache's invalidation channel: one RESP3 connection per Redis
 //! master with `CLIENT TRACKING ON BCAST PREFIX tg:{`, so Redis pushes the
 //! name of every identity key any client writes, and the identity is dropped
-//! from the cache as the push arrives.
+//! from the cache (`cache.rs`).
 //!
-//! The channel is watched: a lost connection (closed, killed, or not
-//! answering a PING within the response timeout) empties the cache and turns
-//! it off (`NearCache::channel_lost`) until every master's connection is
-//! open again with tracking on. For a cluster the masters are read from
-//! `CLUSTER SLOTS`, and read again every few seconds: a changed set of
-//! masters means keys may be written where nobody listens, so the channel
-//! is opened anew.
+//! **Every decision from the cache first applies what the channel already
+//! received** (`Channel::drain`, one non-blocking read per master). Redis
+//! writes an invalidation before it answers the write that caused it, so a
+//! change another gateway has confirmed is in this gateway's socket before
+//! any request that could have been sent after the confirmation: the next
+//! request sees it, however busy the gateway's threads are. A reader task
+//! also applies invalidations as they arrive, so idle entries go too.
+//!
+//! The channel is watched: a connection closed, killed, sending something
+//! that is not RESP3, or not answering a PING within the response timeout,
+//! empties the cache and turns it off (`NearCache::channel_lost`) until
+//! every master's connection is open again with tracking on. For a cluster
+//! the masters are read from `CLUSTER SLOTS`, again every few seconds: a
+//! changed set of masters means keys may be written where nobody listens, so
+//! the channel is opened anew.
 
 use super::cache::NearCache;
-use super::conn::{Conn, RedisSettings};
+use super::conn::{Conn as DataConn, RedisSettings};
+use super::resp3::{self, Frame};
 use crate::token::Id;
-use redis::aio::MultiplexedConnection;
-use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, PushInfo, PushKind, Value};
-use std::sync::Arc;
-use std::time::Duration;
+use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Value};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 /// The key prefix of everything the request path reads (`keys.rs`).
@@ -29,27 +39,203 @@ const TOPOLOGY_EVERY: Duration = Duration::from_secs(5);
 /// The longest wait before opening the channel again after a failure.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
+/// The open connections of the current epoch, shared by the request path
+/// (which drains them) and the tasks that keep them.
+pub struct Channel {
+    cache: Arc<NearCache>,
+    open: Mutex<Open>,
+    lost: Notify,
+}
+
+#[derive(Default)]
+struct Open {
+    epoch: u64,
+    conns: Vec<Listener>,
+    /// Why the last epoch's connections were given up.
+    failure: Option<String>,
+}
+
+/// One master's tracking connection.
+struct Listener {
+    stream: Arc<TcpStream>,
+    /// Bytes read but not yet a whole frame.
+    pending: Vec<u8>,
+    /// When the PING still unanswered was sent.
+    ping_sent: Option<Instant>,
+}
+
+impl Channel {
+    pub fn new(cache: Arc<NearCache>) -> Arc<Channel> {
+        Arc::new(Channel {
+            cache,
+            open: Mutex::new(Open::default()),
+            lost: Notify::new(),
+        })
+    }
+
+    fn open(&self) -> std::sync::MutexGuard<'_, Open> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies every invalidation already received. Called before each
+    /// decision from the cache; on any failure the cache is turned off
+    /// before this returns, so the decision goes to Redis.
+    pub fn drain(&self) {
+        let mut open = self.open();
+        let mut failure = None;
+        for l in open.conns.iter_mut() {
+            if let Err(why) = l.drain(&self.cache) {
+                failure = Some(why);
+                break;
+            }
+        }
+        if let Some(why) = failure {
+            let epoch = open.epoch;
+            self.give_up(&mut open, epoch, why);
+        }
+    }
+
+    /// Turns the cache off and drops the connections of `epoch`, if they are
+    /// still the current ones.
+    fn give_up(&self, open: &mut Open, epoch: u64, why: String) {
+        if open.epoch != epoch || open.conns.is_empty() {
+            return;
+        }
+        self.cache.channel_lost(epoch);
+        open.conns.clear();
+        open.failure = Some(why);
+        self.lost.notify_one();
+    }
+
+    fn is_open(&self, epoch: u64) -> bool {
+        let open = self.open();
+        open.epoch == epoch && !open.conns.is_empty()
+    }
+
+    /// Sends a PING on every connection, or gives up on one whose last PING
+    /// is older than `timeout` and still unanswered.
+    fn ping(&self, epoch: u64, timeout: Duration) {
+        let mut open = self.open();
+        if open.epoch != epoch {
+            return;
+        }
+        let ping = resp3::command(&[b"PING"]);
+        let mut failure = None;
+        for l in open.conns.iter_mut() {
+            match l.ping_sent {
+                Some(at) if at.elapsed() > timeout => {
+                    failure = Some("a PING was not answered in time".to_string());
+                    break;
+                }
+                Some(_) => {}
+                None => match l.stream.try_write(&ping) {
+                    Ok(n) if n == ping.len() => l.ping_sent = Some(Instant::now()),
+                    // A few bytes into an idle socket only fail to go when
+                    // the other side has stopped reading.
+                    _ => {
+                        failure = Some("cannot send a PING".to_string());
+                        break;
+                    }
+                },
+            }
+        }
+        if let Some(why) = failure {
+            self.give_up(&mut open, epoch, why);
+        }
+    }
+}
+
+impl Listener {
+    fn drain(&mut self, cache: &NearCache) -> Result<(), String> {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match self.stream.try_read(&mut chunk) {
+                Ok(0) => return Err("connection closed".into()),
+                Ok(n) => self.pending.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(format!("read failed: {e}")),
+            }
+        }
+        let mut used = 0;
+        while let Some((frame, n)) =
+            resp3::parse(&self.pending[used..]).map_err(|_| "not RESP3".to_string())?
+        {
+            used += n;
+            self.apply(frame, cache)?;
+        }
+        self.pending.drain(..used);
+        Ok(())
+    }
+
+    fn apply(&mut self, frame: Frame, cache: &NearCache) -> Result<(), String> {
+        match frame {
+            Frame::Push(items) => {
+                if matches!(items.first(), Some(Frame::Bulk(k)) if k == b"invalidate") {
+                    match items.get(1) {
+                        Some(Frame::Array(keys)) => {
+                            for key in keys {
+                                match key {
+                                    Frame::Bulk(k) => {
+                                        if let Some(identity) = identity_of_key(k) {
+                                            cache.invalidate(identity);
+                                        }
+                                    }
+                                    // Not a key name: no way to tell whose.
+                                    _ => cache.invalidate_all(),
+                                }
+                            }
+                        }
+                        // FLUSHALL / FLUSHDB, or a shape not known here.
+                        _ => cache.invalidate_all(),
+                    }
+                }
+            }
+            Frame::Simple(s) if s == "PONG" => self.ping_sent = None,
+            Frame::Error(e) => return Err(format!("Redis answered an error: {e}")),
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// The identity of a key `tg:{IID}:...`; `None` for keys outside every
+/// identity's slot (indexes the request path does not read).
+pub fn identity_of_key(key: &[u8]) -> Option<Id> {
+    let rest = key.strip_prefix(TRACKED_PREFIX.as_bytes())?;
+    let end = rest.iter().position(|&b| b == b'}')?;
+    Id::parse(std::str::from_utf8(&rest[..end]).ok()?)
+}
+
 /// Keeps the channel open for as long as the store lives; runs forever.
-pub async fn run(cache: Arc<NearCache>, settings: RedisSettings, data: Conn) {
+pub async fn run(channel: Arc<Channel>, settings: RedisSettings, data: DataConn) {
     let mut backoff = Duration::from_millis(50);
     let mut failures = 0u32;
     loop {
-        let epoch = cache.begin_epoch();
-        let lost = Arc::new(Notify::new());
-        match open(&cache, &settings, &data, epoch, &lost).await {
+        let epoch = channel.cache.begin_epoch();
+        match connect_all(&settings, &data).await {
             Ok((masters, conns)) => {
-                cache.channel_up(epoch);
+                let streams: Vec<Arc<TcpStream>> = conns.iter().map(|l| l.stream.clone()).collect();
+                {
+                    let mut open = channel.open();
+                    *open = Open {
+                        epoch,
+                        conns,
+                        failure: None,
+                    };
+                }
+                channel.cache.channel_up(epoch);
+                for stream in streams {
+                    tokio::spawn(read_loop(channel.clone(), stream, epoch));
+                }
                 if failures > 0 {
                     log::info!("near cache: invalidation channel is back");
                 }
                 failures = 0;
                 backoff = Duration::from_millis(50);
-                let why = watch(&settings, &data, &masters, conns, &lost).await;
-                cache.channel_lost(epoch);
+                let why = watch(&channel, epoch, &settings, &data, &masters).await;
                 log::warn!("near cache: invalidation channel lost ({why}); checking every request in Redis until it is back");
             }
             Err(e) => {
-                cache.channel_lost(epoch);
                 failures += 1;
                 // Said once, then every 30th attempt: an outage is also
                 // reported by every request that fails.
@@ -63,143 +249,146 @@ pub async fn run(cache: Arc<NearCache>, settings: RedisSettings, data: Conn) {
     }
 }
 
-/// Opens a tracking connection to every master; answers the masters and
-/// the connections.
-async fn open(
-    cache: &Arc<NearCache>,
-    settings: &RedisSettings,
-    data: &Conn,
+/// Applies invalidations as they arrive, until `epoch` is over.
+async fn read_loop(channel: Arc<Channel>, stream: Arc<TcpStream>, epoch: u64) {
+    while channel.is_open(epoch) {
+        // Woken at least every PING_EVERY, so a reader of a given-up epoch
+        // ends (and closes its socket) soon even if Redis sends nothing.
+        match tokio::time::timeout(PING_EVERY, stream.readable()).await {
+            Err(_) => continue,
+            Ok(Err(e)) => {
+                let mut open = channel.open();
+                channel.give_up(&mut open, epoch, format!("read failed: {e}"));
+                return;
+            }
+            Ok(Ok(())) => channel.drain(),
+        }
+    }
+}
+
+/// Waits until the epoch's connections are given up (by a reader, the
+/// request path or a PING), or a cluster's masters change; says why.
+async fn watch(
+    channel: &Channel,
     epoch: u64,
-    lost: &Arc<Notify>,
-) -> Result<(Vec<ConnectionInfo>, Vec<MultiplexedConnection>), String> {
+    settings: &RedisSettings,
+    data: &DataConn,
+    masters: &[ConnectionInfo],
+) -> String {
+    let mut ping = tokio::time::interval(PING_EVERY);
+    let mut topology = tokio::time::interval(TOPOLOGY_EVERY);
+    topology.tick().await;
+    loop {
+        tokio::select! {
+            _ = channel.lost.notified() => {}
+            _ = ping.tick() => channel.ping(epoch, settings.response_timeout),
+            _ = topology.tick(), if settings.cluster => {
+                let why = match self::masters(settings, data).await {
+                    Ok(now) if same_nodes(&now, masters) => None,
+                    Ok(_) => Some("the cluster's masters changed".to_string()),
+                    Err(e) => Some(format!("cannot read the cluster's masters: {e}")),
+                };
+                if let Some(why) = why {
+                    let mut open = channel.open();
+                    channel.give_up(&mut open, epoch, why);
+                }
+            }
+        }
+        if !channel.is_open(epoch) {
+            let open = channel.open();
+            return open
+                .failure
+                .clone()
+                .unwrap_or_else(|| "connection closed".into());
+        }
+    }
+}
+
+/// Opens a tracking connection to every master.
+async fn connect_all(
+    settings: &RedisSettings,
+    data: &DataConn,
+) -> Result<(Vec<ConnectionInfo>, Vec<Listener>), String> {
     let masters = masters(settings, data).await?;
     let mut conns = Vec::with_capacity(masters.len());
     for info in &masters {
-        conns.push(open_one(cache, settings, info.clone(), epoch, lost).await?);
+        let l = tokio::time::timeout(
+            settings.connect_timeout + settings.response_timeout * 2,
+            connect(info),
+        )
+        .await
+        .map_err(|_| format!("{} did not answer in time", info.addr))??;
+        conns.push(l);
     }
     Ok((masters, conns))
 }
 
-async fn open_one(
-    cache: &Arc<NearCache>,
-    settings: &RedisSettings,
-    mut info: ConnectionInfo,
-    epoch: u64,
-    lost: &Arc<Notify>,
-) -> Result<MultiplexedConnection, String> {
-    info.redis.protocol = redis::ProtocolVersion::RESP3;
-    let client = redis::Client::open(info).map_err(|e| e.to_string())?;
-    let (cache, lost) = (cache.clone(), lost.clone());
-    let on_push = move |push: PushInfo| -> Result<(), ()> {
-        match push.kind {
-            PushKind::Invalidate => invalidate(&cache, &push.data),
-            PushKind::Disconnection => {
-                cache.channel_lost(epoch);
-                lost.notify_one();
-            }
-            _ => {}
-        }
-        Ok(())
+/// One connection: RESP3 (with the URL's credentials), then tracking on.
+async fn connect(info: &ConnectionInfo) -> Result<Listener, String> {
+    let ConnectionAddr::Tcp(host, port) = &info.addr else {
+        return Err("the near cache needs a plain TCP Redis address".into());
     };
-    let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(settings.connect_timeout)
-        .set_response_timeout(settings.response_timeout)
-        .set_push_sender(on_push);
-    let mut conn = client
-        .get_multiplexed_async_connection_with_config(&config)
+    let mut stream = TcpStream::connect((host.as_str(), *port))
+        .await
+        .map_err(|e| format!("cannot connect to {}: {e}", info.addr))?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let mut hello: Vec<&[u8]> = vec![b"HELLO", b"3"];
+    let user = info.redis.username.as_deref().unwrap_or("default");
+    if let Some(password) = &info.redis.password {
+        hello.extend_from_slice(&[b"AUTH", user.as_bytes(), password.as_bytes()]);
+    }
+    let mut pending = Vec::new();
+    ask(&mut stream, &mut pending, &hello).await?;
+    let on = ask(
+        &mut stream,
+        &mut pending,
+        &[
+            b"CLIENT",
+            b"TRACKING",
+            b"ON",
+            b"BCAST",
+            b"PREFIX",
+            TRACKED_PREFIX.as_bytes(),
+        ],
+    )
+    .await?;
+    if on != Frame::Simple("OK".into()) {
+        return Err(format!("CLIENT TRACKING answered {on:?}"));
+    }
+    Ok(Listener {
+        stream: Arc::new(stream),
+        pending,
+        ping_sent: None,
+    })
+}
+
+/// Sends one command and reads its answer (an error answer is an error).
+async fn ask(
+    stream: &mut TcpStream,
+    pending: &mut Vec<u8>,
+    args: &[&[u8]],
+) -> Result<Frame, String> {
+    stream
+        .write_all(&resp3::command(args))
         .await
         .map_err(|e| e.to_string())?;
-    redis::cmd("CLIENT")
-        .arg("TRACKING")
-        .arg("ON")
-        .arg("BCAST")
-        .arg("PREFIX")
-        .arg(TRACKED_PREFIX)
-        .query_async::<()>(&mut conn)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(conn)
-}
-
-/// Applies one invalidation push: key names, or nothing for "everything"
-/// (FLUSHALL, FLUSHDB).
-fn invalidate(cache: &NearCache, data: &[Value]) {
-    for v in data {
-        match v {
-            Value::Nil => cache.invalidate_all(),
-            Value::Array(keys) | Value::Set(keys) => {
-                for k in keys {
-                    invalidate_key(cache, k);
-                }
-            }
-            other => invalidate_key(cache, other),
-        }
-    }
-}
-
-fn invalidate_key(cache: &NearCache, key: &Value) {
-    match key {
-        Value::BulkString(k) => {
-            if let Some(identity) = identity_of_key(k) {
-                cache.invalidate(identity);
-            }
-        }
-        Value::SimpleString(k) => {
-            if let Some(identity) = identity_of_key(k.as_bytes()) {
-                cache.invalidate(identity);
-            }
-        }
-        // Not a key name: nothing says which identity, so none is trusted.
-        _ => cache.invalidate_all(),
-    }
-}
-
-/// The identity of a key `tg:{IID}:...`; `None` for keys outside every
-/// identity's slot (indexes the request path does not read).
-pub fn identity_of_key(key: &[u8]) -> Option<Id> {
-    let rest = key.strip_prefix(TRACKED_PREFIX.as_bytes())?;
-    let end = rest.iter().position(|&b| b == b'}')?;
-    Id::parse(std::str::from_utf8(&rest[..end]).ok()?)
-}
-
-/// Waits until a connection is lost, stops answering, or (for a cluster)
-/// the set of masters changes; says which.
-async fn watch(
-    settings: &RedisSettings,
-    data: &Conn,
-    masters: &[ConnectionInfo],
-    mut conns: Vec<MultiplexedConnection>,
-    lost: &Notify,
-) -> String {
-    let mut ping = tokio::time::interval(PING_EVERY);
-    let mut topology = tokio::time::interval(TOPOLOGY_EVERY);
-    ping.tick().await;
-    topology.tick().await;
     loop {
-        tokio::select! {
-            _ = lost.notified() => return "connection closed".into(),
-            _ = ping.tick() => {
-                for c in conns.iter_mut() {
-                    let answer = tokio::time::timeout(
-                        settings.response_timeout,
-                        redis::cmd("PING").query_async::<()>(c),
-                    )
-                    .await;
-                    match answer {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => return format!("ping failed: {e}"),
-                        Err(_) => return "ping not answered in time".into(),
-                    }
-                }
-            }
-            _ = topology.tick(), if settings.cluster => {
-                match self::masters(settings, data).await {
-                    Ok(now) if same_nodes(&now, masters) => {}
-                    Ok(_) => return "the cluster's masters changed".into(),
-                    Err(e) => return format!("cannot read the cluster's masters: {e}"),
-                }
-            }
+        if let Some((frame, used)) = resp3::parse(pending).map_err(|_| "not RESP3".to_string())? {
+            pending.drain(..used);
+            return match frame {
+                Frame::Error(e) => Err(format!(
+                    "{} refused: {e}",
+                    String::from_utf8_lossy(args.first().copied().unwrap_or_default())
+                )),
+                f => Ok(f),
+            };
         }
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("connection closed during the handshake".into());
+        }
+        pending.extend_from_slice(&chunk[..n]);
     }
 }
 
@@ -214,8 +403,8 @@ fn same_nodes(a: &[ConnectionInfo], b: &[ConnectionInfo]) -> bool {
 
 /// Where to listen: the one Redis, or every master of the cluster (from
 /// `CLUSTER SLOTS`, asked through the data connection), with the seed URL's
-/// credentials and database.
-async fn masters(settings: &RedisSettings, data: &Conn) -> Result<Vec<ConnectionInfo>, String> {
+/// credentials.
+async fn masters(settings: &RedisSettings, data: &DataConn) -> Result<Vec<ConnectionInfo>, String> {
     let seed = settings
         .urls
         .first()
@@ -234,26 +423,27 @@ async fn masters(settings: &RedisSettings, data: &Conn) -> Result<Vec<Connection
     .await
     .map_err(|_| "CLUSTER SLOTS not answered in time".to_string())?
     .map_err(|e| e.to_string())?;
+    let bad = || "unexpected CLUSTER SLOTS answer".to_string();
     let mut out: Vec<ConnectionInfo> = Vec::new();
     for range in &slots {
         // [start, end, [host, port, id, ...], replicas...]
         let Value::Array(parts) = range else {
-            return Err("unexpected CLUSTER SLOTS answer".into());
+            return Err(bad());
         };
         let Some(Value::Array(master)) = parts.get(2) else {
-            return Err("unexpected CLUSTER SLOTS answer".into());
+            return Err(bad());
         };
         let host = match master.first() {
             Some(Value::BulkString(h)) if !h.is_empty() => String::from_utf8_lossy(h).into_owned(),
             _ => match &seed.addr {
                 ConnectionAddr::Tcp(h, _) => h.clone(),
-                _ => return Err("unexpected CLUSTER SLOTS answer".into()),
+                _ => return Err(bad()),
             },
         };
         let Some(Value::Int(port)) = master.get(1) else {
-            return Err("unexpected CLUSTER SLOTS answer".into());
+            return Err(bad());
         };
-        let port = u16::try_from(*port).map_err(|_| "bad port in CLUSTER SLOTS".to_string())?;
+        let port = u16::try_from(*port).map_err(|_| bad())?;
         let mut info = seed.clone();
         info.addr = ConnectionAddr::Tcp(host, port);
         if !out
@@ -276,7 +466,7 @@ mod tests {
     #[test]
     fn keys_name_their_identity() {
         let id = Id([0xab; 16]);
-        let key = format!("tg:{{{}}}:t:{}", id.hex(), Id([1; 16]).hex());
+        let key = format!("tg:{{{}}}:t", id.hex());
         assert_eq!(identity_of_key(key.as_bytes()), Some(id));
         assert_eq!(identity_of_key(b"tg:tokens"), None);
         assert_eq!(identity_of_key(b"tg:{nothex}:i"), None);
