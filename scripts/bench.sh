@@ -6,7 +6,8 @@
 # nginx `worker_processes 1`; the same small nginx upstream behind each):
 #   A   the upstream alone (nginx answering 200 with a small JSON body)
 #   B   tokengate, every route public (proxying, no token check)
-#   C   tokengate, Redis store, unlimited token
+#   C   tokengate, Redis store, unlimited token (near cache on, the default)
+#   C0  tokengate, Redis store, unlimited token, near cache off
 #   D   tokengate, Redis store, token with a (large) use limit
 #   E   tokengate, embedded store, unlimited token;  E-lim: limited token
 #   F   nginx, plain reverse proxy
@@ -239,6 +240,10 @@ PORT[D]="$GW_PORT" PATHS[D]=/bench HDR[D]="Authorization: Bearer $(issue_token "
 BAD="tgat_$(head -c 68 /dev/urandom | base64 -w0 | tr '+/' '-_' | head -c 91)"
 PORT[C-bad]="$GW_PORT" PATHS[C-bad]=/bench HDR[C-bad]="Authorization: Bearer $BAD" PROC[C-bad]="$GW_PID"
 
+# C0: Redis store with the near cache off (every request one EVALSHA).
+start_gateway redis-nocache "{kind: redis, url: \"redis://127.0.0.1:$REDIS_PORT/0\", cache: {enabled: false}}"
+PORT[C0]="$GW_PORT" PATHS[C0]=/bench HDR[C0]="Authorization: Bearer $(issue_token "$GW_PORT" 0)" PROC[C0]="$GW_PID"
+
 # E, E-lim: embedded store.
 start_gateway embedded "{kind: embedded, path: $WORK/embedded.redb}"
 PORT[E]="$GW_PORT" PATHS[E]=/bench HDR[E]="Authorization: Bearer $(issue_token "$GW_PORT" 0)" PROC[E]="$GW_PID"
@@ -276,7 +281,7 @@ start_nginx proxy-g2 "${PORT[G2]}" "$LUA_HTTP
 $(proxy_server "${PORT[G2]}" 'access_by_lua_block { require("tgpeer").access_cached() }')"
 PATHS[G2]=/bench HDR[G2]="Authorization: Bearer $(peer_token 0)" PROC[G2]="$(nginx_pids "$NGINX_PID")"
 
-VARIANTS=(A B C D E E-lim F G G2)
+VARIANTS=(A B C C0 D E E-lim F G G2)
 
 # Every variant answers 200 before anything is measured (C-bad: 401).
 for v in "${VARIANTS[@]}" C-bad; do

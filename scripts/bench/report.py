@@ -25,7 +25,8 @@ KEEP = "<!-- Everything below this line is kept by scripts/bench.sh across runs.
 DESCRIPTIONS = {
     "A": "upstream direct (nginx answering 200 JSON)",
     "B": "tokengate, every route public",
-    "C": "tokengate, Redis store, unlimited token",
+    "C": "tokengate, Redis store, unlimited token (near cache on, the default)",
+    "C0": "tokengate, Redis store, unlimited token, near cache off",
     "D": "tokengate, Redis store, limited token (large limit)",
     "E": "tokengate, embedded store, unlimited token",
     "E-lim": "tokengate, embedded store, limited token",
@@ -34,7 +35,7 @@ DESCRIPTIONS = {
     "G2": "nginx + Lua, shared-dict cache, uses flushed every second",
     "C-bad": "tokengate, Redis store, malformed token (401)",
 }
-ORDER = ["A", "B", "C", "D", "E", "E-lim", "F", "G", "G2", "C-bad"]
+ORDER = ["A", "B", "C", "C0", "D", "E", "E-lim", "F", "G", "G2", "C-bad"]
 
 
 def parse(path):
