@@ -250,12 +250,15 @@ impl Store for RedisStore {
                 .map(|_| value_string(answer.get(3)))
                 .transpose()?,
         };
-        if let (Some(cache), Some(ticket)) = (&self.cache, ticket) {
-            let token = decode_token(iid, tid, value_bytes(answer.get(4))?)?;
-            if token.num_uses_limit == 0 {
-                // The script left this use to be counted here.
-                cache.count_use(tid, iid, req.now);
+        // With a ticket, an unlimited token's answer carries its records
+        // (a limited one's does not: it is never kept).
+        if let (Some(cache), Some(ticket), Some(record)) = (&self.cache, ticket, answer.get(4)) {
+            let token = decode_token(iid, tid, value_bytes(Some(record))?)?;
+            if token.num_uses_limit != 0 {
+                return Err(corrupt("unexpected script answer"));
             }
+            // The script left this use to be counted here.
+            cache.count_use(tid, iid, req.now);
             let fill = Fill {
                 identity: Identity {
                     id: iid,

@@ -13,11 +13,11 @@
 -- ARGV[6] "1" when the gateway keeps the records in its near cache
 -- ARGV[7] the token id (16 bytes)
 -- Returns {0, identity name, org role, project roles} when allowed (and counted),
--- followed, when ARGV[6] == "1", by the token's record and the membership's
--- grants ('' without a project), so the gateway can decide the token's next
--- requests itself. Then an unlimited token's use is not counted here: the
--- gateway counts it with those it decides itself and writes them in batches
--- (a write here would invalidate the very copy it is about to keep);
+-- followed, when ARGV[6] == "1" and the token has no use limit, by its
+-- record and the membership's grants ('' without a project), so the gateway
+-- can decide the token's next requests itself. That use is not counted here:
+-- the gateway counts it with those it decides itself and writes them in
+-- batches (a write here would invalidate the very copy it is about to keep);
 -- else {DENY.<reason>, ""}. DENY is not defined here: the gateway prepends it
 -- from the one table of deny codes (src/store/redis/scripts.rs), which is also
 -- how it reads the answer back.
@@ -94,8 +94,7 @@ local function count()
   redis.call('HSET', KEYS[1], ARGV[7],
     string.sub(rec, 1, 50) .. struct.pack('>I8I8', now, uses + 1) .. string.sub(rec, 67))
 end
-if ARGV[6] == '1' then
-  if limit > 0 then count() end
+if ARGV[6] == '1' and limit == 0 then
   return {0, ident[1], ident[2], roles, rec, grants or ''}
 end
 count()
