@@ -72,7 +72,9 @@ impl RedisStore {
         let cache = settings.cache.clone().map(|c| Arc::new(NearCache::new(c)));
         Ok(RedisStore {
             client: Client::new(&settings)?,
-            channel: cache.clone().map(tracking::Channel::new),
+            channel: cache
+                .clone()
+                .map(|c| tracking::Channel::new(c, settings.response_timeout)),
             cache,
             settings,
             conn: OnceCell::new(),
@@ -279,7 +281,10 @@ impl Store for RedisStore {
                     )),
                 },
             };
-            cache.finish_fill(ticket, fill);
+            let node = value_string(answer.get(6))?;
+            if self.channel.as_ref().is_some_and(|c| c.listens_to(&node)) {
+                cache.finish_fill(ticket, fill);
+            }
         }
         Ok(Ok(grant))
     }

@@ -80,7 +80,7 @@ pub struct PendingUses {
 }
 
 /// How long a slot whose fills kept nothing waits for more fills.
-const EMPTY_SLOT_AGE: Duration = Duration::from_secs(10);
+const EMPTY_SLOT_AGE: Duration = Duration::from_secs(2);
 
 pub struct NearCache {
     settings: CacheSettings,

@@ -14,8 +14,9 @@
 -- ARGV[7] the token id (16 bytes)
 -- Returns {0, identity name, org role, project roles} when allowed (and counted),
 -- followed, when ARGV[6] == "1" and the token has no use limit, by its
--- record and the membership's grants ('' without a project), so the gateway
--- can decide the token's next requests itself. That use is not counted here:
+-- record, the membership's grants ('' without a project) and this Redis
+-- process's run_id (the gateway keeps only what a node it listens to
+-- answered), so the gateway can decide the token's next requests itself. That use is not counted here:
 -- the gateway counts it with those it decides itself and writes them in
 -- batches (a write here would invalidate the very copy it is about to keep);
 -- else {DENY.<reason>, ""}. DENY is not defined here: the gateway prepends it
@@ -95,7 +96,8 @@ local function count()
     string.sub(rec, 1, 50) .. struct.pack('>I8I8', now, uses + 1) .. string.sub(rec, 67))
 end
 if ARGV[6] == '1' and limit == 0 then
-  return {0, ident[1], ident[2], roles, rec, grants or ''}
+  local node = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or ''
+  return {0, ident[1], ident[2], roles, rec, grants or '', node}
 end
 count()
 return {0, ident[1], ident[2], roles}

@@ -40,9 +40,11 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Frame, usize)>, Malformed> {
     let Some(line_end) = find_crlf(buf) else {
         return Ok(None);
     };
-    let Some((&kind, _)) = buf.split_first() else {
-        return Ok(None);
-    };
+    // A frame starts with its type byte: "\r\n" first is no frame at all.
+    if line_end == 0 {
+        return Err(Malformed);
+    }
+    let kind = buf[0];
     let line = std::str::from_utf8(&buf[1..line_end]).map_err(|_| Malformed)?;
     let after = line_end + 2;
     let count = || -> Result<usize, Malformed> {
@@ -76,7 +78,11 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Frame, usize)>, Malformed> {
             let frame = match kind {
                 b'$' => Frame::Bulk(body),
                 b'!' => Frame::Error(String::from_utf8_lossy(&body).into_owned()),
-                _ => Frame::Other,
+                // Verbatim text (INFO's answer): "txt:" and the text.
+                _ => match body.get(..4) {
+                    Some(b"txt:") => Frame::Bulk(body[4..].to_vec()),
+                    _ => Frame::Other,
+                },
             };
             Ok(Some((frame, after + n + 2)))
         }
@@ -172,6 +178,11 @@ mod tests {
             assert_eq!(parse(&push[..cut]), Ok(None), "cut at {cut}");
         }
         assert_eq!(parse(b"?what\r\n"), Err(Malformed));
+        assert_eq!(parse(b"\r\n+OK\r\n"), Err(Malformed));
+        assert_eq!(
+            parse(b"=9\r\ntxt:a:b\r\n\r\n").unwrap().unwrap().0,
+            Frame::Bulk(b"a:b\r\n".to_vec())
+        );
         assert_eq!(parse(b"$4\r\nabcdef\r\n"), Err(Malformed));
         assert_eq!(parse(b"*99999999999\r\n"), Err(Malformed));
     }

@@ -32,10 +32,12 @@ use tokio::sync::Notify;
 
 /// The key prefix of everything the request path reads (`keys.rs`).
 const TRACKED_PREFIX: &str = "tg:{";
-/// How often each connection is asked to answer a PING.
-const PING_EVERY: Duration = Duration::from_secs(1);
-/// How often a cluster's masters are read again.
-const TOPOLOGY_EVERY: Duration = Duration::from_secs(5);
+/// How often each connection is asked to answer a PING. A link that stalls
+/// without closing is noticed within this plus the response timeout.
+const PING_EVERY: Duration = Duration::from_millis(200);
+/// How often a cluster's masters are read again (and at once when a miss
+/// was answered by a node this gateway does not listen to).
+const TOPOLOGY_EVERY: Duration = Duration::from_secs(1);
 /// The longest wait before opening the channel again after a failure.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -43,8 +45,12 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// (which drains them) and the tasks that keep them.
 pub struct Channel {
     cache: Arc<NearCache>,
+    /// How long a PING may stay unanswered.
+    response_timeout: Duration,
     open: Mutex<Open>,
     lost: Notify,
+    /// Asks the watcher to read the cluster's masters now.
+    refresh: Notify,
 }
 
 #[derive(Default)]
@@ -58,6 +64,8 @@ struct Open {
 /// One master's tracking connection.
 struct Listener {
     stream: Arc<TcpStream>,
+    /// The Redis process listened to (`INFO server`'s `run_id`).
+    run_id: String,
     /// Bytes read but not yet a whole frame.
     pending: Vec<u8>,
     /// When the PING still unanswered was sent.
@@ -65,12 +73,26 @@ struct Listener {
 }
 
 impl Channel {
-    pub fn new(cache: Arc<NearCache>) -> Arc<Channel> {
+    pub fn new(cache: Arc<NearCache>, response_timeout: Duration) -> Arc<Channel> {
         Arc::new(Channel {
             cache,
+            response_timeout,
             open: Mutex::new(Open::default()),
             lost: Notify::new(),
+            refresh: Notify::new(),
         })
+    }
+
+    /// Whether the Redis process `run_id` is one this channel listens to:
+    /// only what such a node answered may be kept, since a write on any
+    /// other node would not be heard. Otherwise the cluster's masters are
+    /// read again at once (a slot may have moved to a new master).
+    pub fn listens_to(&self, run_id: &str) -> bool {
+        let heard = self.open().conns.iter().any(|l| l.run_id == run_id);
+        if !heard {
+            self.refresh.notify_one();
+        }
+        heard
     }
 
     fn open(&self) -> std::sync::MutexGuard<'_, Open> {
@@ -86,6 +108,14 @@ impl Channel {
         for l in open.conns.iter_mut() {
             if let Err(why) = l.drain(&self.cache) {
                 failure = Some(why);
+                break;
+            }
+            // A link that stopped moving (Redis hung, or the network) says
+            // nothing by itself; a PING left unanswered does.
+            if l.ping_sent
+                .is_some_and(|at| at.elapsed() > self.response_timeout)
+            {
+                failure = Some("a PING was not answered in time".into());
                 break;
             }
         }
@@ -114,7 +144,8 @@ impl Channel {
 
     /// Sends a PING on every connection, or gives up on one whose last PING
     /// is older than `timeout` and still unanswered.
-    fn ping(&self, epoch: u64, timeout: Duration) {
+    fn ping(&self, epoch: u64) {
+        let timeout = self.response_timeout;
         let mut open = self.open();
         if open.epoch != epoch {
             return;
@@ -281,8 +312,8 @@ async fn watch(
     loop {
         tokio::select! {
             _ = channel.lost.notified() => {}
-            _ = ping.tick() => channel.ping(epoch, settings.response_timeout),
-            _ = topology.tick(), if settings.cluster => {
+            _ = ping.tick() => channel.ping(epoch),
+            _ = async { tokio::select! { _ = topology.tick() => {}, _ = channel.refresh.notified() => {} } }, if settings.cluster => {
                 let why = match self::masters(settings, data).await {
                     Ok(now) if same_nodes(&now, masters) => None,
                     Ok(_) => Some("the cluster's masters changed".to_string()),
@@ -339,6 +370,13 @@ async fn connect(info: &ConnectionInfo) -> Result<Listener, String> {
     }
     let mut pending = Vec::new();
     ask(&mut stream, &mut pending, &hello).await?;
+    let info = ask(&mut stream, &mut pending, &[b"INFO", b"server"]).await?;
+    let run_id = match &info {
+        Frame::Bulk(text) => run_id_of(text),
+        _ => None,
+    }
+    .ok_or("INFO server names no run_id")?;
+    warn_if_swapdb(&mut stream, &mut pending).await;
     let on = ask(
         &mut stream,
         &mut pending,
@@ -357,9 +395,34 @@ async fn connect(info: &ConnectionInfo) -> Result<Listener, String> {
     }
     Ok(Listener {
         stream: Arc::new(stream),
+        run_id,
         pending,
         ping_sent: None,
     })
+}
+
+/// `run_id` from `INFO server`'s text.
+pub fn run_id_of(info: &[u8]) -> Option<String> {
+    String::from_utf8_lossy(info)
+        .lines()
+        .find_map(|l| l.strip_prefix("run_id:"))
+        .map(|id| id.trim().to_string())
+        .filter(|id| !id.is_empty())
+}
+
+/// SWAPDB replaces a database without naming a key, so no invalidation
+/// reaches the cache and entries live until their maximum age. Said once per
+/// process when the command is available (not renamed away).
+async fn warn_if_swapdb(stream: &mut TcpStream, pending: &mut Vec<u8>) {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let answer = ask(stream, pending, &[b"COMMAND", b"INFO", b"SWAPDB"]).await;
+    let available = match answer {
+        Ok(Frame::Array(items)) => items.first().is_some_and(|i| *i != Frame::Null),
+        _ => false,
+    };
+    if available && !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        log::warn!("near cache: this Redis accepts SWAPDB, which changes data without telling the cache; a gateway may then decide from its copy for up to store.cache.max_age_seconds. Rename SWAPDB away (rename-command) or turn the cache off");
+    }
 }
 
 /// Sends one command and reads its answer (an error answer is an error).
@@ -375,6 +438,12 @@ async fn ask(
     loop {
         if let Some((frame, used)) = resp3::parse(pending).map_err(|_| "not RESP3".to_string())? {
             pending.drain(..used);
+            // Invalidations can come before the answer once tracking is
+            // on; the cache is off until the handshake is over, so they
+            // change nothing.
+            if matches!(frame, Frame::Push(_)) {
+                continue;
+            }
             return match frame {
                 Frame::Error(e) => Err(format!(
                     "{} refused: {e}",
@@ -471,5 +540,12 @@ mod tests {
         assert_eq!(identity_of_key(b"tg:tokens"), None);
         assert_eq!(identity_of_key(b"tg:{nothex}:i"), None);
         assert_eq!(identity_of_key(b"tg:{"), None);
+    }
+
+    #[test]
+    fn run_id_is_read_from_info() {
+        let info = b"# Server\r\nredis_version:7.0.15\r\nrun_id:4c96aa\r\ntcp_port:6379\r\n";
+        assert_eq!(run_id_of(info).as_deref(), Some("4c96aa"));
+        assert_eq!(run_id_of(b"# Server\r\nrun_id:\r\n"), None);
     }
 }
