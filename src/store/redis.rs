@@ -19,7 +19,8 @@
 //! Submodules: `conn` (settings and connections), `keys` (key layout),
 //! `record` (field encoding, with the legend of field letters), `scripts`
 //! (the Lua scripts and the shared table of deny codes), `cache` (the near
-//! cache) and `tracking` (its invalidation channel).
+//! cache), `tracking` (its invalidation channel, over `resp3`) and `uses`
+//! (writing the uses it counted).
 
 mod cache;
 mod conn;
@@ -28,6 +29,7 @@ mod record;
 mod resp3;
 mod scripts;
 mod tracking;
+mod uses;
 
 pub use cache::{CacheMetrics, CacheSettings};
 pub use conn::RedisSettings;
@@ -41,7 +43,7 @@ use crate::auth::Grant;
 use crate::model::{Identity, Membership, Millis, TokenAuthConfig, TokenRecord};
 use crate::token::Id;
 use async_trait::async_trait;
-use cache::{Fill, NearCache, PendingUses, Question};
+use cache::{Fill, NearCache, Question};
 use conn::{unavailable, Client, Conn};
 use keys::*;
 use record::*;
@@ -49,11 +51,8 @@ use redis::{Cmd, Value};
 use scripts::*;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::OnceCell;
-
-/// How often uses counted by the near cache are written to Redis.
-const WRITE_USES_EVERY: Duration = Duration::from_secs(1);
 
 pub struct RedisStore {
     client: Client,
@@ -105,22 +104,7 @@ impl RedisStore {
         conn: Conn,
     ) {
         tokio::spawn(tracking::run(channel, self.settings.clone(), conn.clone()));
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(WRITE_USES_EVERY);
-            loop {
-                tick.tick().await;
-                cache.sweep(Instant::now());
-                let uses = cache.take_pending();
-                if uses.is_empty() {
-                    continue;
-                }
-                let mut c = conn.clone();
-                if let Err((e, unwritten)) = write_uses(&mut c, uses).await {
-                    cache.restore_pending(unwritten);
-                    log::warn!("cannot write token uses counted by the near cache (kept for the next try): {e}");
-                }
-            }
-        });
+        tokio::spawn(uses::write_every_second(cache, conn));
     }
 
     pub fn has_cache(&self) -> bool {
@@ -742,50 +726,8 @@ impl Store for RedisStore {
         if uses.is_empty() {
             return Ok(());
         }
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-                    rt.block_on(async {
-                        let mut c = self.client.connect(&self.settings).await?;
-                        write_uses(&mut c, uses).await.map_err(|(e, _)| e)
-                    })
-                })
-                .join()
-                .unwrap_or_else(|_| Err(StoreError::Unavailable("flush panicked".into())))
-        })
+        uses::write_on_stop(&self.client, &self.settings, uses)
     }
-}
-
-/// Adds counted uses to their tokens: one script call per identity (its
-/// tokens are one key; identities live in different slots). On failure,
-/// answers the error and the uses not written.
-async fn write_uses(
-    c: &mut Conn,
-    uses: HashMap<Id, PendingUses>,
-) -> Result<(), (StoreError, HashMap<Id, PendingUses>)> {
-    let mut by_identity: HashMap<Id, Vec<(Id, PendingUses)>> = HashMap::new();
-    for (tid, u) in &uses {
-        by_identity.entry(u.identity).or_default().push((*tid, *u));
-    }
-    let mut left = uses;
-    for (iid, tokens) in by_identity {
-        let mut inv = ADD_USES.prepare_invoke();
-        inv.key(tokens_key(iid));
-        for (tid, u) in &tokens {
-            inv.arg(&tid.0[..]).arg(u.uses).arg(u.last_used_at);
-        }
-        if let Err(e) = inv.invoke_async::<i64>(c).await {
-            return Err((unavailable(e), left));
-        }
-        for (tid, _) in &tokens {
-            left.remove(tid);
-        }
-    }
-    Ok(())
 }
 
 impl RedisStore {
