@@ -4,9 +4,55 @@
 use crate::store::redis::CacheMetrics;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
+/// How a request ended, as counted in `tokengate_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Outcome {
+    /// Ended before any filter said what it was (a malformed request Pingora refused).
+    #[default]
+    Other,
+    Denied,
+    BadRequest,
+    Management,
+    Public,
+    Forwarded,
+    StoreError,
+    UpstreamError,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 8] = [
+        Outcome::Other,
+        Outcome::Denied,
+        Outcome::BadRequest,
+        Outcome::Management,
+        Outcome::Public,
+        Outcome::Forwarded,
+        Outcome::StoreError,
+        Outcome::UpstreamError,
+    ];
+
+    /// The `outcome` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Other => "other",
+            Outcome::Denied => "denied",
+            Outcome::BadRequest => "bad_request",
+            Outcome::Management => "management",
+            Outcome::Public => "public",
+            Outcome::Forwarded => "forwarded",
+            Outcome::StoreError => "store_error",
+            Outcome::UpstreamError => "upstream_error",
+        }
+    }
+}
+
 pub struct Metrics {
-    /// Requests by outcome: forwarded, denied, public, management, store_error, bad_request.
+    /// Requests by outcome (`Outcome::label`).
     pub requests: IntCounterVec,
+    /// One handle per `Outcome`, in `Outcome::ALL` order, resolved at start:
+    /// `with_label_values` hashes the label and takes a lock on every call,
+    /// and every request is counted.
+    by_outcome: Vec<IntCounter>,
     /// Refusals by `Deny::code()`.
     pub denied: IntCounterVec,
     pub store_errors: IntCounter,
@@ -23,11 +69,17 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Metrics> {
+        let requests = IntCounterVec::new(
+            Opts::new("tokengate_requests_total", "Requests handled, by outcome"),
+            &["outcome"],
+        )?;
+        let by_outcome = Outcome::ALL
+            .iter()
+            .map(|o| requests.get_metric_with_label_values(&[o.label()]))
+            .collect::<prometheus::Result<Vec<_>>>()?;
         let m = Metrics {
-            requests: IntCounterVec::new(
-                Opts::new("tokengate_requests_total", "Requests handled, by outcome"),
-                &["outcome"],
-            )?,
+            requests,
+            by_outcome,
             denied: IntCounterVec::new(
                 Opts::new("tokengate_auth_denied_total", "Requests refused, by reason"),
                 &["reason"],
@@ -84,6 +136,14 @@ impl Metrics {
         registry.register(Box::new(m.auth_seconds.clone()))?;
         Ok(m)
     }
+
+    /// Counts one request under its outcome.
+    pub fn count_request(&self, outcome: Outcome) {
+        // `ALL` lists every variant in declaration order, so the index exists.
+        if let Some(counter) = self.by_outcome.get(outcome as usize) {
+            counter.inc();
+        }
+    }
 }
 
 /// The text exposition of everything in `registry`.
@@ -102,7 +162,7 @@ mod tests {
     fn registers_and_renders() {
         let r = Registry::new();
         let m = Metrics::register(&r).unwrap();
-        m.requests.with_label_values(&["forwarded"]).inc();
+        m.count_request(Outcome::Forwarded);
         m.denied.with_label_values(&["expired"]).inc();
         let text = render(&r);
         assert!(
@@ -110,6 +170,9 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("tokengate_auth_denied_total{reason=\"expired\"} 1"));
+        for o in Outcome::ALL {
+            assert_eq!(Outcome::ALL[o as usize], o, "ALL is in declaration order");
+        }
         assert!(
             Metrics::register(&r).is_err(),
             "double registration must fail"

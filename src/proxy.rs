@@ -17,7 +17,7 @@ use crate::api::{Api, ApiRequest};
 use crate::auth::Grant;
 use crate::config::Config;
 use crate::error::{error_json, new_request_id};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Outcome};
 use crate::model::now_millis;
 use crate::routes::{Auth, BodyRule};
 use crate::store::{AuthRequest, Store};
@@ -58,7 +58,7 @@ pub struct Gateway {
 pub struct Ctx {
     /// Set when the request was authenticated; its headers are injected upstream.
     auth: Option<Authenticated>,
-    outcome: &'static str,
+    outcome: Outcome,
     /// An absolute-form target's path and query, sent upstream in origin-form.
     origin_form: Option<String>,
 }
@@ -117,8 +117,8 @@ impl Gateway {
     ) -> Result<bool> {
         let req_id = new_request_id();
         let body = error_json(status, message, &req_id, None);
-        if ctx.outcome.is_empty() {
-            ctx.outcome = "denied";
+        if ctx.outcome == Outcome::Other {
+            ctx.outcome = Outcome::Denied;
         }
         // The target as received, not Pingora's placeholder path for forms it
         // cannot represent (`xyz:/...`), so the log shows what was refused;
@@ -264,7 +264,7 @@ impl Gateway {
         ctx: &mut Ctx,
         span: &target::Span,
     ) -> Result<bool> {
-        ctx.outcome = "management";
+        ctx.outcome = Outcome::Management;
         let body = match Self::read_body(session, MAX_MANAGEMENT_BODY, self.body_deadline()).await {
             BodyRead::Complete(body) => body,
             BodyRead::Refused(status, why) => return self.reject(session, ctx, status, why).await,
@@ -361,7 +361,7 @@ impl ProxyHttp for Gateway {
                 t.span(session.req_header().raw_path())
             }
             Err(why) => {
-                ctx.outcome = "bad_request";
+                ctx.outcome = Outcome::BadRequest;
                 return self.reject(session, ctx, 400, why).await;
             }
         };
@@ -371,7 +371,7 @@ impl ProxyHttp for Gateway {
         }
         let route = self.cfg.routes.select(path);
         if route.auth == Auth::Public {
-            ctx.outcome = "public";
+            ctx.outcome = Outcome::Public;
             return Ok(false);
         }
 
@@ -390,7 +390,7 @@ impl ProxyHttp for Gateway {
         let body_claims = match self.body_claims(session, route.body).await {
             Ok(claims) => claims,
             Err((status, why)) => {
-                ctx.outcome = "bad_request";
+                ctx.outcome = Outcome::BadRequest;
                 return self.reject(session, ctx, status, why).await;
             }
         };
@@ -402,7 +402,7 @@ impl ProxyHttp for Gateway {
         let project = match project::decide(resolution, route.project) {
             Ok(p) => p,
             Err(why) => {
-                ctx.outcome = "bad_request";
+                ctx.outcome = Outcome::BadRequest;
                 return self.reject(session, ctx, 400, why).await;
             }
         };
@@ -434,13 +434,13 @@ impl ProxyHttp for Gateway {
                 // Fail closed: without the store nobody is let through.
                 self.metrics.store_errors.inc();
                 log::error!("token store error for {}: {e}", token.token_id);
-                ctx.outcome = "store_error";
+                ctx.outcome = Outcome::StoreError;
                 return self
                     .reject(session, ctx, 503, "token store unavailable")
                     .await;
             }
         };
-        ctx.outcome = "forwarded";
+        ctx.outcome = Outcome::Forwarded;
         ctx.auth = Some(Authenticated {
             identity_id: token.identity_id,
             token_id: token.token_id,
@@ -507,7 +507,7 @@ impl ProxyHttp for Gateway {
         };
         if code >= 500 {
             self.metrics.upstream_errors.inc();
-            ctx.outcome = "upstream_error";
+            ctx.outcome = Outcome::UpstreamError;
         }
         if code > 0 {
             let message = match code {
@@ -527,11 +527,6 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
-        let outcome = if ctx.outcome.is_empty() {
-            "other"
-        } else {
-            ctx.outcome
-        };
-        self.metrics.requests.with_label_values(&[outcome]).inc();
+        self.metrics.count_request(ctx.outcome);
     }
 }
