@@ -25,6 +25,7 @@ use crate::token::{AccessToken, Id};
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use project::ProjectRules;
@@ -327,6 +328,12 @@ impl ProxyHttp for Gateway {
 
     fn new_ctx(&self) -> Ctx {
         Ctx::default()
+    }
+
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {
+        // None. Pingora's default adds its response-compression module at
+        // level 0, which never compresses but is still built and called on
+        // every request (a boxed context and two boxed filter futures).
     }
 
     async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
