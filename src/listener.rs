@@ -6,7 +6,8 @@
 //! `listening.rs`), for as long as the connection is open, TLS or not. The
 //! proxy listeners are plain TCP, so this loop skips the handshake and spawns
 //! only what [`Guarded`] needs. What Pingora's loop also did is kept: the
-//! peer address in the socket digest (the client IP comes from it), a pause
+//! peer address in the socket digest (the client IP comes from it),
+//! `TCP_NODELAY` (this loop had lost it), a pause
 //! when the process is out of file descriptors, and on shutdown: stop
 //! accepting, then let the app release connections waiting for a request.
 
@@ -74,6 +75,12 @@ where
         };
         match accepted {
             Ok((tcp, peer)) => {
+                // As Pingora's listener and nginx (`tcp_nodelay on`) do: the
+                // tail of an answer that leaves in several writes goes at
+                // once instead of waiting for the client's delayed ACK.
+                if let Err(e) = tcp.set_nodelay(true) {
+                    log::debug!("cannot set TCP_NODELAY on a client connection: {e}");
+                }
                 let mut stream = L4Stream::from(tcp);
                 let digest = SocketDigest::from_raw_fd(stream.as_raw_fd());
                 let _ = digest.peer_addr.set(Some(peer.into()));
