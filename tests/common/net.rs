@@ -125,15 +125,17 @@ impl Monitor {
     }
 
     /// Upper-case names of the commands clients sent since `start` or the
-    /// previous call, in order; commands run inside scripts, and the
-    /// harness's own `INFO` and `CONFIG` calls, are left out. Sends a marker
-    /// command and reads up to it, so everything that ran before this call
-    /// is included.
+    /// previous call, in order; commands run inside scripts, the harness's
+    /// own `INFO` and `CONFIG` calls, and whatever a gateway's near-cache
+    /// invalidation connection sent (its PINGs; a client with tracking on)
+    /// are left out. Sends a marker command and reads up to it, so
+    /// everything that ran before this call is included.
     #[track_caller]
     pub fn client_commands(&mut self, redis: &Redis) -> Vec<String> {
         self.markers += 1;
         let marker = format!("tg-monitor-marker-{}-{}", std::process::id(), self.markers);
         redis.query(&["ECHO", &marker]);
+        let tracking = tracking_addrs(redis);
         let mut out = Vec::new();
         loop {
             let mut line = String::new();
@@ -153,7 +155,9 @@ impl Monitor {
             else {
                 panic!("unexpected MONITOR line {line:?}");
             };
-            if source.ends_with(" lua") {
+            if source.ends_with(" lua")
+                || tracking.iter().any(|a| source.ends_with(&format!(" {a}")))
+            {
                 continue;
             }
             let name = command
@@ -166,4 +170,22 @@ impl Monitor {
             }
         }
     }
+}
+
+/// The addresses (`ip:port`) of the clients with tracking on (`t` among the
+/// flags of `CLIENT LIST`).
+fn tracking_addrs(redis: &Redis) -> Vec<String> {
+    redis
+        .cmd(&["CLIENT", "LIST"])
+        .lines()
+        .filter(|l| {
+            l.split(' ')
+                .any(|f| f.strip_prefix("flags=").is_some_and(|v| v.contains('t')))
+        })
+        .filter_map(|l| {
+            l.split(' ')
+                .find_map(|f| f.strip_prefix("addr="))
+                .map(str::to_string)
+        })
+        .collect()
 }
