@@ -775,10 +775,18 @@ fn validate_store(p: &mut Problems, s: &StoreFile) -> Option<StoreConfig> {
             let mut ok = true;
             for (key, url) in &urls {
                 match url::Url::parse(url) {
-                    Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host_str().is_some() => {
+                    Ok(u) if u.scheme() == "redis" && u.host_str().is_some() => {}
+                    // Refused here rather than failing every request later:
+                    // the Redis client is built without TLS.
+                    Ok(u) if u.scheme() == "rediss" => {
+                        p.add(
+                            key,
+                            "rediss:// (TLS to Redis) is not supported yet; use redis://",
+                        );
+                        ok = false;
                     }
                     _ => {
-                        p.add(key, format!("'{url}' is not a redis:// or rediss:// URL"));
+                        p.add(key, format!("'{url}' is not a redis:// URL"));
                         ok = false;
                     }
                 }
@@ -1150,6 +1158,21 @@ mod tests {
             "{MINIMAL}store: {{kind: embedded, cache: {{}}}}\n"
         ));
         assert!(e.contains("store.cache"), "{e}");
+    }
+
+    #[test]
+    fn redis_over_tls_is_refused_until_it_is_supported() {
+        let e = errors(&format!(
+            "{MINIMAL}store: {{kind: redis, url: 'rediss://a:1'}}\n"
+        ));
+        assert!(
+            e.contains("store.url") && e.contains("not supported yet"),
+            "{e}"
+        );
+        let e = errors(&format!(
+            "{MINIMAL}store: {{kind: redis-cluster, nodes: ['redis://a:1', 'rediss://b:2']}}\n"
+        ));
+        assert!(e.contains("store.nodes[1]"), "{e}");
     }
 
     #[test]
