@@ -60,16 +60,9 @@ pub fn error_json(
     json.into_bytes()
 }
 
-/// A fresh request id for error answers and logs ("req-" + 16 hex digits).
+/// A fresh request id for error answers and logs (`request_id::fresh`).
 pub fn new_request_id() -> String {
-    let mut b = [0u8; 8];
-    crate::token::fill_random(&mut b);
-    let mut s = String::with_capacity(20);
-    s.push_str("req-");
-    for x in b {
-        s.push_str(&format!("{x:02x}"));
-    }
-    s
+    crate::request_id::fresh()
 }
 
 #[cfg(test)]

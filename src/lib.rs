@@ -33,6 +33,7 @@ pub mod metrics;
 pub mod model;
 pub mod proxy;
 pub mod redact;
+pub mod request_id;
 pub mod routes;
 pub mod server;
 pub mod store;

@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::error::{error_json, new_request_id};
 use crate::metrics::{Metrics, Outcome};
 use crate::model::now_millis;
+use crate::request_id;
 use crate::routes::{Auth, BodyRule};
 use crate::store::{AuthRequest, Store};
 use crate::token::{AccessToken, Id};
@@ -62,6 +63,18 @@ pub struct Ctx {
     outcome: Outcome,
     /// An absolute-form target's path and query, sent upstream in origin-form.
     origin_form: Option<String>,
+    /// This request's id (`request_id.rs`), set first thing.
+    req_id: String,
+}
+
+impl Ctx {
+    /// The request's id; a fresh one if the request failed before it had one.
+    fn req_id(&mut self) -> &str {
+        if self.req_id.is_empty() {
+            self.req_id = new_request_id();
+        }
+        &self.req_id
+    }
 }
 
 struct Authenticated {
@@ -116,7 +129,7 @@ impl Gateway {
         status: u16,
         message: &str,
     ) -> Result<bool> {
-        let req_id = new_request_id();
+        let req_id = ctx.req_id().to_string();
         let body = error_json(status, message, &req_id, None);
         if ctx.outcome == Outcome::Other {
             ctx.outcome = Outcome::Denied;
@@ -132,7 +145,7 @@ impl Gateway {
             "{req_id} {} {target} -> {status}: {message}",
             session.req_header().method
         );
-        write_json(session, status, body).await?;
+        write_json(session, status, body, &req_id).await?;
         Ok(true)
     }
 
@@ -271,7 +284,7 @@ impl Gateway {
             BodyRead::Refused(status, why) => return self.reject(session, ctx, status, why).await,
         };
         let client_ip = self.client_ip(session);
-        let req_id = new_request_id();
+        let req_id = ctx.req_id().to_string();
         let h = session.req_header();
         let req = ApiRequest {
             method: h.method.as_str(),
@@ -288,7 +301,7 @@ impl Gateway {
         };
         let resp = self.api.handle(&req).await;
         log::info!("{req_id} {} {} -> {}", req.method, req.path, resp.status);
-        write_json(session, resp.status, resp.body).await?;
+        write_json(session, resp.status, resp.body, &req_id).await?;
         Ok(true)
     }
 }
@@ -299,9 +312,10 @@ enum BodyRead {
     Refused(u16, &'static str),
 }
 
-async fn write_json(session: &mut Session, status: u16, body: Vec<u8>) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(3))?;
+async fn write_json(session: &mut Session, status: u16, body: Vec<u8>, req_id: &str) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(4))?;
     resp.insert_header("content-type", "application/json")?;
+    resp.insert_header(request_id::HEADER, req_id)?;
     resp.insert_header("content-length", body.len().to_string())?;
     session.write_response_header(Box::new(resp), false).await?;
     session
@@ -336,7 +350,8 @@ impl ProxyHttp for Gateway {
         // every request (a boxed context and two boxed filter futures).
     }
 
-    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+        ctx.req_id = request_id::of_request(&session.req_header().headers);
         // Pingora keeps an HTTP/1.1 client's connection open with no idle
         // limit unless told otherwise; the keep-alive timeout travels with
         // the connection to the wait for its next request. A connection
@@ -483,6 +498,8 @@ impl ProxyHttp for Gateway {
             req.set_uri(uri);
         }
         req.insert_header(http::header::HOST, self.upstream_host.clone())?;
+        // Replaces whatever the client sent under that name.
+        req.insert_header(request_id::HEADER, ctx.req_id())?;
         if let Some(a) = &ctx.auth {
             let caller = headers::Caller {
                 identity_id: a.identity_id,
@@ -523,14 +540,25 @@ impl ProxyHttp for Gateway {
                 408 => "request timed out",
                 _ => "bad request",
             };
-            let req_id = new_request_id();
+            let req_id = ctx.req_id().to_string();
             log::warn!("{req_id} proxy error {code}: {e}");
-            let _ = write_json(session, code, error_json(code, message, &req_id, None)).await;
+            let body = error_json(code, message, &req_id, None);
+            let _ = write_json(session, code, body, &req_id).await;
         }
         FailToProxy {
             error_code: code,
             can_reuse_downstream: false,
         }
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        resp.insert_header(request_id::HEADER, ctx.req_id())?;
+        Ok(())
     }
 
     async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
