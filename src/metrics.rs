@@ -2,7 +2,9 @@
 //! Labels are bounded enums (outcome, deny reason); never a token or identity id.
 
 use crate::store::redis::CacheMetrics;
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// How a request ended, as counted in `tokengate_requests_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -118,6 +120,10 @@ impl Metrics {
                     "tokengate_store_cache_misses_total",
                     "Requests the near cache sent to Redis",
                 )?,
+                invalidations: IntCounter::new(
+                    "tokengate_store_cache_invalidations_total",
+                    "Identities the near cache dropped because they changed",
+                )?,
                 coherent: IntGauge::new(
                     "tokengate_store_cache_coherent",
                     "1 while the near cache's invalidation channel is up",
@@ -126,6 +132,13 @@ impl Metrics {
         };
         registry.register(Box::new(m.cache.hits.clone()))?;
         registry.register(Box::new(m.cache.misses.clone()))?;
+        registry.register(Box::new(m.cache.invalidations.clone()))?;
+        let build = IntGaugeVec::new(
+            Opts::new("tokengate_build_info", "The running build, always 1"),
+            &["version"],
+        )?;
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        registry.register(Box::new(build))?;
         registry.register(Box::new(m.cache.coherent.clone()))?;
         registry.register(Box::new(m.requests.clone()))?;
         registry.register(Box::new(m.open_connections.clone()))?;
@@ -170,6 +183,13 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("tokengate_auth_denied_total{reason=\"expired\"} 1"));
+        assert!(
+            text.contains(&format!(
+                "tokengate_build_info{{version=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{text}"
+        );
         for o in Outcome::ALL {
             assert_eq!(Outcome::ALL[o as usize], o, "ALL is in declaration order");
         }

@@ -47,6 +47,22 @@ pub fn open_store(cfg: &StoreConfig, metrics: Option<&Metrics>) -> anyhow::Resul
     })
 }
 
+/// The store kind and cache mode, for the start-up line (no credentials:
+/// a Redis URL may hold a password).
+fn describe_store(store: &StoreConfig) -> String {
+    match store {
+        StoreConfig::Embedded { path } => format!("embedded ({})", path.display()),
+        StoreConfig::Redis { cluster, cache, .. } => format!(
+            "{}, near cache {}",
+            if *cluster { "redis-cluster" } else { "redis" },
+            match cache {
+                Some(c) => format!("on (max age {} s)", c.max_age_seconds),
+                None => "off".into(),
+            }
+        ),
+    }
+}
+
 /// Resolves the upstream host once, at start-up.
 fn resolve_upstream(cfg: &Config) -> anyhow::Result<SocketAddr> {
     let u = &cfg.upstream;
@@ -160,10 +176,12 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         server.add_service(admin);
     }
     log::info!(
-        "tokengate listening on {:?}, upstream {}:{}",
+        "tokengate {} listening on {:?}, upstream {}:{}, store {}",
+        env!("CARGO_PKG_VERSION"),
         cfg.listen,
         cfg.upstream.host,
-        cfg.upstream.port
+        cfg.upstream.port,
+        describe_store(&cfg.store)
     );
     // `run` returns once the services have drained, so what the store still
     // holds in memory is written before the process exits.

@@ -1072,6 +1072,24 @@ mod config {
             &["max_age_secs"],
         );
     }
+
+    /// The start-up line names the store and whether the cache is on.
+    #[test]
+    fn the_start_up_line_states_the_store_and_cache_mode() {
+        let redis = Redis::start();
+        for (cache, says) in [
+            (
+                Some("{enabled: true, max_age_seconds: 30}"),
+                "store redis, near cache on (max age 30 s)",
+            ),
+            (Some("{enabled: false}"), "store redis, near cache off"),
+        ] {
+            let gw = Gateway::start(GatewayConfig::redis(&redis.url()).store_cache(cache));
+            assert!(gw.log().contains(says), "{says:?} not in:\n{}", gw.log());
+        }
+        let gw = Gateway::start(GatewayConfig::embedded_temp());
+        assert!(gw.log().contains("store embedded ("), "{}", gw.log());
+    }
 }
 
 /// The harness pieces these tests rely on, checked on their own.

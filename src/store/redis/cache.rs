@@ -40,6 +40,8 @@ pub struct CacheSettings {
 pub struct CacheMetrics {
     pub hits: IntCounter,
     pub misses: IntCounter,
+    /// Identities dropped because Redis (or this gateway) changed them.
+    pub invalidations: IntCounter,
     /// 1 while the invalidation channel is up (the cache is in use), else 0.
     pub coherent: IntGauge,
 }
@@ -51,6 +53,7 @@ impl CacheMetrics {
         CacheMetrics {
             hits: IntCounter::new("hits", "-").expect("static metric name"),
             misses: IntCounter::new("misses", "-").expect("static metric name"),
+            invalidations: IntCounter::new("invalidations", "-").expect("static metric name"),
             coherent: IntGauge::new("coherent", "-").expect("static metric name"),
         }
     }
@@ -241,11 +244,13 @@ impl NearCache {
 
     /// Drops everything held for `identity` (a write to its keys).
     pub fn invalidate(&self, identity: Id) {
+        self.settings.metrics.invalidations.inc();
         self.state().slots.remove(&identity);
     }
 
     /// Drops everything (Redis flushed, or the channel cannot vouch for it).
     pub fn invalidate_all(&self) {
+        self.settings.metrics.invalidations.inc();
         self.state().slots.clear();
     }
 
