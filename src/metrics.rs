@@ -59,6 +59,12 @@ pub struct Metrics {
     pub denied: IntCounterVec,
     pub store_errors: IntCounter,
     pub upstream_errors: IntCounter,
+    /// Upstream answers by status class (1xx to 5xx).
+    pub upstream_responses: IntCounterVec,
+    /// One handle per class, `1xx` first, resolved at start.
+    by_class: Vec<IntCounter>,
+    /// From sending the request upstream to its answer's header.
+    pub upstream_seconds: Histogram,
     /// Time spent in the store's check-and-consume.
     pub auth_seconds: Histogram,
     /// Client connections open on the proxy listeners.
@@ -79,9 +85,32 @@ impl Metrics {
             .iter()
             .map(|o| requests.get_metric_with_label_values(&[o.label()]))
             .collect::<prometheus::Result<Vec<_>>>()?;
+        let upstream_responses = IntCounterVec::new(
+            Opts::new(
+                "tokengate_upstream_responses_total",
+                "Answers from the upstream, by status class",
+            ),
+            &["class"],
+        )?;
+        let by_class = ["1xx", "2xx", "3xx", "4xx", "5xx"]
+            .iter()
+            .map(|c| upstream_responses.get_metric_with_label_values(&[c]))
+            .collect::<prometheus::Result<Vec<_>>>()?;
         let m = Metrics {
             requests,
             by_outcome,
+            upstream_responses,
+            by_class,
+            upstream_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "tokengate_upstream_duration_seconds",
+                    "From sending a request upstream to its answer's header",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0,
+                ]),
+            )?,
             denied: IntCounterVec::new(
                 Opts::new("tokengate_auth_denied_total", "Requests refused, by reason"),
                 &["reason"],
@@ -147,7 +176,20 @@ impl Metrics {
         registry.register(Box::new(m.store_errors.clone()))?;
         registry.register(Box::new(m.upstream_errors.clone()))?;
         registry.register(Box::new(m.auth_seconds.clone()))?;
+        registry.register(Box::new(m.upstream_responses.clone()))?;
+        registry.register(Box::new(m.upstream_seconds.clone()))?;
         Ok(m)
+    }
+
+    /// Counts one upstream answer: its status class and how long it took.
+    pub fn count_upstream(&self, status: u16, took: std::time::Duration) {
+        if let Some(counter) = (status / 100)
+            .checked_sub(1)
+            .and_then(|i| self.by_class.get(usize::from(i)))
+        {
+            counter.inc();
+        }
+        self.upstream_seconds.observe(took.as_secs_f64());
     }
 
     /// Counts one request under its outcome.
@@ -193,6 +235,19 @@ mod tests {
         for o in Outcome::ALL {
             assert_eq!(Outcome::ALL[o as usize], o, "ALL is in declaration order");
         }
+        m.count_upstream(503, std::time::Duration::from_millis(3));
+        m.count_upstream(204, std::time::Duration::from_millis(1));
+        m.count_upstream(99, std::time::Duration::from_millis(1));
+        let text = render(&r);
+        assert!(
+            text.contains("tokengate_upstream_responses_total{class=\"5xx\"} 1")
+                && text.contains("tokengate_upstream_responses_total{class=\"2xx\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tokengate_upstream_duration_seconds_count 3"),
+            "{text}"
+        );
         assert!(
             Metrics::register(&r).is_err(),
             "double registration must fail"

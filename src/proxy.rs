@@ -65,6 +65,8 @@ pub struct Ctx {
     origin_form: Option<String>,
     /// This request's id (`request_id.rs`), set first thing.
     req_id: String,
+    /// When the request was sent upstream.
+    upstream_sent: Option<std::time::Instant>,
 }
 
 impl Ctx {
@@ -509,6 +511,20 @@ impl ProxyHttp for Gateway {
                 client_ip: a.client_ip,
             };
             headers::inject(req, &self.injected, &caller)?;
+        }
+        ctx.upstream_sent = Some(std::time::Instant::now());
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let Some(sent) = ctx.upstream_sent.take() {
+            self.metrics
+                .count_upstream(resp.status.as_u16(), sent.elapsed());
         }
         Ok(())
     }

@@ -51,6 +51,22 @@ fn metrics_count_outcomes_and_reasons_without_identifying_anyone() {
         text.contains("tokengate_auth_duration_seconds_count 2"),
         "{text}"
     );
+    // The one forwarded request: the upstream's 200, and how long it took.
+    assert!(
+        text.contains(r#"tokengate_upstream_responses_total{class="2xx"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("tokengate_upstream_duration_seconds_count 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            r#"tokengate_build_info{{version="{}"}} 1"#,
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{text}"
+    );
     for secret_or_id in [
         token.access_token.as_str(),
         token.token_id.as_str(),
