@@ -12,6 +12,19 @@ use serde_json::json;
 
 const HEADER: &str = "x-request-id";
 
+/// The request the upstream saw with this id, found by it: another test's
+/// gateway may send to our upstream too, so `last()` could be theirs.
+#[track_caller]
+fn seen_with(upstream: &Upstream, id: &str) -> Recorded {
+    let mut all: Vec<Recorded> = upstream
+        .requests()
+        .into_iter()
+        .filter(|r| r.header_all(HEADER).contains(&id))
+        .collect();
+    assert_eq!(all.len(), 1, "requests upstream with id {id}");
+    all.remove(0)
+}
+
 fn is_fresh(id: &str) -> bool {
     id.len() == 20 && id.starts_with("req-") && id[4..].bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -32,13 +45,13 @@ fn a_clients_id_goes_upstream_and_comes_back() {
     );
     resp.expect_status(200);
     assert_eq!(resp.header(HEADER), Some("trace-42.a:b_c"));
-    assert_eq!(upstream.last().header(HEADER), Some("trace-42.a:b_c"));
+    seen_with(&upstream, "trace-42.a:b_c");
 
     // None sent: a fresh one, the same on both sides.
     let resp = http("GET", &url, &[("Authorization", &auth)], None);
     let id = resp.header(HEADER).unwrap().to_string();
     assert!(is_fresh(&id), "{id}");
-    assert_eq!(upstream.last().header(HEADER), Some(id.as_str()));
+    seen_with(&upstream, &id);
     let again = http("GET", &url, &[("Authorization", &auth)], None);
     assert_ne!(again.header(HEADER), Some(id.as_str()), "ids repeat");
 }
@@ -64,14 +77,16 @@ fn ids_that_cannot_be_passed_on_safely_are_replaced() {
         resp.expect_status(200);
         let id = resp.header(HEADER).unwrap().to_string();
         assert!(is_fresh(&id), "{sent:?} -> {id}");
-        let seen = upstream.last();
+        let seen = seen_with(&upstream, &id);
         assert_eq!(seen.header_all(HEADER), vec![id.as_str()], "{sent:?}");
     }
 }
 
 #[test]
 fn every_error_body_names_the_requests_id() {
-    let gw = Gateway::start(GatewayConfig::embedded_temp());
+    // Port 1: nothing listens there, and no other test's upstream can take it
+    // (a free port picked as "unreachable" could be another test's a moment later).
+    let gw = Gateway::start(GatewayConfig::embedded_temp().upstream("http://127.0.0.1:1"));
     let url = format!("{}/v1/things", gw.url());
 
     // A refusal before the store.
@@ -91,7 +106,7 @@ fn every_error_body_names_the_requests_id() {
     assert_eq!(resp.header(HEADER), Some("mgmt-1"));
     assert_eq!(resp.json()["reqId"], "mgmt-1");
 
-    // The upstream failing (nothing listens on the default upstream port).
+    // The upstream failing.
     let (_, token) = gw.admin().identity_with_token("member", json!({}));
     let auth = format!("Bearer {}", token.access_token);
     let resp = http("GET", &url, &[("Authorization", &auth)], None);
