@@ -121,6 +121,23 @@ enum Route<'p> {
 }
 
 impl<'p> Route<'p> {
+    /// The route's name for metrics (bounded: one per variant, no ids).
+    fn name(&self) -> &'static str {
+        match self {
+            Route::Identities => "identities",
+            Route::Identity(_) => "identity",
+            Route::TokenAuth(_) => "token_auth",
+            Route::IdentityTokens(_) => "identity_tokens",
+            Route::Token(_) => "token",
+            Route::TokenRevoke(_) => "token_revoke",
+            Route::Renew => "renew",
+            Route::RevokeSelf => "revoke_self",
+            Route::Memberships(_) => "memberships",
+            Route::Membership(..) => "membership",
+            Route::ProjectOrganization(_) => "project_organization",
+        }
+    }
+
     fn parse(path: &'p str) -> Option<Route<'p>> {
         let rest = path.strip_prefix("/api/v1/")?;
         // No route has more than six segments; longer paths are not ours to split.
@@ -247,6 +264,20 @@ impl Api {
     }
 
     /// Answers one management request. Never panics and never answers 500.
+    /// The operation a management request asks for, as bounded metric
+    /// labels: the route's name and the method (`identity`, `PATCH`), or
+    /// `other` for a path or method no route answers. Never an id.
+    pub fn operation(req: &ApiRequest<'_>) -> (&'static str, &'static str) {
+        let Some(route) = Route::parse(req.path) else {
+            return ("other", "other");
+        };
+        let name = route.name();
+        match route.methods().iter().find(|m| **m == req.method) {
+            Some(method) => (name, method),
+            None => (name, "other"),
+        }
+    }
+
     pub async fn handle(&self, req: &ApiRequest<'_>) -> ApiResponse {
         match self.dispatch(req).await {
             Ok(r) => r,

@@ -65,6 +65,8 @@ pub struct Metrics {
     by_class: Vec<IntCounter>,
     /// From sending the request upstream to its answer's header.
     pub upstream_seconds: Histogram,
+    /// Management API calls by route, method and status class.
+    pub management: IntCounterVec,
     /// Time spent in the store's check-and-consume.
     pub auth_seconds: Histogram,
     /// Client connections open on the proxy listeners.
@@ -97,6 +99,13 @@ impl Metrics {
             .map(|c| upstream_responses.get_metric_with_label_values(&[c]))
             .collect::<prometheus::Result<Vec<_>>>()?;
         let m = Metrics {
+            management: IntCounterVec::new(
+                Opts::new(
+                    "tokengate_management_requests_total",
+                    "Management API calls, by route, method and status class",
+                ),
+                &["route", "method", "status"],
+            )?,
             requests,
             by_outcome,
             upstream_responses,
@@ -178,6 +187,7 @@ impl Metrics {
         registry.register(Box::new(m.auth_seconds.clone()))?;
         registry.register(Box::new(m.upstream_responses.clone()))?;
         registry.register(Box::new(m.upstream_seconds.clone()))?;
+        registry.register(Box::new(m.management.clone()))?;
         Ok(m)
     }
 
@@ -190,6 +200,20 @@ impl Metrics {
             counter.inc();
         }
         self.upstream_seconds.observe(took.as_secs_f64());
+    }
+
+    /// Counts one management call (rare enough to look its labels up).
+    pub fn count_management(&self, route: &str, method: &str, status: u16) {
+        let class = match status / 100 {
+            1 => "1xx",
+            2 => "2xx",
+            3 => "3xx",
+            4 => "4xx",
+            _ => "5xx",
+        };
+        self.management
+            .with_label_values(&[route, method, class])
+            .inc();
     }
 
     /// Counts one request under its outcome.

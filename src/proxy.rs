@@ -302,6 +302,8 @@ impl Gateway {
             req_id: &req_id,
         };
         let resp = self.api.handle(&req).await;
+        let (route, method) = Api::operation(&req);
+        self.metrics.count_management(route, method, resp.status);
         log::info!("{req_id} {} {} -> {}", req.method, req.path, resp.status);
         write_json(session, resp.status, resp.body, &req_id).await?;
         Ok(true)

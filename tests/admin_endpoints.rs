@@ -60,6 +60,13 @@ fn metrics_count_outcomes_and_reasons_without_identifying_anyone() {
         text.contains("tokengate_upstream_duration_seconds_count 1"),
         "{text}"
     );
+    // The management calls of `identity_with_token`, by route, never by id.
+    assert!(
+        text.contains(
+            r#"tokengate_management_requests_total{method="POST",route="identities",status="2xx"} 1"#
+        ),
+        "{text}"
+    );
     assert!(
         text.contains(&format!(
             r#"tokengate_build_info{{version="{}"}} 1"#,

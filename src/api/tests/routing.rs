@@ -133,6 +133,45 @@ async fn handle_is_send() {
     assert_eq!(fut.await.status, 401);
 }
 
+#[test]
+fn operations_are_bounded_labels_without_ids() {
+    let op = |method: &str, path: &str| {
+        Api::operation(&ApiRequest {
+            method,
+            path,
+            query: None,
+            authorization: None,
+            body: b"",
+            client_ip: client(),
+            now: NOW,
+            req_id: REQ_ID,
+        })
+    };
+    assert_eq!(op("GET", "/api/v1/identities"), ("identities", "GET"));
+    let id = "11111111-2222-4333-8444-555555555555";
+    assert_eq!(
+        op("PATCH", &format!("/api/v1/identities/{id}")),
+        ("identity", "PATCH")
+    );
+    assert_eq!(
+        op(
+            "POST",
+            &format!("/api/v1/auth/token-auth/tokens/{id}/revoke")
+        ),
+        ("token_revoke", "POST")
+    );
+    assert_eq!(
+        op(
+            "DELETE",
+            &format!("/api/v1/projects/p1/memberships/identities/{id}")
+        ),
+        ("membership", "DELETE")
+    );
+    // A method the route does not answer, or no route at all.
+    assert_eq!(op("BREW", "/api/v1/identities"), ("identities", "other"));
+    assert_eq!(op("GET", "/api/v1/nothing/here"), ("other", "other"));
+}
+
 /// A store that is always down; its error text must never reach the client.
 struct DownStore;
 
