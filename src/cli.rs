@@ -142,7 +142,6 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 fn serve(path: &Path) -> ExitCode {
-    crate::logging::init();
     let cfg = match crate::config::load(path) {
         Ok(cfg) => cfg,
         Err(e) => {
@@ -150,6 +149,7 @@ fn serve(path: &Path) -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
+    crate::logging::init_with(&cfg.log);
     match crate::server::run(cfg) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

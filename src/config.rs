@@ -32,6 +32,18 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub headers: HeaderNames,
     pub forward_authorization: bool,
+    /// Process logs (`log`).
+    pub log: LogConfig,
+}
+
+/// `log`: how the process log is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// One JSON object per line instead of text.
+    pub json: bool,
+    /// env_logger directives (`info`, `warn,tokengate=debug`); `RUST_LOG`
+    /// wins when it is set.
+    pub level: String,
 }
 
 /// Where requests are forwarded.
@@ -144,6 +156,33 @@ struct File {
     project: ProjectFile,
     #[serde(default)]
     headers: HeadersFile,
+    #[serde(default)]
+    log: LogFile,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogFile {
+    #[serde(default = "default_log_format")]
+    format: String,
+    #[serde(default = "default_log_level")]
+    level: String,
+}
+
+impl Default for LogFile {
+    fn default() -> Self {
+        LogFile {
+            format: default_log_format(),
+            level: default_log_level(),
+        }
+    }
+}
+
+fn default_log_format() -> String {
+    "text".into()
+}
+fn default_log_level() -> String {
+    "info".into()
 }
 
 #[derive(Deserialize)]
@@ -628,6 +667,8 @@ fn validate(f: File) -> Result<Config, ConfigError> {
         }
     }
 
+    let log = validate_log(&mut p, &f.log);
+
     // A missing upstream or store always comes with a recorded problem.
     let (Some(upstream), Some(store), true) = (upstream, store, p.0.is_empty()) else {
         return Err(ConfigError(p.0));
@@ -650,7 +691,45 @@ fn validate(f: File) -> Result<Config, ConfigError> {
         max_body_bytes,
         headers,
         forward_authorization: h.forward_authorization,
+        log,
     })
+}
+
+/// `log.format` is text or json; `log.level` is env_logger directives, each
+/// a level or `module=level`.
+fn validate_log(p: &mut Problems, l: &LogFile) -> LogConfig {
+    let json = match l.format.as_str() {
+        "text" => false,
+        "json" => true,
+        other => {
+            p.add("log.format", format!("'{other}' is not text or json"));
+            false
+        }
+    };
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let valid = !l.level.is_empty()
+        && l.level.split(',').all(|d| {
+            let level = d.rsplit('=').next().unwrap_or("");
+            let module_ok = d.split_once('=').is_none_or(|(m, _)| {
+                !m.is_empty()
+                    && m.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+            });
+            module_ok && LEVELS.contains(&level.to_ascii_lowercase().as_str())
+        });
+    if !valid {
+        p.add(
+            "log.level",
+            format!(
+                "'{}' is not a level (off, error, warn, info, debug, trace) or module=level list",
+                l.level
+            ),
+        );
+    }
+    LogConfig {
+        json,
+        level: l.level.clone(),
+    }
 }
 
 fn validate_upstream(p: &mut Problems, u: &UpstreamFile) -> Option<Upstream> {
@@ -1158,6 +1237,30 @@ mod tests {
             "{MINIMAL}store: {{kind: embedded, cache: {{}}}}\n"
         ));
         assert!(e.contains("store.cache"), "{e}");
+    }
+
+    #[test]
+    fn log_format_and_level() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(
+            c.log,
+            LogConfig {
+                json: false,
+                level: "info".into()
+            }
+        );
+        let c = parse(&format!(
+            "{MINIMAL}log: {{format: json, level: 'warn,tokengate=debug'}}\n"
+        ))
+        .unwrap();
+        assert!(c.log.json);
+        assert_eq!(c.log.level, "warn,tokengate=debug");
+        let e = errors(&format!("{MINIMAL}log: {{format: xml}}\n"));
+        assert!(e.contains("log.format"), "{e}");
+        for bad in ["loud", "", "tokengate=", "=info", "a b=info"] {
+            let e = errors(&format!("{MINIMAL}log: {{level: '{bad}'}}\n"));
+            assert!(e.contains("log.level"), "{bad:?}: {e}");
+        }
     }
 
     #[test]

@@ -13,27 +13,31 @@ use std::sync::RwLock;
 
 static REDACTOR: RwLock<Redactor> = RwLock::new(Redactor::new());
 
-/// Installs the logger (`RUST_LOG`, default `info`) on stderr. A logger set
-/// up earlier (by an embedding test) is left in place.
-pub fn init() {
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        // Pingora's body reader logs whole read buffers (request bodies, and
-        // the next pipelined request's headers) at debug and trace: nothing
-        // an operator needs, and the redaction's hardest input.
-        .filter_module(
-            "pingora_core::protocols::http::v1::body",
-            log::LevelFilter::Info,
-        )
-        .format(|buf, record| {
-            let line = render(
-                &buf.timestamp().to_string(),
-                record.level(),
-                record.target(),
-                record.args(),
-            );
-            writeln!(buf, "{line}")
-        })
-        .try_init();
+/// Installs the logger on stderr as the config's `log` says: `RUST_LOG`
+/// when set, else `log.level`; text or one JSON object per line. A logger
+/// set up earlier (by an embedding test) is left in place.
+pub fn init_with(cfg: &crate::config::LogConfig) {
+    let json = cfg.json;
+    let _ = env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or(cfg.level.as_str()),
+    )
+    // Pingora's body reader logs whole read buffers (request bodies, and
+    // the next pipelined request's headers) at debug and trace: nothing
+    // an operator needs, and the redaction's hardest input.
+    .filter_module(
+        "pingora_core::protocols::http::v1::body",
+        log::LevelFilter::Info,
+    )
+    .format(move |buf, record| {
+        let time = buf.timestamp().to_string();
+        let line = if json {
+            render_json(&time, record.level(), record.target(), record.args())
+        } else {
+            render(&time, record.level(), record.target(), record.args())
+        };
+        writeln!(buf, "{line}")
+    })
+    .try_init();
 }
 
 /// Hides `secret` in every later log line.
@@ -53,10 +57,50 @@ fn render(time: &str, level: log::Level, target: &str, args: &std::fmt::Argument
     redactor.redact(&line).into_owned()
 }
 
+/// One log line as a JSON object (`time`, `level`, `target`, `message`),
+/// redacted as a whole: redaction only puts `[REDACTED]` where token-shaped
+/// or registered text was, which leaves the JSON valid.
+fn render_json(
+    time: &str,
+    level: log::Level,
+    target: &str,
+    args: &std::fmt::Arguments<'_>,
+) -> String {
+    let line = serde_json::json!({
+        "time": time,
+        "level": level.as_str(),
+        "target": target,
+        "message": args.to_string(),
+    })
+    .to_string();
+    let redactor = REDACTOR
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    redactor.redact(&line).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::token::{AccessToken, Id};
+
+    #[test]
+    fn json_lines_are_objects_and_redacted() {
+        let token = AccessToken::generate(Id::random()).expose();
+        let line = render_json(
+            "2026-01-01T00:00:00Z",
+            log::Level::Warn,
+            "tokengate::proxy",
+            &format_args!("a \"quoted\" {token}\nsecond line"),
+        );
+        assert!(!line.contains(&token[5..]), "{line}");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["level"], "WARN");
+        assert_eq!(v["target"], "tokengate::proxy");
+        assert_eq!(v["time"], "2026-01-01T00:00:00Z");
+        assert_eq!(v["message"], "a \"quoted\" tgat_[REDACTED]\nsecond line");
+        assert!(!line.contains('\n'), "one line: {line}");
+    }
 
     #[test]
     fn every_line_is_redacted_with_registered_secrets() {

@@ -120,3 +120,36 @@ fn no_secret_reaches_the_log_at_trace_level() {
         assert!(log.contains(marker), "no {marker:?} in the log:\n{log}");
     }
 }
+
+/// `log.format: json`: every line the gateway writes (Pingora's included,
+/// at trace) is one JSON object with time, level, target and message, and
+/// no token reaches it either.
+#[test]
+fn json_log_lines_are_objects_without_secrets() {
+    let gw = Gateway::start(
+        GatewayConfig::embedded_temp()
+            .extra("log: {format: json, level: info}")
+            .env("RUST_LOG", "trace"),
+    );
+    let (_id, created) = gw.admin().identity_with_token("member", json!({}));
+    let token = created.access_token.clone();
+    get(&format!("{}/api/{token}/secrets", gw.url())).expect_status(401);
+    get(&format!("{}/x?accessToken={token}", gw.url())).expect_status(401);
+    get_with_token(&format!("{}/v1/things", gw.url()), &token);
+
+    let log = gw.log();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() > 5, "too few lines to judge:\n{log}");
+    for line in &lines {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON object ({e}): {line}"));
+        for field in ["time", "level", "target", "message"] {
+            assert!(v[field].is_string(), "{field} missing: {line}");
+        }
+    }
+    absent(&log, "the token", &token["tgat_".len()..]);
+    assert!(
+        lines.iter().any(|l| l.contains("\"level\":\"TRACE\"")),
+        "RUST_LOG=trace wins over log.level"
+    );
+}
