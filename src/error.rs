@@ -60,11 +60,6 @@ pub fn error_json(
     json.into_bytes()
 }
 
-/// A fresh request id for error answers and logs (`request_id::fresh`).
-pub fn new_request_id() -> String {
-    crate::request_id::fresh()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,7 +73,7 @@ mod tests {
             serde_json::json!({"reqId": "req-1", "statusCode": 401, "message": "token expired", "error": "Unauthorized"})
         );
         assert_eq!(error_name(422), "ValidationFailure");
-        assert_eq!(new_request_id().len(), 20);
+        assert_eq!(crate::request_id::fresh().len(), 20);
     }
 
     #[test]

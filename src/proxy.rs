@@ -16,7 +16,7 @@ pub mod target;
 use crate::api::{Api, ApiRequest};
 use crate::auth::Grant;
 use crate::config::Config;
-use crate::error::{error_json, new_request_id};
+use crate::error::error_json;
 use crate::metrics::{Metrics, Outcome};
 use crate::model::now_millis;
 use crate::request_id;
@@ -73,7 +73,7 @@ impl Ctx {
     /// The request's id; a fresh one if the request failed before it had one.
     fn req_id(&mut self) -> &str {
         if self.req_id.is_empty() {
-            self.req_id = new_request_id();
+            self.req_id = request_id::fresh();
         }
         &self.req_id
     }

@@ -11,13 +11,18 @@ pub const HEADER: &str = "x-request-id";
 pub const MAX_LEN: usize = 128;
 
 /// Whether a client's id is kept: 1 to 128 of `[A-Za-z0-9._:-]`, so it is
-/// safe in a header, a log line and JSON as it is.
+/// safe in a header, a log line and JSON as it is, and nothing the log
+/// redaction would hide (an access token fits that alphabet): the id in the
+/// logs must be the one the client and the upstream see, and a token must
+/// not travel upstream disguised as an id.
 pub fn acceptable(id: &[u8]) -> bool {
     !id.is_empty()
         && id.len() <= MAX_LEN
         && id
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        && std::str::from_utf8(id)
+            .is_ok_and(|s| matches!(crate::redact::tokens(s), std::borrow::Cow::Borrowed(_)))
 }
 
 /// The request's id: its one acceptable `X-Request-Id`, else a fresh one
@@ -81,6 +86,18 @@ mod tests {
         }
         let too_long = "a".repeat(MAX_LEN + 1);
         assert!(of_request(&headers(&[&too_long])).starts_with("req-"));
+        // An access token fits the alphabet, in any case of its prefix.
+        let token = crate::token::AccessToken::generate(crate::token::Id::random()).expose();
+        for disguised in [
+            token.clone(),
+            token.replacen("tgat_", "TGAT_", 1),
+            format!("trace:{token}"),
+        ] {
+            assert!(
+                of_request(&headers(&[&disguised])).starts_with("req-"),
+                "{disguised}"
+            );
+        }
     }
 
     #[test]
