@@ -256,6 +256,22 @@ impl Pair {
         );
     }
 
+    /// A new identity's token with this TTL and max TTL, created through A
+    /// and then served from B's cache; the token and when it was created.
+    fn token_cached_at_b(&self, name: &str, ttl: u64, max_ttl: u64) -> (String, Instant) {
+        let admin_a = self.a.admin();
+        let id = admin_a.create_identity(&unique(name), "member");
+        admin_a.attach_token_auth(
+            &id,
+            json!({"accessTokenTTL": ttl, "accessTokenMaxTTL": max_ttl}),
+        );
+        let token = admin_a.create_token(&id, name);
+        let created = Instant::now();
+        self.allowed(&self.b, &token.access_token);
+        self.served_from_cache(&self.b, "/v1/things", &token.access_token);
+        (token.access_token, created)
+    }
+
     /// GET /api/v1/projects/{project}/secrets, the path of a project route.
     fn project_path(project: &str) -> String {
         format!("/api/v1/projects/{project}/secrets")
@@ -554,13 +570,8 @@ fn membership_changes_through_a_hold_at_b_on_the_next_request() {
 fn renewal_through_a_is_honoured_at_b_past_the_first_expiry() {
     let p = Pair::start(Backend::single());
     let admin_a = p.a.admin();
-    let id = admin_a.create_identity(&unique("renewed"), "member");
-    admin_a.attach_token_auth(&id, json!({"accessTokenTTL": 8, "accessTokenMaxTTL": 120}));
-    let token = admin_a.create_token(&id, "renewed");
-    let created = Instant::now();
-    let t = &token.access_token;
-    p.allowed(&p.b, t);
-    p.served_from_cache(&p.b, "/v1/things", t);
+    let (token, created) = p.token_cached_at_b("renewed", 8, 120);
+    let t = &token;
 
     wait_until(created + Duration::from_secs(4));
     let renew_sent = Instant::now();
@@ -591,14 +602,8 @@ fn renewal_through_a_is_honoured_at_b_past_the_first_expiry() {
 #[test]
 fn a_token_cached_at_b_expires_at_b_on_time() {
     let p = Pair::start(Backend::single());
-    let admin_a = p.a.admin();
-    let id = admin_a.create_identity(&unique("expiring"), "member");
-    admin_a.attach_token_auth(&id, json!({"accessTokenTTL": 3, "accessTokenMaxTTL": 60}));
-    let token = admin_a.create_token(&id, "expiring");
-    let created = Instant::now();
-    let t = &token.access_token;
-    p.allowed(&p.b, t);
-    p.served_from_cache(&p.b, "/v1/things", t);
+    let (token, created) = p.token_cached_at_b("expiring", 3, 60);
+    let t = &token;
 
     wait_until(created + Duration::from_millis(4_200));
     for _ in 0..3 {
