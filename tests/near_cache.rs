@@ -783,6 +783,32 @@ fn two_hundred_revocations_through_a_are_each_refused_at_b() {
 mod cache_on {
     use super::*;
 
+    /// A Redis that stops answering without closing anything (CLIENT PAUSE:
+    /// the link stalls) turns B's cache off once a PING goes unanswered for
+    /// the response timeout, and it comes back when Redis answers again.
+    #[test]
+    fn a_stalled_redis_turns_the_cache_off_until_it_answers() {
+        let p = Pair::start_with(Backend::single(), true, |cfg| {
+            cfg.store_cache(None).redis_timeouts(1000, 300, 0)
+        });
+        let admin_a = p.a.admin();
+        let (_, token) = admin_a.identity_with_token("member", json!({}));
+        let t = &token.access_token;
+        p.allowed(&p.b, t);
+        p.served_from_cache(&p.b, "/v1/things", t);
+        assert_eq!(coherent(&p.b), Some(1.0));
+
+        let Backend::Single(redis) = &p.store else {
+            unreachable!("a single Redis was asked for")
+        };
+        assert_eq!(redis.cmd(&["CLIENT", "PAUSE", "3000", "ALL"]), "OK");
+        // Bounded by the pause: the gauge must drop while Redis is silent.
+        let dropped = poll_until(Duration::from_millis(2500), || coherent(&p.b) == Some(0.0));
+        assert!(dropped, "B kept its cache while Redis did not answer");
+        eventually(Duration::from_secs(15), || coherent(&p.b) == Some(1.0));
+        p.served_from_cache(&p.b, "/v1/things", t);
+    }
+
     /// With no `cache` key at all (the default for kind: redis), a hot
     /// unlimited token is decided from B's memory.
     #[test]
