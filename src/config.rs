@@ -34,6 +34,36 @@ pub struct Config {
     pub forward_authorization: bool,
     /// Process logs (`log`).
     pub log: LogConfig,
+    /// One JSON line per proxied request (`access_log`).
+    pub access_log: AccessLogConfig,
+    /// One JSON line per management change (`audit`).
+    pub audit: AuditConfig,
+}
+
+/// `access_log`: where request records go, and how many may wait for the writer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogConfig {
+    pub destination: Destination,
+    /// Records waiting for the writer; past it new ones are dropped and counted.
+    pub queue: usize,
+}
+
+/// `audit`: where management change records go, and whether a change that
+/// cannot be recorded is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditConfig {
+    pub destination: Destination,
+    /// Refuse a change (503) whose record cannot be written, as Vault does.
+    pub required: bool,
+}
+
+/// Where a record log is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    Off,
+    Stdout,
+    /// Appended to; reopened on SIGHUP or SIGUSR1 (after logrotate moved it).
+    File(PathBuf),
 }
 
 /// `log`: how the process log is written.
@@ -158,6 +188,21 @@ struct File {
     headers: HeadersFile,
     #[serde(default)]
     log: LogFile,
+    #[serde(default)]
+    access_log: RecordLogFile,
+    #[serde(default)]
+    audit: RecordLogFile,
+}
+
+/// `access_log` and `audit` share a shape; `queue` is the access log's,
+/// `required` the audit log's.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RecordLogFile {
+    destination: Option<String>,
+    path: Option<PathBuf>,
+    queue: Option<i64>,
+    required: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -668,6 +713,8 @@ fn validate(f: File) -> Result<Config, ConfigError> {
     }
 
     let log = validate_log(&mut p, &f.log);
+    let access_log = validate_access_log(&mut p, &f.access_log);
+    let audit = validate_audit(&mut p, &f.audit);
 
     // A missing upstream or store always comes with a recorded problem.
     let (Some(upstream), Some(store), true) = (upstream, store, p.0.is_empty()) else {
@@ -692,7 +739,69 @@ fn validate(f: File) -> Result<Config, ConfigError> {
         headers,
         forward_authorization: h.forward_authorization,
         log,
+        access_log,
+        audit,
     })
+}
+
+/// `destination` is off, stdout or file; `path` goes with file and only with it.
+fn validate_destination(
+    p: &mut Problems,
+    key: &str,
+    f: &RecordLogFile,
+    default: &str,
+) -> Destination {
+    let d = match f.destination.as_deref().unwrap_or(default) {
+        "off" => Destination::Off,
+        "stdout" => Destination::Stdout,
+        "file" => match &f.path {
+            Some(path) if !path.as_os_str().is_empty() => Destination::File(path.clone()),
+            _ => {
+                p.add(&format!("{key}.path"), "is required with destination file");
+                Destination::Off
+            }
+        },
+        other => {
+            p.add(
+                &format!("{key}.destination"),
+                format!("'{other}' is not off, stdout or file"),
+            );
+            Destination::Off
+        }
+    };
+    if f.path.is_some() && !matches!(d, Destination::File(_)) {
+        p.add(&format!("{key}.path"), "is only used with destination file");
+    }
+    d
+}
+
+/// Off unless configured: a busy gateway writes one line per request.
+fn validate_access_log(p: &mut Problems, f: &RecordLogFile) -> AccessLogConfig {
+    let destination = validate_destination(p, "access_log", f, "off");
+    if f.required.is_some() {
+        p.add("access_log.required", "is an audit setting");
+    }
+    let queue = p.range("access_log.queue", f.queue.unwrap_or(65_536), 1, 1 << 20) as usize;
+    AccessLogConfig { destination, queue }
+}
+
+/// On (stdout) unless configured: changes are rare and each one matters.
+fn validate_audit(p: &mut Problems, f: &RecordLogFile) -> AuditConfig {
+    let destination = validate_destination(p, "audit", f, "stdout");
+    if f.queue.is_some() {
+        p.add(
+            "audit.queue",
+            "audit records are written before the change is answered",
+        );
+    }
+    let required = f.required.unwrap_or(false);
+    if required && destination == Destination::Off {
+        p.add("audit.required", "needs a destination other than off");
+    }
+    AuditConfig {
+        destination,
+        required,
+    }
 }
 
 /// `log.format` is text or json; `log.level` is env_logger directives, each
@@ -1260,6 +1369,56 @@ mod tests {
         for bad in ["loud", "", "tokengate=", "=info", "a b=info"] {
             let e = errors(&format!("{MINIMAL}log: {{level: '{bad}'}}\n"));
             assert!(e.contains("log.level"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn access_and_audit_logs() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.access_log.destination, Destination::Off);
+        assert_eq!(c.access_log.queue, 65_536);
+        assert_eq!(c.audit.destination, Destination::Stdout);
+        assert!(!c.audit.required);
+        let c = parse(&format!(
+            "{MINIMAL}access_log: {{destination: file, path: /var/log/a.log, queue: 10}}\n\
+             audit: {{destination: file, path: /var/log/b.log, required: true}}\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.access_log,
+            AccessLogConfig {
+                destination: Destination::File("/var/log/a.log".into()),
+                queue: 10
+            }
+        );
+        assert_eq!(
+            c.audit,
+            AuditConfig {
+                destination: Destination::File("/var/log/b.log".into()),
+                required: true
+            }
+        );
+        for (yaml, key) in [
+            ("access_log: {destination: file}", "access_log.path"),
+            (
+                "access_log: {destination: syslog}",
+                "access_log.destination",
+            ),
+            (
+                "access_log: {destination: stdout, path: /x}",
+                "access_log.path",
+            ),
+            ("access_log: {queue: 0}", "access_log.queue"),
+            ("access_log: {required: true}", "access_log.required"),
+            (
+                "audit: {destination: off, required: true}",
+                "audit.required",
+            ),
+            ("audit: {queue: 5}", "audit.queue"),
+            ("audit: {destination: file, path: ''}", "audit.path"),
+        ] {
+            let e = errors(&format!("{MINIMAL}{yaml}\n"));
+            assert!(e.contains(key), "{yaml}: {e}");
         }
     }
 

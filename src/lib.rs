@@ -20,6 +20,7 @@
 //! - `server`:  assembles the Pingora server from a `Config`
 //! - `cli`:     the `tokengate` command line (serve, check-config, operator commands)
 
+pub mod access_log;
 pub mod admin;
 pub mod api;
 pub mod auth;
@@ -28,6 +29,7 @@ pub mod config;
 pub mod connection;
 pub mod error;
 pub mod listener;
+pub mod log_sink;
 pub mod logging;
 pub mod metrics;
 pub mod model;

@@ -48,6 +48,18 @@ pub fn register_secret(secret: &str) {
         .add_secret(secret);
 }
 
+/// `text` with token-shaped and registered secrets hidden, as every log
+/// line is; the access and audit logs pass their records through it too.
+pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
+    let redactor = REDACTOR
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match redactor.redact(text) {
+        std::borrow::Cow::Borrowed(_) => std::borrow::Cow::Borrowed(text),
+        std::borrow::Cow::Owned(s) => std::borrow::Cow::Owned(s),
+    }
+}
+
 /// One log line, redacted: `[time LEVEL target] message`, env_logger's layout.
 fn render(time: &str, level: log::Level, target: &str, args: &std::fmt::Arguments<'_>) -> String {
     let line = format!("[{time} {level:<5} {target}] {args}");

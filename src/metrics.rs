@@ -1,6 +1,7 @@
 //! Prometheus metrics: one `Metrics` struct registered on an explicit registry.
 //! Labels are bounded enums (outcome, deny reason); never a token or identity id.
 
+use crate::store::metered::StoreMetrics;
 use crate::store::redis::CacheMetrics;
 use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
@@ -75,6 +76,31 @@ pub struct Metrics {
     pub connections_refused: IntCounter,
     /// The Redis store's near cache.
     pub cache: CacheMetrics,
+    /// Every store call, by operation (`store/metered.rs`).
+    pub store: StoreMetrics,
+    /// The access log's and the audit log's losses.
+    pub access_log: RecordLogMetrics,
+    pub audit_log: RecordLogMetrics,
+}
+
+/// One record log's counters, under its `log` label.
+#[derive(Clone)]
+pub struct RecordLogMetrics {
+    /// Records dropped because the writer fell behind.
+    pub dropped: IntCounter,
+    /// Records that could not be written.
+    pub write_errors: IntCounter,
+}
+
+impl RecordLogMetrics {
+    /// Counters on no registry, for embedding and tests.
+    pub fn unregistered() -> RecordLogMetrics {
+        let counter = || IntCounter::new("unregistered", "unregistered").expect("static name");
+        RecordLogMetrics {
+            dropped: counter(),
+            write_errors: counter(),
+        }
+    }
 }
 
 impl Metrics {
@@ -98,6 +124,28 @@ impl Metrics {
             .iter()
             .map(|c| upstream_responses.get_metric_with_label_values(&[c]))
             .collect::<prometheus::Result<Vec<_>>>()?;
+        let dropped = IntCounterVec::new(
+            Opts::new(
+                "tokengate_log_records_dropped_total",
+                "Records dropped because the log writer fell behind, by log",
+            ),
+            &["log"],
+        )?;
+        let write_errors = IntCounterVec::new(
+            Opts::new(
+                "tokengate_log_write_errors_total",
+                "Records that could not be written, by log",
+            ),
+            &["log"],
+        )?;
+        let access_log = RecordLogMetrics {
+            dropped: dropped.get_metric_with_label_values(&["access"])?,
+            write_errors: write_errors.get_metric_with_label_values(&["access"])?,
+        };
+        let audit_log = RecordLogMetrics {
+            dropped: dropped.get_metric_with_label_values(&["audit"])?,
+            write_errors: write_errors.get_metric_with_label_values(&["audit"])?,
+        };
         let m = Metrics {
             management: IntCounterVec::new(
                 Opts::new(
@@ -167,7 +215,12 @@ impl Metrics {
                     "1 while the near cache's invalidation channel is up",
                 )?,
             },
+            store: StoreMetrics::register(registry)?,
+            access_log,
+            audit_log,
         };
+        registry.register(Box::new(dropped))?;
+        registry.register(Box::new(write_errors))?;
         registry.register(Box::new(m.cache.hits.clone()))?;
         registry.register(Box::new(m.cache.misses.clone()))?;
         registry.register(Box::new(m.cache.invalidations.clone()))?;

@@ -13,6 +13,7 @@ pub mod path;
 pub mod project;
 pub mod target;
 
+use crate::access_log::{self, AccessLog, AccessRecord};
 use crate::api::{Api, ApiRequest};
 use crate::auth::Grant;
 use crate::config::Config;
@@ -53,6 +54,7 @@ pub struct Gateway {
     upstream_host: http::HeaderValue,
     injected: headers::Injected,
     projects: ProjectRules,
+    access_log: Arc<AccessLog>,
 }
 
 /// What one request learned on its way through the filters.
@@ -67,6 +69,13 @@ pub struct Ctx {
     req_id: String,
     /// When the request was sent upstream.
     upstream_sent: Option<std::time::Instant>,
+    /// For the access log: when the request's header had arrived, the
+    /// token's ids once parsed, why it was refused, and the upstream's answer.
+    started: Option<Instant>,
+    token_ids: Option<(Id, Id)>,
+    reason: Option<String>,
+    upstream_status: Option<u16>,
+    upstream_took: Option<Duration>,
 }
 
 impl Ctx {
@@ -94,6 +103,7 @@ impl Gateway {
         cfg: Arc<Config>,
         metrics: Arc<Metrics>,
         upstream: SocketAddr,
+        access_log: Arc<AccessLog>,
     ) -> Gateway {
         let u = &cfg.upstream;
         let default_port = if u.tls { 443 } else { 80 };
@@ -120,6 +130,7 @@ impl Gateway {
             upstream_host,
             injected,
             projects,
+            access_log,
         }
     }
 
@@ -135,6 +146,9 @@ impl Gateway {
         let body = error_json(status, message, &req_id, None);
         if ctx.outcome == Outcome::Other {
             ctx.outcome = Outcome::Denied;
+        }
+        if ctx.reason.is_none() {
+            ctx.reason = Some(message.to_string());
         }
         // The target as received, not Pingora's placeholder path for forms it
         // cannot represent (`xyz:/...`), so the log shows what was refused;
@@ -310,6 +324,39 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// The request's access record, handed to the access log's writer.
+    fn log_access(&self, session: &Session, ctx: &mut Ctx) {
+        let req_id = ctx.req_id().to_string();
+        let auth = ctx.auth.as_ref();
+        let h = session.req_header();
+        let ids = auth.map(|a| (a.identity_id, a.token_id)).or(ctx.token_ids);
+        let record = AccessRecord {
+            time: access_log::now_rfc3339(),
+            log: "access",
+            req_id: &req_id,
+            method: h.method.as_str(),
+            path: access_log::redact_target(h.raw_path()),
+            client_ip: auth
+                .map_or_else(|| self.client_ip(session), |a| a.client_ip)
+                .to_string(),
+            identity_id: ids.map(|(identity, _)| identity.to_string()),
+            identity_name: auth.map(|a| a.grant.identity_name.as_str()),
+            token_id: ids.map(|(_, token)| token.to_string()),
+            project: auth.and_then(|a| a.project.as_deref()),
+            outcome: ctx.outcome.label(),
+            reason: ctx.reason.as_deref(),
+            status: session.response_written().map_or(0, |r| r.status.as_u16()),
+            upstream_status: ctx.upstream_status,
+            request_bytes: session.body_bytes_read(),
+            response_bytes: session.body_bytes_sent(),
+            duration_ms: ctx.started.map_or(0.0, |t| access_log::millis(t.elapsed())),
+            upstream_ms: ctx.upstream_took.map(access_log::millis),
+        };
+        self.access_log.write(&record);
+    }
+}
+
 /// The request body, or why it could not be read.
 enum BodyRead {
     Complete(Vec<u8>),
@@ -356,6 +403,9 @@ impl ProxyHttp for Gateway {
 
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
         ctx.req_id = request_id::of_request(&session.req_header().headers);
+        if self.access_log.is_on() {
+            ctx.started = Some(Instant::now());
+        }
         // Pingora keeps an HTTP/1.1 client's connection open with no idle
         // limit unless told otherwise; the keep-alive timeout travels with
         // the connection to the wait for its next request. A connection
@@ -406,6 +456,7 @@ impl ProxyHttp for Gateway {
             Ok(t) => t,
             Err(msg) => return self.reject(session, ctx, 401, msg).await,
         };
+        ctx.token_ids = Some((token.identity_id, token.token_id));
 
         // 3. Who is asking, seen through trusted proxies only.
         let client_ip = self.client_ip(session);
@@ -452,6 +503,7 @@ impl ProxyHttp for Gateway {
             Ok(Ok(grant)) => grant,
             Ok(Err(deny)) => {
                 self.metrics.denied.with_label_values(&[deny.code()]).inc();
+                ctx.reason = Some(deny.code().to_string());
                 return self
                     .reject(session, ctx, deny.status(), &deny.message())
                     .await;
@@ -525,8 +577,10 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<()> {
         if let Some(sent) = ctx.upstream_sent.take() {
-            self.metrics
-                .count_upstream(resp.status.as_u16(), sent.elapsed());
+            let took = sent.elapsed();
+            self.metrics.count_upstream(resp.status.as_u16(), took);
+            ctx.upstream_status = Some(resp.status.as_u16());
+            ctx.upstream_took = Some(took);
         }
         Ok(())
     }
@@ -579,7 +633,10 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         self.metrics.count_request(ctx.outcome);
+        if self.access_log.is_on() {
+            self.log_access(session, ctx);
+        }
     }
 }

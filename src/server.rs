@@ -1,5 +1,6 @@
 //! Assembles and runs the Pingora server (proxy listeners + admin listener) from a `Config`.
 
+use crate::access_log::AccessLog;
 use crate::admin::AdminApp;
 use crate::api::Api;
 use crate::config::{Config, StoreConfig};
@@ -8,6 +9,7 @@ use crate::listener::ProxyListeners;
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::store::embedded::EmbeddedStore;
+use crate::store::metered::MeteredStore;
 use crate::store::redis::{CacheMetrics, CacheSettings, RedisSettings, RedisStore};
 use crate::store::Store;
 use anyhow::Context;
@@ -107,6 +109,18 @@ fn connection_limit(cfg: &Config) -> usize {
     cfg.max_connections.min(room)
 }
 
+/// SIGHUP and SIGUSR1 ask the access and audit logs to reopen their files
+/// (`log_sink`); whatever the logs write to, neither signal may end the
+/// process, which is their default action.
+fn keep_running_on_reopen_signals() -> anyhow::Result<()> {
+    let ignored = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGHUP, signal_hook::consts::SIGUSR1] {
+        signal_hook::flag::register(signal, ignored.clone())
+            .context("installing the SIGHUP and SIGUSR1 handlers")?;
+    }
+    Ok(())
+}
+
 /// Runs the gateway until it is told to stop (SIGTERM, SIGINT, SIGQUIT).
 pub fn run(cfg: Config) -> anyhow::Result<()> {
     check_listen_addresses(&cfg)?;
@@ -120,9 +134,13 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         );
     }
     let upstream = resolve_upstream(&cfg)?;
+    keep_running_on_reopen_signals()?;
     let registry = prometheus::Registry::new();
     let metrics = Arc::new(Metrics::register(&registry)?);
-    let store = open_store(&cfg.store, Some(&metrics))?;
+    let store: Arc<dyn Store> = Arc::new(MeteredStore::new(
+        open_store(&cfg.store, Some(&metrics))?,
+        metrics.store.clone(),
+    ));
 
     if let Some(ca) = &cfg.upstream.ca_file {
         std::fs::metadata(ca)
@@ -145,7 +163,18 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
 
     let cfg = Arc::new(cfg);
     let api = Api::new(store.clone(), admin_key);
-    let gateway = Gateway::new(store.clone(), api, cfg.clone(), metrics.clone(), upstream);
+    let access_log = Arc::new(
+        AccessLog::start(&cfg.access_log, metrics.access_log.clone())
+            .context("access_log: cannot start")?,
+    );
+    let gateway = Gateway::new(
+        store.clone(),
+        api,
+        cfg.clone(),
+        metrics.clone(),
+        upstream,
+        access_log.clone(),
+    );
     let limits = Limits {
         max_connections: connection_limit(&cfg),
         header_timeout: Duration::from_secs(cfg.header_timeout_seconds),
@@ -186,6 +215,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     // `run` returns once the services have drained, so what the store still
     // holds in memory is written before the process exits.
     server.run(RunArgs::default());
+    access_log.finish(Duration::from_secs(2));
     store.flush().context("flushing the store on shutdown")?;
     log::info!("tokengate stopped");
     Ok(())

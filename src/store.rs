@@ -1,10 +1,12 @@
 //! The `Store` trait: everything tokengate keeps (identities, Token Auth
 //! configuration, tokens, memberships, which organization owns a project) and
 //! the one atomic check-and-consume
-//! of the request path. Implementations: `store/redis.rs`, `store/embedded.rs`;
+//! of the request path. Implementations: `store/redis.rs`, `store/embedded.rs`
+//! (`store/metered.rs` wraps either to time its calls);
 //! `tests/store_contract.rs` runs one conformance suite against both.
 
 pub mod embedded;
+pub mod metered;
 pub mod redis;
 
 use crate::auth::{Deny, Grant};

@@ -84,6 +84,13 @@ fn redis_outage_fails_closed_and_recovers_without_a_gateway_restart() {
     resp.expect_error(503);
     assert_eq!(upstream.count(), 1);
 
+    // Each failure is counted under the store operation that failed.
+    for op in ["authenticate", "create_identity", "get_token"] {
+        let name = format!("tokengate_store_operation_errors_total{{operation=\"{op}\"}}");
+        let count = gw.metric(&name);
+        assert!(count.is_some_and(|n| n >= 1.0), "{name}: {count:?}");
+    }
+
     // Same port, data kept (AOF, fsync always): the gateway recovers alone.
     redis.restart();
     let mut statuses = Vec::new();
