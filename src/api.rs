@@ -52,13 +52,15 @@ mod views;
 #[cfg(test)]
 mod tests;
 
+use crate::audit::{Actor, AuditLog, AuditRecord};
 use crate::model::Millis;
 use crate::store::Store;
 use caller::Caller;
 use reply::ApiError;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// The management API over one store.
 pub struct Api {
@@ -66,6 +68,7 @@ pub struct Api {
     /// SHA-256 of the admin key: comparing fixed-width digests in constant
     /// time hides the key's length as well as its content.
     admin_key_hash: Option<[u8; 32]>,
+    audit: Arc<AuditLog>,
 }
 
 impl std::fmt::Debug for Api {
@@ -97,11 +100,93 @@ pub struct ApiResponse {
     pub body: Vec<u8>,
 }
 
-/// What a handler needs: the store, the request and who is calling.
+/// What a handler needs: the store, the request, who is calling, and
+/// where to note what it changed.
 pub(crate) struct Ctx<'r> {
     pub store: &'r dyn Store,
     pub req: &'r ApiRequest<'r>,
     pub caller: Caller,
+    pub changes: &'r Changes,
+}
+
+impl Ctx<'_> {
+    /// Notes a change the caller made (after the store made it).
+    pub fn changed(
+        &self,
+        event: &'static str,
+        target: Value,
+        before: Option<Value>,
+        after: Option<Value>,
+    ) {
+        self.changes
+            .note(self.req, self.caller.actor(), event, target, before, after);
+    }
+}
+
+/// What one management request changed, for the audit log, and who it was
+/// once known. Handlers note a change right after the store made it, so a
+/// later failure of the same request still leaves its record.
+#[derive(Default)]
+pub(crate) struct Changes {
+    caller: Mutex<Option<Actor>>,
+    list: Mutex<Vec<Change>>,
+    /// Whether anyone reads the records: handlers skip work done only for them.
+    pub audited: bool,
+}
+
+pub(crate) struct Change {
+    event: &'static str,
+    actor: Actor,
+    target: Value,
+    before: Option<Value>,
+    after: Option<Value>,
+}
+
+impl Changes {
+    fn new(audited: bool) -> Changes {
+        Changes {
+            audited,
+            ..Changes::default()
+        }
+    }
+
+    /// Notes a change, and says it in the process log too.
+    pub fn note(
+        &self,
+        req: &ApiRequest<'_>,
+        actor: Actor,
+        event: &'static str,
+        target: Value,
+        before: Option<Value>,
+        after: Option<Value>,
+    ) {
+        log::info!("{}: {event} {target} by {}", req.req_id, actor.kind);
+        lock(&self.list).push(Change {
+            event,
+            actor,
+            target,
+            before,
+            after,
+        });
+    }
+
+    fn set_caller(&self, actor: Actor) {
+        *lock(&self.caller) = Some(actor);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A JSON snapshot of a view, for a record's `before` and `after`.
+pub(crate) fn snapshot(view: impl serde::Serialize) -> Option<Value> {
+    serde_json::to_value(view).ok()
+}
+
+/// Methods that may change something: their requests are audited.
+fn may_change(method: &str) -> bool {
+    matches!(method, "POST" | "PUT" | "PATCH" | "DELETE")
 }
 
 /// A recognised route with its raw (not yet validated) path parameters.
@@ -244,13 +329,14 @@ fn under(rest: &str, prefix: &str) -> bool {
 
 impl Api {
     /// An empty admin key counts as none: it must never match an empty bearer.
-    pub fn new(store: Arc<dyn Store>, admin_key: Option<String>) -> Api {
+    pub fn new(store: Arc<dyn Store>, admin_key: Option<String>, audit: Arc<AuditLog>) -> Api {
         let admin_key_hash = admin_key
             .filter(|k| !k.is_empty())
             .map(|k| Sha256::digest(k.as_bytes()).into());
         Api {
             store,
             admin_key_hash,
+            audit,
         }
     }
 
@@ -279,13 +365,106 @@ impl Api {
     }
 
     pub async fn handle(&self, req: &ApiRequest<'_>) -> ApiResponse {
-        match self.dispatch(req).await {
-            Ok(r) => r,
-            Err(e) => e.into_response(req.req_id),
+        let changes = Changes::new(self.audit.is_on());
+        let (resp, refusal) = match self.dispatch(req, &changes).await {
+            Ok(r) => (r, None),
+            Err(ApiError::Status(status @ (401 | 403), msg)) => (
+                ApiError::Status(status, msg.clone()).into_response(req.req_id),
+                Some((status, msg)),
+            ),
+            Err(e) => (e.into_response(req.req_id), None),
+        };
+        let mut recorded = true;
+        for c in lock(&changes.list).iter() {
+            recorded &= self
+                .audit(
+                    req,
+                    &c.actor,
+                    c.event,
+                    &c.target,
+                    c.before.as_ref(),
+                    c.after.as_ref(),
+                )
+                .is_ok();
+        }
+        if let Some((status, msg)) = refusal {
+            let actor = lock(&changes.caller)
+                .clone()
+                .unwrap_or_else(|| caller::presented(req));
+            let record = AuditRecord {
+                status: Some(status),
+                reason: Some(&msg),
+                ..self.record(req, &actor, "management.refused", &Value::Null)
+            };
+            let _ = self.audit.write(&record);
+        }
+        if !recorded && self.audit.required() {
+            return ApiError::Status(
+                503,
+                "audit log unavailable: the change was made but its record could not be written"
+                    .into(),
+            )
+            .into_response(req.req_id);
+        }
+        resp
+    }
+
+    /// A record of `event` by `actor` in this request, without before and after.
+    fn record<'a>(
+        &self,
+        req: &'a ApiRequest<'_>,
+        actor: &'a Actor,
+        event: &'a str,
+        target: &'a Value,
+    ) -> AuditRecord<'a> {
+        AuditRecord {
+            time: crate::access_log::now_rfc3339(),
+            log: "audit",
+            event,
+            req_id: req.req_id,
+            client_ip: req.client_ip.to_string(),
+            actor,
+            target,
+            before: None,
+            after: None,
+            status: None,
+            reason: None,
         }
     }
 
-    async fn dispatch(&self, req: &ApiRequest<'_>) -> Result<ApiResponse, ApiError> {
+    fn audit(
+        &self,
+        req: &ApiRequest<'_>,
+        actor: &Actor,
+        event: &str,
+        target: &Value,
+        before: Option<&Value>,
+        after: Option<&Value>,
+    ) -> std::io::Result<()> {
+        self.audit.write(&AuditRecord {
+            before,
+            after,
+            ..self.record(req, actor, event, target)
+        })
+    }
+
+    /// With `audit.required`, a request that may change something is first
+    /// recorded as asked for: if that record cannot be written, the request
+    /// is refused before the store is touched.
+    fn record_request(&self, req: &ApiRequest<'_>, actor: &Actor) -> Result<(), ApiError> {
+        if !self.audit.required() || !may_change(req.method) {
+            return Ok(());
+        }
+        let target = serde_json::json!({"method": req.method, "path": req.path});
+        self.audit(req, actor, "management.requested", &target, None, None)
+            .map_err(|_| ApiError::Status(503, "audit log unavailable: nothing was changed".into()))
+    }
+
+    async fn dispatch(
+        &self,
+        req: &ApiRequest<'_>,
+        changes: &Changes,
+    ) -> Result<ApiResponse, ApiError> {
         let route = Route::parse(req.path).ok_or_else(|| ApiError::not_found("route not found"))?;
         let method = req.method;
         let allowed = route.methods();
@@ -295,12 +474,25 @@ impl Api {
         let store = self.store.as_ref();
         // Renewal and self-revocation are authorised by the token in the body.
         match route {
-            Route::Renew => return renewal::renew(store, req).await,
-            Route::RevokeSelf => return renewal::revoke_self(store, req).await,
+            Route::Renew | Route::RevokeSelf => {
+                self.record_request(req, &caller::presented(req))?;
+                return if route == Route::Renew {
+                    renewal::renew(store, req, changes).await
+                } else {
+                    renewal::revoke_self(store, req, changes).await
+                };
+            }
             _ => {}
         }
         let caller = caller::authorize(store, self.admin_key_hash.as_ref(), req).await?;
-        let cx = Ctx { store, req, caller };
+        changes.set_caller(caller.actor());
+        self.record_request(req, &caller.actor())?;
+        let cx = Ctx {
+            store,
+            req,
+            caller,
+            changes,
+        };
         match (route, method) {
             (Route::Identities, "GET") => identities::list(&cx).await,
             (Route::Identities, "POST") => identities::create(&cx).await,

@@ -57,6 +57,14 @@ impl Sink {
         Ok(Sink { out, reopen })
     }
 
+    /// Writes nothing.
+    pub fn off() -> Sink {
+        Sink {
+            out: Out::Off,
+            reopen: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
     pub fn is_off(&self) -> bool {
         matches!(self.out, Out::Off)
     }

@@ -3,6 +3,7 @@
 use crate::access_log::AccessLog;
 use crate::admin::AdminApp;
 use crate::api::Api;
+use crate::audit::AuditLog;
 use crate::config::{Config, StoreConfig};
 use crate::connection::{Guarded, Limits};
 use crate::listener::ProxyListeners;
@@ -162,7 +163,10 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     server.bootstrap();
 
     let cfg = Arc::new(cfg);
-    let api = Api::new(store.clone(), admin_key);
+    let audit = Arc::new(
+        AuditLog::start(&cfg.audit, metrics.audit_log.clone()).context("audit: cannot start")?,
+    );
+    let api = Api::new(store.clone(), admin_key, audit);
     let access_log = Arc::new(
         AccessLog::start(&cfg.access_log, metrics.access_log.clone())
             .context("access_log: cannot start")?,

@@ -5,6 +5,7 @@
 
 use super::reply::ApiError;
 use super::ApiRequest;
+use crate::audit::Actor;
 use crate::auth::Deny;
 use crate::model::{org_role_rank, Identity};
 use crate::store::{AuthRequest, Store};
@@ -24,6 +25,8 @@ pub(crate) enum Caller {
     /// it cannot go stale because an identity never changes organization.
     Identity {
         id: Id,
+        /// The token it called with, for the audit log.
+        token_id: Id,
         role: String,
         org_id: String,
     },
@@ -39,6 +42,16 @@ impl fmt::Display for Caller {
 }
 
 impl Caller {
+    /// The caller as the audit log names it.
+    pub fn actor(&self) -> Actor {
+        match self {
+            Caller::AdminKey => Actor::admin_key(),
+            Caller::Identity { id, token_id, .. } => {
+                Actor::with_ids("identity", id.to_string(), token_id.to_string())
+            }
+        }
+    }
+
     /// The admin key outranks every role.
     fn rank(&self) -> u16 {
         match self {
@@ -93,6 +106,28 @@ impl Caller {
     }
 }
 
+/// Who a refused caller said it was: the ids of a well-formed access token
+/// in the Authorization header (unverified, as the kind says), else nobody
+/// in particular. A wrong admin key is not told apart from any other text.
+pub(crate) fn presented(req: &ApiRequest<'_>) -> Actor {
+    match req
+        .authorization
+        .and_then(token::bearer)
+        .and_then(|t| AccessToken::parse(t).ok())
+    {
+        Some(t) => Actor::with_ids(
+            "unauthenticated",
+            t.identity_id.to_string(),
+            t.token_id.to_string(),
+        ),
+        None => Actor {
+            kind: "unauthenticated",
+            identity_id: None,
+            token_id: None,
+        },
+    }
+}
+
 /// Decides who is calling. A token must pass the same checks (expiry,
 /// trusted IPs, use limit) as on the request path, plus the admin role, and
 /// counts as one use only when all of them pass.
@@ -142,6 +177,7 @@ pub(crate) async fn authorize(
         .ok_or_else(|| ApiError::unauthorized("invalid access token"))?;
     Ok(Caller::Identity {
         id: token.identity_id,
+        token_id: token.token_id,
         role: grant.org_role,
         org_id: identity.org_id,
     })
@@ -154,6 +190,7 @@ mod tests {
     fn identity(role: &str) -> Caller {
         Caller::Identity {
             id: Id([1; 16]),
+            token_id: Id([2; 16]),
             role: role.into(),
             org_id: "org-a".into(),
         }

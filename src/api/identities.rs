@@ -8,11 +8,12 @@
 use super::caller::Caller;
 use super::input::{self, paging, path_id, Body};
 use super::reply::{ok, ApiError, Keyed};
-use super::views::{IdentityList, IdentityView};
-use super::{ApiResponse, Ctx};
-use crate::model::{FieldError, Identity};
+use super::views::{IdentityList, IdentityView, TokenView};
+use super::{snapshot, ApiResponse, Ctx};
+use crate::model::{FieldError, Identity, TokenRecord};
 use crate::store::{Deletion, Store};
 use crate::token::Id;
+use serde_json::json;
 
 /// Org role of an identity created without one: no access until granted.
 pub const DEFAULT_ROLE: &str = "no-access";
@@ -29,6 +30,29 @@ pub(crate) async fn load(cx: &Ctx<'_>, raw: &str) -> Result<Identity, ApiError> 
         .ok_or_else(|| ApiError::not_found(format!("identity {id} not found")))?;
     cx.caller.may_see(&identity)?;
     Ok(identity)
+}
+
+/// The identity's unrevoked tokens, when the audit log will name them as
+/// revoked by a change about to be made.
+pub(crate) async fn live_tokens(cx: &Ctx<'_>, id: Id) -> Result<Vec<TokenRecord>, ApiError> {
+    if !cx.changes.audited {
+        return Ok(Vec::new());
+    }
+    let mut tokens = cx.store.list_tokens(id, 0, u64::MAX).await?;
+    tokens.retain(|t| !t.revoked);
+    Ok(tokens)
+}
+
+/// Notes each of `tokens` revoked by the change just made (`via`).
+pub(crate) fn revoked_with(cx: &Ctx<'_>, tokens: &[TokenRecord], via: &str) {
+    for t in tokens {
+        cx.changed(
+            "token.revoked",
+            json!({"identityId": t.identity_id.to_string(), "tokenId": t.id.to_string(), "via": via}),
+            snapshot(TokenView::new(t)),
+            None,
+        );
+    }
 }
 
 pub(crate) async fn has_token_auth(store: &dyn Store, id: Id) -> Result<bool, ApiError> {
@@ -69,11 +93,11 @@ pub(crate) async fn create(cx: &Ctx<'_>) -> Result<ApiResponse, ApiError> {
         updated_at: now,
     };
     cx.store.create_identity(&identity).await?;
-    log::info!(
-        "{}: {} created identity {}",
-        cx.req.req_id,
-        cx.caller,
-        identity.id
+    cx.changed(
+        "identity.created",
+        json!({"identityId": identity.id.to_string()}),
+        None,
+        snapshot(IdentityView::new(&identity, false)),
     );
     answer(&identity, false)
 }
@@ -85,6 +109,7 @@ pub(crate) async fn get(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiError
 
 pub(crate) async fn update(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiError> {
     let mut identity = load(cx, raw).await?;
+    let before = identity.clone();
     cx.caller.may_act_on(&identity.role)?;
     let body = Body::parse(cx.req.body)?;
     let f = body.fields();
@@ -121,13 +146,14 @@ pub(crate) async fn update(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiEr
             identity.id
         )));
     }
-    log::info!(
-        "{}: {} updated identity {}",
-        cx.req.req_id,
-        cx.caller,
-        identity.id
+    let has = has_token_auth(cx.store, identity.id).await?;
+    cx.changed(
+        "identity.updated",
+        json!({"identityId": identity.id.to_string()}),
+        snapshot(IdentityView::new(&before, has)),
+        snapshot(IdentityView::new(&identity, has)),
     );
-    answer(&identity, has_token_auth(cx.store, identity.id).await?)
+    answer(&identity, has)
 }
 
 pub(crate) async fn delete(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiError> {
@@ -135,6 +161,7 @@ pub(crate) async fn delete(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiEr
     cx.caller.may_act_on(&identity.role)?;
     // Reported as it was just before deletion.
     let had_token_auth = has_token_auth(cx.store, identity.id).await?;
+    let tokens = live_tokens(cx, identity.id).await?;
     // The store checks the protection in the same step as the deletion, so a
     // protection turned on concurrently is never bypassed.
     let deleted = match cx.store.delete_identity(identity.id).await? {
@@ -152,12 +179,13 @@ pub(crate) async fn delete(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiEr
             )))
         }
     };
-    log::info!(
-        "{}: {} deleted identity {} and revoked its tokens",
-        cx.req.req_id,
-        cx.caller,
-        deleted.id
+    cx.changed(
+        "identity.deleted",
+        json!({"identityId": deleted.id.to_string()}),
+        snapshot(IdentityView::new(&deleted, had_token_auth)),
+        None,
     );
+    revoked_with(cx, &tokens, "identity_deleted");
     answer(&deleted, had_token_auth)
 }
 

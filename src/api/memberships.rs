@@ -11,7 +11,7 @@ use super::identities::{self, has_token_auth};
 use super::input::{self, paging, Body, Fields};
 use super::reply::{ok, ApiError, Keyed};
 use super::views::{MembershipList, MembershipView};
-use super::{ApiResponse, Ctx};
+use super::{snapshot, ApiResponse, Ctx};
 use crate::model::Millis;
 use crate::model::{
     parse_rfc3339, parse_temporary_range, FieldError, Identity, Membership, RoleGrant,
@@ -19,7 +19,7 @@ use crate::model::{
 };
 use crate::store::{MembershipWrite, Store};
 use crate::token::Id;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// Infisical's only temporary mode.
 const RELATIVE: &str = "relative";
@@ -115,6 +115,11 @@ fn grants(body: &Body) -> Result<Vec<RoleGrant>, FieldError> {
     }
 }
 
+/// What a membership record is about.
+fn target(identity: &Identity, project: &str) -> Value {
+    json!({"identityId": identity.id.to_string(), "projectId": project})
+}
+
 /// The membership answer with the member's name and auth methods.
 async fn answer(
     cx: &Ctx<'_>,
@@ -128,11 +133,13 @@ async fn answer(
     ))
 }
 
+/// Writes `m` (which was `before`, if anything) and notes it as `event`.
 async fn put(
     cx: &Ctx<'_>,
     m: &Membership,
     identity: &Identity,
-    verb: &str,
+    before: Option<&Membership>,
+    event: &'static str,
 ) -> Result<ApiResponse, ApiError> {
     match cx.store.put_membership(m).await? {
         MembershipWrite::Written => {}
@@ -151,12 +158,11 @@ async fn put(
             )))
         }
     }
-    log::info!(
-        "{}: {} {verb} membership of identity {} in project {}",
-        cx.req.req_id,
-        cx.caller,
-        identity.id,
-        m.project_id
+    cx.changed(
+        event,
+        target(identity, &m.project_id),
+        before.and_then(|b| snapshot(MembershipView::new(b, None))),
+        snapshot(MembershipView::new(m, None)),
     );
     answer(cx, m, identity).await
 }
@@ -190,7 +196,7 @@ pub(crate) async fn create(
         created_at: now,
         updated_at: now,
     };
-    put(cx, &m, &identity, "created").await
+    put(cx, &m, &identity, None, "membership.added").await
 }
 
 pub(crate) async fn get(
@@ -222,9 +228,10 @@ pub(crate) async fn update(
         .get_membership(&project, identity.id)
         .await?
         .ok_or_else(|| not_member(identity.id, &project))?;
+    let before = m.clone();
     m.roles = roles;
     m.updated_at = cx.req.now;
-    put(cx, &m, &identity, "updated").await
+    put(cx, &m, &identity, Some(&before), "membership.updated").await
 }
 
 pub(crate) async fn delete(
@@ -240,11 +247,11 @@ pub(crate) async fn delete(
         .delete_membership(&project, identity.id)
         .await?
         .ok_or_else(|| not_member(identity.id, &project))?;
-    log::info!(
-        "{}: {} removed identity {} from project {project}",
-        cx.req.req_id,
-        cx.caller,
-        identity.id
+    cx.changed(
+        "membership.removed",
+        target(&identity, &project),
+        snapshot(MembershipView::new(&m, None)),
+        None,
     );
     answer(cx, &m, &identity).await
 }

@@ -11,6 +11,7 @@ use super::reply::{ok, ApiError, Keyed};
 use super::{ApiResponse, Ctx};
 use crate::store::OwnerChange;
 use serde::Serialize;
+use serde_json::json;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -56,11 +57,11 @@ pub(crate) async fn set(cx: &Ctx<'_>, raw_project: &str) -> Result<ApiResponse, 
     )?;
     match cx.store.set_project_owner(&project, &org).await? {
         OwnerChange::Set { previous } => {
-            log::info!(
-                "{}: {} set the organization of project {project} to {org} (was {})",
-                cx.req.req_id,
-                cx.caller,
-                previous.as_deref().unwrap_or("none")
+            cx.changed(
+                "project.organization_set",
+                json!({"projectId": project}),
+                Some(json!({"organizationId": previous})),
+                Some(json!({"organizationId": org})),
             );
             answer(&project, Some(&org))
         }

@@ -6,13 +6,28 @@
 use super::input::Body;
 use super::reply::{message, ok, ApiError};
 use super::tokens::REVOKED;
-use super::views::Renewed;
-use super::{ApiRequest, ApiResponse};
+use super::views::{Renewed, TokenView};
+use super::{snapshot, ApiRequest, ApiResponse, Changes};
+use crate::audit::Actor;
 use crate::auth::{self, Deny};
 use crate::model::TokenRecord;
 use crate::store::Store;
 use crate::token::AccessToken;
+use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
+
+/// The holder of `record`'s token, proven by its secret.
+fn holder(record: &TokenRecord) -> Actor {
+    Actor::with_ids(
+        "token",
+        record.identity_id.to_string(),
+        record.id.to_string(),
+    )
+}
+
+fn target(record: &TokenRecord, via: &str) -> Value {
+    json!({"identityId": record.identity_id.to_string(), "tokenId": record.id.to_string(), "via": via})
+}
 
 /// The token named in the body and its record. Malformed tokens are refused
 /// before the store is asked; unknown ones look exactly like malformed ones.
@@ -37,14 +52,23 @@ async fn presented(
 pub(crate) async fn renew(
     store: &dyn Store,
     req: &ApiRequest<'_>,
+    changes: &Changes,
 ) -> Result<ApiResponse, ApiError> {
     let (token, mut record) = presented(store, req).await?;
     auth::check_renewable(&record, &token.secret_hash(), req.now)?;
     if !store.set_renewed(record.id, req.now).await? {
         return Err(Deny::UnknownToken.into());
     }
+    let before = snapshot(TokenView::new(&record));
     record.last_renewed_at = Some(req.now);
-    log::info!("{}: access token {} renewed", req.req_id, record.id);
+    changes.note(
+        req,
+        holder(&record),
+        "token.renewed",
+        target(&record, "self"),
+        before,
+        snapshot(TokenView::new(&record)),
+    );
     ok(&Renewed {
         access_token: token.expose(),
         // 0 means "never expires", as for a token created without TTLs.
@@ -60,6 +84,7 @@ pub(crate) async fn renew(
 pub(crate) async fn revoke_self(
     store: &dyn Store,
     req: &ApiRequest<'_>,
+    changes: &Changes,
 ) -> Result<ApiResponse, ApiError> {
     let (token, record) = presented(store, req).await?;
     if !bool::from(record.secret_hash.ct_eq(&token.secret_hash())) {
@@ -68,10 +93,15 @@ pub(crate) async fn revoke_self(
     if !store.revoke_token(record.id).await? {
         return Err(Deny::UnknownToken.into());
     }
-    log::info!(
-        "{}: access token {} revoked by its holder",
-        req.req_id,
-        record.id
+    let mut after = record.clone();
+    after.revoked = true;
+    changes.note(
+        req,
+        holder(&record),
+        "token.revoked",
+        target(&record, "self"),
+        snapshot(TokenView::new(&record)),
+        snapshot(TokenView::new(&after)),
     );
     message(REVOKED)
 }

@@ -109,7 +109,11 @@ impl H {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(EmbeddedStore::open(&dir.path().join("api.redb")).unwrap());
         H {
-            api: Api::new(store.clone(), Some(ADMIN_KEY.to_string())),
+            api: Api::new(
+                store.clone(),
+                Some(ADMIN_KEY.to_string()),
+                Default::default(),
+            ),
             store,
             secrets: Mutex::new(Vec::new()),
             _dir: dir,

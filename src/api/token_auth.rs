@@ -7,13 +7,13 @@ use super::identities;
 use super::input::{Body, Fields};
 use super::reply::{ok, ApiError, Keyed};
 use super::views::TokenAuthView;
-use super::{ApiResponse, Ctx};
+use super::{snapshot, ApiResponse, Ctx};
 use crate::model::{
     default_trusted_ips, parse_trusted_ip, FieldError, TokenAuthConfig, DEFAULT_TTL_SECONDS,
 };
 use crate::store::PutMode;
 use crate::token::Id;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const TRUSTED_IPS: &str = "accessTokenTrustedIps";
 
@@ -88,11 +88,11 @@ pub(crate) async fn attach(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiEr
             identity.id
         )));
     }
-    log::info!(
-        "{}: {} attached Token Auth to identity {}",
-        cx.req.req_id,
-        cx.caller,
-        identity.id
+    cx.changed(
+        "token_auth.attached",
+        json!({"identityId": identity.id.to_string()}),
+        None,
+        snapshot(TokenAuthView::new(&cfg)),
     );
     answer(&cfg)
 }
@@ -116,16 +116,17 @@ pub(crate) async fn update(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiEr
         .get_token_auth(identity.id)
         .await?
         .ok_or_else(|| not_configured(identity.id))?;
+    let before = snapshot(TokenAuthView::new(&cfg));
     apply(&body.fields(), &mut cfg)?;
     cfg.updated_at = cx.req.now;
     if !cx.store.put_token_auth(&cfg, PutMode::Update).await? {
         return Err(not_configured(identity.id));
     }
-    log::info!(
-        "{}: {} updated Token Auth of identity {}",
-        cx.req.req_id,
-        cx.caller,
-        identity.id
+    cx.changed(
+        "token_auth.updated",
+        json!({"identityId": identity.id.to_string()}),
+        before,
+        snapshot(TokenAuthView::new(&cfg)),
     );
     answer(&cfg)
 }
@@ -133,16 +134,18 @@ pub(crate) async fn update(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiEr
 pub(crate) async fn remove(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiError> {
     let identity = identities::load(cx, raw).await?;
     cx.caller.may_act_on(&identity.role)?;
+    let tokens = identities::live_tokens(cx, identity.id).await?;
     let cfg = cx
         .store
         .remove_token_auth(identity.id)
         .await?
         .ok_or_else(|| not_configured(identity.id))?;
-    log::info!(
-        "{}: {} removed Token Auth of identity {} and revoked its tokens",
-        cx.req.req_id,
-        cx.caller,
-        identity.id
+    cx.changed(
+        "token_auth.removed",
+        json!({"identityId": identity.id.to_string()}),
+        snapshot(TokenAuthView::new(&cfg)),
+        None,
     );
+    identities::revoked_with(cx, &tokens, "token_auth_removed");
     answer(&cfg)
 }

@@ -7,9 +7,10 @@ use super::identities;
 use super::input::{self, paging, path_id, Body};
 use super::reply::{message, ok, ApiError, Keyed};
 use super::views::{TokenCreated, TokenList, TokenView};
-use super::{ApiResponse, Ctx};
+use super::{snapshot, ApiResponse, Ctx};
 use crate::model::{Identity, TokenRecord};
 use crate::token::AccessToken;
+use serde_json::json;
 
 pub const REVOKED: &str = "Successfully revoked access token";
 
@@ -71,12 +72,11 @@ pub(crate) async fn create(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiEr
     if !cx.store.create_token(&record).await? {
         return Err(no_token_auth());
     }
-    log::info!(
-        "{}: {} issued access token {} for identity {}",
-        cx.req.req_id,
-        cx.caller,
-        record.id,
-        identity.id
+    cx.changed(
+        "token.created",
+        json!({"identityId": identity.id.to_string(), "tokenId": record.id.to_string()}),
+        None,
+        snapshot(TokenView::new(&record)),
     );
     ok(&TokenCreated {
         access_token: token.expose(),
@@ -111,11 +111,11 @@ pub(crate) async fn rename(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiEr
         .rename_token(token.id, &name)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("access token {} not found", token.id)))?;
-    log::info!(
-        "{}: {} renamed access token {}",
-        cx.req.req_id,
-        cx.caller,
-        token.id
+    cx.changed(
+        "token.renamed",
+        json!({"identityId": owner.id.to_string(), "tokenId": token.id.to_string()}),
+        snapshot(TokenView::new(&token)),
+        snapshot(TokenView::new(&renamed)),
     );
     ok(&Keyed("token", TokenView::new(&renamed)))
 }
@@ -130,11 +130,13 @@ pub(crate) async fn revoke(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiEr
             token.id
         )));
     }
-    log::info!(
-        "{}: {} revoked access token {}",
-        cx.req.req_id,
-        cx.caller,
-        token.id
+    let mut after = token.clone();
+    after.revoked = true;
+    cx.changed(
+        "token.revoked",
+        json!({"identityId": owner.id.to_string(), "tokenId": token.id.to_string(), "via": "id"}),
+        snapshot(TokenView::new(&token)),
+        snapshot(TokenView::new(&after)),
     );
     message(REVOKED)
 }

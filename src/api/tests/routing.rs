@@ -264,7 +264,11 @@ impl Store for DownStore {
 
 #[tokio::test]
 async fn store_outage_is_a_generic_503() {
-    let api = Api::new(Arc::new(DownStore), Some(ADMIN_KEY.into()));
+    let api = Api::new(
+        Arc::new(DownStore),
+        Some(ADMIN_KEY.into()),
+        Default::default(),
+    );
     let one = format!("/api/v1/identities/{}", Id::random());
     let token = AccessToken::generate(Id::random()).expose();
     let cases = [
