@@ -48,6 +48,31 @@ need_command cmake cmake
 need_command pkg-config pkg-config
 need_command openssl openssl
 
+# promtool (tests/metrics_exposition.rs lints /metrics with it) comes in
+# Debian's prometheus package, whose install starts a Prometheus server on
+# :9090, the admin port of scripts/run.sh. A policy-rc.d that refuses every
+# start (invoke-rc.d and deb-systemd-invoke both ask it) keeps the server from
+# starting; on a systemd host it would still start at boot, so it is disabled.
+POLICY_RC=/usr/sbin/policy-rc.d
+POLICY_RC_OURS=0
+PROMTOOL_MISSING=0
+command -v promtool >/dev/null 2>&1 || PROMTOOL_MISSING=1
+if [ "$PROMTOOL_MISSING" -eq 1 ] && [ ! -e "$POLICY_RC" ]; then
+    # Removed on any exit too, should the install fail.
+    trap '[ "$POLICY_RC_OURS" -eq 0 ] || "${SUDO[@]}" rm -f "$POLICY_RC"' EXIT
+    printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee "$POLICY_RC" >/dev/null
+    "${SUDO[@]}" chmod 755 "$POLICY_RC"
+    POLICY_RC_OURS=1
+fi
+need_command promtool prometheus
+if [ "$POLICY_RC_OURS" -eq 1 ]; then
+    "${SUDO[@]}" rm -f "$POLICY_RC"
+    POLICY_RC_OURS=0
+fi
+if [ "$PROMTOOL_MISSING" -eq 1 ] && [ -d /run/systemd/system ]; then
+    "${SUDO[@]}" systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+fi
+
 # Python venv support, for the Infisical SDK compatibility test.
 if ! command -v python3 >/dev/null 2>&1; then
     apt_install python3 python3-venv
