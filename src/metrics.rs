@@ -174,11 +174,11 @@ impl Metrics {
             )?,
             store_errors: IntCounter::new(
                 "tokengate_store_errors_total",
-                "Store calls that failed",
+                "Requests refused with 503 because the store check failed",
             )?,
             upstream_errors: IntCounter::new(
                 "tokengate_upstream_errors_total",
-                "Requests the upstream failed",
+                "Requests answered 502 or 504: the upstream could not be reached, failed or timed out",
             )?,
             auth_seconds: Histogram::with_opts(
                 HistogramOpts::new(
@@ -186,7 +186,8 @@ impl Metrics {
                     "Time of the store check-and-consume",
                 )
                 .buckets(vec![
-                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0,
+                    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                    0.01, 0.05, 0.25, 1.0,
                 ]),
             )?,
             open_connections: IntGauge::new(

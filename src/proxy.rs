@@ -374,11 +374,13 @@ async fn write_json(session: &mut Session, status: u16, body: Vec<u8>, req_id: &
         .await
 }
 
+const MISSING_AUTHORIZATION: &str = "missing Authorization header";
+
 /// The token of `Authorization: Bearer <token>`, or why there is none. Parsing
 /// checks prefix, length and checksum: a malformed token never reaches the store.
 fn bearer_token(req: &RequestHeader) -> std::result::Result<AccessToken, &'static str> {
     let Some(value) = req.headers.get(http::header::AUTHORIZATION) else {
-        return Err("missing Authorization header");
+        return Err(MISSING_AUTHORIZATION);
     };
     let value = value
         .to_str()
@@ -454,7 +456,16 @@ impl ProxyHttp for Gateway {
         // 2. The token, checked for shape before anything else.
         let token = match bearer_token(session.req_header()) {
             Ok(t) => t,
-            Err(msg) => return self.reject(session, ctx, 401, msg).await,
+            Err(msg) => {
+                // Counted with the store's refusals, so the reasons add up to every denial.
+                let reason = if msg == MISSING_AUTHORIZATION {
+                    "missing_token"
+                } else {
+                    "malformed_token"
+                };
+                self.metrics.denied.with_label_values(&[reason]).inc();
+                return self.reject(session, ctx, 401, msg).await;
+            }
         };
         ctx.token_ids = Some((token.identity_id, token.token_id));
 

@@ -11,19 +11,6 @@ use std::time::Duration;
 
 const DASHBOARD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/grafana/tokengate.json");
 
-/// Metrics being added on main while this test was written, with whether
-/// each is a histogram (the dashboard queries its `_bucket` series, and this
-/// gateway's /metrics cannot say its type yet). While one is absent from the
-/// live /metrics its checks are skipped with a message, never passed
-/// silently on other names. Delete this list, and the `pending` checks in
-/// the tests, once main exports all four.
-const PENDING_ON_MAIN: [(&str, bool); 4] = [
-    ("tokengate_store_duration_seconds", true),
-    ("tokengate_store_operation_errors_total", false),
-    ("tokengate_log_records_dropped_total", false),
-    ("tokengate_log_write_errors_total", false),
-];
-
 /// Words of PromQL that are never metric names, even where no `(` follows:
 /// operators, modifiers, literals, and the aggregations (`sum by (x) (...)`
 /// puts the label list between the word and its parenthesis).
@@ -379,10 +366,6 @@ fn variable_metrics(dash: &Value) -> Vec<String> {
     out
 }
 
-fn pending(name: &str) -> bool {
-    PENDING_ON_MAIN.iter().any(|(n, _)| *n == name)
-}
-
 #[test]
 fn dashboard_is_well_formed_and_uses_a_datasource_variable() {
     let dash = dashboard();
@@ -614,8 +597,7 @@ fn exposition_passes_promtool_and_covers_the_dashboard() {
 
     // (b) Every metric the dashboard queries is on /metrics.
     let dash = dashboard();
-    let is_histogram =
-        |name: &str| m.is_histogram(name) || PENDING_ON_MAIN.iter().any(|(n, h)| *h && *n == name);
+    let is_histogram = |name: &str| m.is_histogram(name);
     let mut queried: BTreeMap<String, String> = BTreeMap::new();
     for (title, expr) in panel_queries(&dash) {
         for name in queried_metrics(&expr, is_histogram) {
@@ -632,21 +614,13 @@ fn exposition_passes_promtool_and_covers_the_dashboard() {
         "too few metric names found in the dashboard: {queried:?}"
     );
     for (name, panel) in &queried {
-        if pending(name) && !m.has(name) {
-            eprintln!(
-                "SKIPPED (pending on main): {name}, queried by panel {panel:?}, is not on this \
-                 gateway's /metrics yet; see PENDING_ON_MAIN in tests/metrics_exposition.rs"
-            );
-            continue;
-        }
         assert!(
             m.has(name),
             "panel {panel:?} queries {name}, which /metrics does not export:\n{}",
             m.text
         );
     }
-    // The dashboard shows every tokengate metric there is (the pending ones
-    // are in `queried` by name already).
+    // The dashboard shows every tokengate metric there is.
     for name in m.types.keys().filter(|n| n.starts_with("tokengate_")) {
         assert!(
             queried.contains_key(name),
@@ -673,6 +647,13 @@ fn exposition_passes_promtool_and_covers_the_dashboard() {
     assert_eq!(denied("no_project_access"), 1.0);
     assert_eq!(denied("revoked"), 1.0);
     assert_eq!(denied("unknown_token"), 1.0, "the deleted identity's token");
+    assert_eq!(denied("malformed_token"), 1.0, "the garbage token");
+    let reasons: f64 = m
+        .label_values("tokengate_auth_denied_total", "reason")
+        .iter()
+        .map(|r| denied(r))
+        .sum();
+    assert_eq!(reasons, requests("denied"), "every denial has a reason");
     let class = |c: &str| m.get("tokengate_upstream_responses_total", &[("class", c)]);
     assert_eq!((class("2xx"), class("5xx")), (5.0, 1.0));
     assert_eq!(m.get("tokengate_upstream_errors_total", &[]), 1.0);
@@ -719,18 +700,8 @@ fn exposition_passes_promtool_and_covers_the_dashboard() {
         );
     }
 
-    // The metrics being added on main (see PENDING_ON_MAIN).
-    let present = |name: &str| {
-        let here = m.has(name);
-        if !here {
-            eprintln!(
-                "SKIPPED (pending on main): checks of {name}, which is not on this gateway's \
-                 /metrics yet; see PENDING_ON_MAIN in tests/metrics_exposition.rs"
-            );
-        }
-        here
-    };
-    if present("tokengate_store_duration_seconds") {
+    // Store calls by operation, and both record logs' counters from the start.
+    {
         assert!(m.is_histogram("tokengate_store_duration_seconds"));
         let calls = |op: &str| {
             m.value(
@@ -743,7 +714,7 @@ fn exposition_passes_promtool_and_covers_the_dashboard() {
         assert!(calls("create_token") >= 4.0, "{}", m.text);
         assert!(calls("revoke_token") >= 1.0, "{}", m.text);
     }
-    if present("tokengate_store_operation_errors_total") {
+    {
         assert!(
             m.value(
                 "tokengate_store_operation_errors_total",
@@ -758,13 +729,11 @@ fn exposition_passes_promtool_and_covers_the_dashboard() {
         "tokengate_log_records_dropped_total",
         "tokengate_log_write_errors_total",
     ] {
-        if present(name) {
-            assert_eq!(m.types.get(name).map(String::as_str), Some("counter"));
-            assert_eq!(
-                m.label_values(name, "log"),
-                BTreeSet::from(["access".to_string(), "audit".to_string()]),
-                "{name}: both logs from the start"
-            );
-        }
+        assert_eq!(m.types.get(name).map(String::as_str), Some("counter"));
+        assert_eq!(
+            m.label_values(name, "log"),
+            BTreeSet::from(["access".to_string(), "audit".to_string()]),
+            "{name}: both logs from the start"
+        );
     }
 }
