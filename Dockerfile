@@ -7,6 +7,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
 COPY config ./config
+COPY docs ./docs
 RUN cargo build --release --locked --bin tokengate
 
 FROM debian:bookworm-slim

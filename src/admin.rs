@@ -2,6 +2,9 @@
 //! - `GET /healthz` liveness: 200 while the process serves.
 //! - `GET /readyz`  readiness: 200 when the store answers, else 503.
 //! - `GET /metrics` Prometheus text exposition.
+//! - `GET /openapi.json` the OpenAPI 3.1 document of the management API
+//!   (`docs/openapi.json`, built in). Here rather than on the proxy
+//!   listener, whose paths belong to the upstream.
 
 use crate::store::Store;
 use async_trait::async_trait;
@@ -10,6 +13,9 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use prometheus::Registry;
 use std::sync::Arc;
+
+/// The document is compiled in, so the served copy is always the one of this build.
+const OPENAPI: &[u8] = include_bytes!("../docs/openapi.json");
 
 pub struct AdminApp {
     pub store: Arc<dyn Store>,
@@ -47,6 +53,7 @@ impl ServeHttp for AdminApp {
                 "text/plain; version=0.0.4",
                 crate::metrics::render(&self.registry).into_bytes(),
             ),
+            "/openapi.json" => reply(200, "application/json", OPENAPI.to_vec()),
             _ => reply(
                 404,
                 "application/json",

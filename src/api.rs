@@ -189,6 +189,54 @@ fn may_change(method: &str) -> bool {
     matches!(method, "POST" | "PUT" | "PATCH" | "DELETE")
 }
 
+/// Every (method, path template) the router answers, for the OpenAPI
+/// document's test to hold the document to: `Route::parse` and
+/// `Route::methods` are the truth, and a unit test proves this table says the
+/// same, so a route added there and not here (or not documented) fails a test.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/api/v1/identities"),
+    ("POST", "/api/v1/identities"),
+    ("GET", "/api/v1/identities/{identityId}"),
+    ("PATCH", "/api/v1/identities/{identityId}"),
+    ("DELETE", "/api/v1/identities/{identityId}"),
+    ("POST", "/api/v1/auth/token-auth/identities/{identityId}"),
+    ("GET", "/api/v1/auth/token-auth/identities/{identityId}"),
+    ("PATCH", "/api/v1/auth/token-auth/identities/{identityId}"),
+    ("DELETE", "/api/v1/auth/token-auth/identities/{identityId}"),
+    (
+        "POST",
+        "/api/v1/auth/token-auth/identities/{identityId}/tokens",
+    ),
+    (
+        "GET",
+        "/api/v1/auth/token-auth/identities/{identityId}/tokens",
+    ),
+    ("GET", "/api/v1/auth/token-auth/tokens/{tokenId}"),
+    ("PATCH", "/api/v1/auth/token-auth/tokens/{tokenId}"),
+    ("POST", "/api/v1/auth/token-auth/tokens/{tokenId}/revoke"),
+    ("POST", "/api/v1/auth/token/renew"),
+    ("POST", "/api/v1/auth/token/revoke"),
+    ("GET", "/api/v1/projects/{projectId}/memberships/identities"),
+    (
+        "POST",
+        "/api/v1/projects/{projectId}/memberships/identities/{identityId}",
+    ),
+    (
+        "GET",
+        "/api/v1/projects/{projectId}/memberships/identities/{identityId}",
+    ),
+    (
+        "PATCH",
+        "/api/v1/projects/{projectId}/memberships/identities/{identityId}",
+    ),
+    (
+        "DELETE",
+        "/api/v1/projects/{projectId}/memberships/identities/{identityId}",
+    ),
+    ("GET", "/api/v1/projects/{projectId}/organization"),
+    ("PUT", "/api/v1/projects/{projectId}/organization"),
+];
+
 /// A recognised route with its raw (not yet validated) path parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route<'p> {

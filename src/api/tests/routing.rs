@@ -1,7 +1,7 @@
 //! Routing: which paths the gateway claims, unknown routes, wrong methods,
 //! and a store outage becoming a 503 with a generic message.
 
-use super::super::{Api, Route};
+use super::super::{Api, Route, ROUTES};
 use super::*;
 use crate::model::{Identity, Membership, TokenAuthConfig, TokenRecord};
 use crate::store::{
@@ -76,6 +76,86 @@ fn every_route_is_a_management_path() {
         assert!(Api::is_management_path(p), "{p}");
     }
     assert_eq!(Route::parse("/api/v1/a/b/c/d/e/f/g/h/i"), None);
+}
+
+const IDENTITY: &str = "11111111-2222-4333-8444-555555555555";
+const TOKEN: &str = "66666666-7777-4888-9999-aaaaaaaaaaaa";
+const PROJECT: &str = "p1";
+
+/// A template of `ROUTES` with its parameters filled in.
+fn filled(template: &str) -> String {
+    template
+        .replace("{identityId}", IDENTITY)
+        .replace("{tokenId}", TOKEN)
+        .replace("{projectId}", PROJECT)
+}
+
+/// One route of each variant, with the ids `filled` uses. The match has no
+/// wildcard, so a new variant does not compile until it is listed here too.
+fn every_route() -> Vec<Route<'static>> {
+    let every = vec![
+        Route::Identities,
+        Route::Identity(IDENTITY),
+        Route::TokenAuth(IDENTITY),
+        Route::IdentityTokens(IDENTITY),
+        Route::Token(TOKEN),
+        Route::TokenRevoke(TOKEN),
+        Route::Renew,
+        Route::RevokeSelf,
+        Route::Memberships(PROJECT),
+        Route::Membership(PROJECT, IDENTITY),
+        Route::ProjectOrganization(PROJECT),
+    ];
+    for r in &every {
+        match r {
+            Route::Identities
+            | Route::Identity(_)
+            | Route::TokenAuth(_)
+            | Route::IdentityTokens(_)
+            | Route::Token(_)
+            | Route::TokenRevoke(_)
+            | Route::Renew
+            | Route::RevokeSelf
+            | Route::Memberships(_)
+            | Route::Membership(..)
+            | Route::ProjectOrganization(_) => {}
+        }
+    }
+    every
+}
+
+/// `ROUTES` is what the OpenAPI test holds the document to, so it must say
+/// exactly what `Route::parse` and `Route::methods` answer.
+#[test]
+fn routes_table_is_what_the_router_answers() {
+    let mut seen = std::collections::BTreeSet::new();
+    for (method, template) in ROUTES {
+        assert!(
+            seen.insert((*method, *template)),
+            "listed twice: {method} {template}"
+        );
+        let path = filled(template);
+        let route = Route::parse(&path).unwrap_or_else(|| panic!("{template} does not parse"));
+        let mut table: Vec<&str> = ROUTES
+            .iter()
+            .filter(|(_, t)| t == template)
+            .map(|(m, _)| *m)
+            .collect();
+        let mut router = route.methods().to_vec();
+        table.sort_unstable();
+        router.sort_unstable();
+        assert_eq!(table, router, "methods of {template}");
+    }
+    // Every variant has a template and every template names its own variant.
+    let mut templates: Vec<&str> = ROUTES.iter().map(|(_, t)| *t).collect();
+    templates.dedup();
+    let every = every_route();
+    assert_eq!(templates.len(), every.len(), "{templates:?}");
+    for (template, expected) in templates.iter().zip(&every) {
+        assert_eq!(Route::parse(&filled(template)).as_ref(), Some(expected));
+    }
+    let answered: usize = every.iter().map(|r| r.methods().len()).sum();
+    assert_eq!(ROUTES.len(), answered);
 }
 
 #[tokio::test]
