@@ -397,7 +397,6 @@ impl Api {
         claims_path(path) || (might_claim(path) && claims_path(&loose_path(path)))
     }
 
-    /// Answers one management request. Never panics and never answers 500.
     /// The operation a management request asks for, as bounded metric
     /// labels: the route's name and the method (`identity`, `PATCH`), or
     /// `other` for a path or method no route answers. Never an id.
@@ -412,6 +411,8 @@ impl Api {
         }
     }
 
+    /// Answers one management request and writes its audit records. Never
+    /// panics and never answers 500.
     pub async fn handle(&self, req: &ApiRequest<'_>) -> ApiResponse {
         let changes = Changes::new(self.audit.is_on());
         let (resp, refusal) = match self.dispatch(req, &changes).await {
