@@ -143,6 +143,10 @@ fn json_log_lines_are_objects_without_secrets() {
     for line in &lines {
         let v: serde_json::Value = serde_json::from_str(line)
             .unwrap_or_else(|e| panic!("not a JSON object ({e}): {line}"));
+        // The audit log shares stdout by default: its records have their own shape.
+        if v["log"] == "audit" {
+            continue;
+        }
         for field in ["time", "level", "target", "message"] {
             assert!(v[field].is_string(), "{field} missing: {line}");
         }
