@@ -2,10 +2,12 @@
 //! - `GET /healthz` liveness: 200 while the process serves.
 //! - `GET /readyz`  readiness: 200 when the store answers, else 503.
 //! - `GET /metrics` Prometheus text exposition.
+//! - `POST /reload` with the admin key: reloads the config file (`reload.rs`).
 //! - `GET /openapi.json` the OpenAPI 3.1 document of the management API
 //!   (`docs/openapi.json`, built in). Here rather than on the proxy
 //!   listener, whose paths belong to the upstream.
 
+use crate::reload::Reloader;
 use crate::store::Store;
 use async_trait::async_trait;
 use http::Response;
@@ -20,6 +22,48 @@ const OPENAPI: &[u8] = include_bytes!("../docs/openapi.json");
 pub struct AdminApp {
     pub store: Arc<dyn Store>,
     pub registry: Registry,
+    pub reloader: Arc<Reloader>,
+    /// `POST /reload` needs the admin key; none configured, no reload by call.
+    pub admin_key_hash: Option<[u8; 32]>,
+}
+
+impl AdminApp {
+    /// `POST /reload`: the admin key's way to reload the config file.
+    fn reload(&self, session: &ServerSession) -> Response<Vec<u8>> {
+        let h = session.req_header();
+        if h.method != http::Method::POST {
+            return reply(
+                405,
+                "application/json",
+                br#"{"status":"method not allowed; use POST"}"#.to_vec(),
+            );
+        }
+        let authorization = h
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if !crate::api::is_admin_key(self.admin_key_hash.as_ref(), authorization) {
+            return reply(
+                401,
+                "application/json",
+                br#"{"status":"reloading needs 'Authorization: Bearer <admin key>'"}"#.to_vec(),
+            );
+        }
+        match self.reloader.reload() {
+            Ok(()) => reply(
+                200,
+                "application/json",
+                br#"{"status":"reloaded"}"#.to_vec(),
+            ),
+            Err(problems) => reply(
+                422,
+                "application/json",
+                serde_json::json!({"status": "refused", "errors": problems})
+                    .to_string()
+                    .into_bytes(),
+            ),
+        }
+    }
 }
 
 fn reply(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -48,6 +92,7 @@ impl ServeHttp for AdminApp {
                     )
                 }
             },
+            "/reload" => self.reload(session),
             "/metrics" => reply(
                 200,
                 "text/plain; version=0.0.4",

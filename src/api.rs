@@ -68,7 +68,6 @@ pub struct Api {
     /// SHA-256 of the admin key: comparing fixed-width digests in constant
     /// time hides the key's length as well as its content.
     admin_key_hash: Option<[u8; 32]>,
-    audit: Arc<AuditLog>,
 }
 
 impl std::fmt::Debug for Api {
@@ -313,6 +312,22 @@ impl<'p> Route<'p> {
     }
 }
 
+/// The SHA-256 of an admin key; none for an empty key, which must never
+/// match an empty bearer.
+pub fn admin_key_hash(key: &str) -> Option<[u8; 32]> {
+    (!key.is_empty()).then(|| Sha256::digest(key.as_bytes()).into())
+}
+
+/// Is `authorization` (a raw header value) `Bearer <the admin key>`?
+/// Compares fixed-width digests in constant time.
+pub fn is_admin_key(hash: Option<&[u8; 32]>, authorization: Option<&str>) -> bool {
+    let (Some(hash), Some(cred)) = (hash, authorization.and_then(crate::token::bearer)) else {
+        return false;
+    };
+    let presented: [u8; 32] = Sha256::digest(cred.as_bytes()).into();
+    bool::from(subtle::ConstantTimeEq::ct_eq(&presented[..], &hash[..]))
+}
+
 /// Is `path` in one of the management API's namespaces, exactly as spelled?
 fn claims_path(path: &str) -> bool {
     let Some(rest) = path.strip_prefix("/api/v1/") else {
@@ -377,14 +392,11 @@ fn under(rest: &str, prefix: &str) -> bool {
 
 impl Api {
     /// An empty admin key counts as none: it must never match an empty bearer.
-    pub fn new(store: Arc<dyn Store>, admin_key: Option<String>, audit: Arc<AuditLog>) -> Api {
-        let admin_key_hash = admin_key
-            .filter(|k| !k.is_empty())
-            .map(|k| Sha256::digest(k.as_bytes()).into());
+    pub fn new(store: Arc<dyn Store>, admin_key: Option<String>) -> Api {
+        let admin_key_hash = admin_key.as_deref().and_then(admin_key_hash);
         Api {
             store,
             admin_key_hash,
-            audit,
         }
     }
 
@@ -413,9 +425,9 @@ impl Api {
 
     /// Answers one management request and writes its audit records. Never
     /// panics and never answers 500.
-    pub async fn handle(&self, req: &ApiRequest<'_>) -> ApiResponse {
-        let changes = Changes::new(self.audit.is_on());
-        let (resp, refusal) = match self.dispatch(req, &changes).await {
+    pub async fn handle(&self, req: &ApiRequest<'_>, audit: &AuditLog) -> ApiResponse {
+        let changes = Changes::new(audit.is_on());
+        let (resp, refusal) = match self.dispatch(req, &changes, audit).await {
             Ok(r) => (r, None),
             Err(ApiError::Status(status @ (401 | 403), msg)) => (
                 ApiError::Status(status, msg.clone()).into_response(req.req_id),
@@ -425,16 +437,16 @@ impl Api {
         };
         let mut recorded = true;
         for c in lock(&changes.list).iter() {
-            recorded &= self
-                .audit(
-                    req,
-                    &c.actor,
-                    c.event,
-                    &c.target,
-                    c.before.as_ref(),
-                    c.after.as_ref(),
-                )
-                .is_ok();
+            recorded &= Self::audit(
+                audit,
+                req,
+                &c.actor,
+                c.event,
+                &c.target,
+                c.before.as_ref(),
+                c.after.as_ref(),
+            )
+            .is_ok();
         }
         if let Some((status, msg)) = refusal {
             let actor = lock(&changes.caller)
@@ -443,11 +455,11 @@ impl Api {
             let record = AuditRecord {
                 status: Some(status),
                 reason: Some(&msg),
-                ..self.record(req, &actor, "management.refused", &Value::Null)
+                ..Self::record(req, &actor, "management.refused", &Value::Null)
             };
-            let _ = self.audit.write(&record);
+            let _ = audit.write(&record);
         }
-        if !recorded && self.audit.required() {
+        if !recorded && audit.required() {
             return ApiError::Status(
                 503,
                 "audit log unavailable: the change was made but its record could not be written"
@@ -460,7 +472,6 @@ impl Api {
 
     /// A record of `event` by `actor` in this request, without before and after.
     fn record<'a>(
-        &self,
         req: &'a ApiRequest<'_>,
         actor: &'a Actor,
         event: &'a str,
@@ -482,7 +493,7 @@ impl Api {
     }
 
     fn audit(
-        &self,
+        log: &AuditLog,
         req: &ApiRequest<'_>,
         actor: &Actor,
         event: &str,
@@ -490,22 +501,22 @@ impl Api {
         before: Option<&Value>,
         after: Option<&Value>,
     ) -> std::io::Result<()> {
-        self.audit.write(&AuditRecord {
+        log.write(&AuditRecord {
             before,
             after,
-            ..self.record(req, actor, event, target)
+            ..Self::record(req, actor, event, target)
         })
     }
 
     /// With `audit.required`, a request that may change something is first
     /// recorded as asked for: if that record cannot be written, the request
     /// is refused before the store is touched.
-    fn record_request(&self, req: &ApiRequest<'_>, actor: &Actor) -> Result<(), ApiError> {
-        if !self.audit.required() || !may_change(req.method) {
+    fn record_request(log: &AuditLog, req: &ApiRequest<'_>, actor: &Actor) -> Result<(), ApiError> {
+        if !log.required() || !may_change(req.method) {
             return Ok(());
         }
         let target = serde_json::json!({"method": req.method, "path": req.path});
-        self.audit(req, actor, "management.requested", &target, None, None)
+        Self::audit(log, req, actor, "management.requested", &target, None, None)
             .map_err(|_| ApiError::Status(503, "audit log unavailable: nothing was changed".into()))
     }
 
@@ -513,6 +524,7 @@ impl Api {
         &self,
         req: &ApiRequest<'_>,
         changes: &Changes,
+        audit: &AuditLog,
     ) -> Result<ApiResponse, ApiError> {
         let route = Route::parse(req.path).ok_or_else(|| ApiError::not_found("route not found"))?;
         let method = req.method;
@@ -524,7 +536,7 @@ impl Api {
         // Renewal and self-revocation are authorised by the token in the body.
         match route {
             Route::Renew | Route::RevokeSelf => {
-                self.record_request(req, &caller::presented(req))?;
+                Self::record_request(audit, req, &caller::presented(req))?;
                 return if route == Route::Renew {
                     renewal::renew(store, req, changes).await
                 } else {
@@ -535,7 +547,7 @@ impl Api {
         }
         let caller = caller::authorize(store, self.admin_key_hash.as_ref(), req).await?;
         changes.set_caller(caller.actor());
-        self.record_request(req, &caller.actor())?;
+        Self::record_request(audit, req, &caller.actor())?;
         let cx = Ctx {
             store,
             req,

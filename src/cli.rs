@@ -150,7 +150,7 @@ fn serve(path: &Path) -> ExitCode {
         }
     };
     crate::logging::init_with(&cfg.log);
-    match crate::server::run(cfg) {
+    match crate::server::run(cfg, path) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error(&format!("{e:#}"));

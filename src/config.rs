@@ -91,7 +91,7 @@ pub struct Upstream {
     pub read_timeout_ms: u64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreConfig {
     Embedded {
         path: PathBuf,
@@ -529,6 +529,45 @@ fn h_project_role() -> String {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("invalid configuration:\n  {}", .0.join("\n  "))]
 pub struct ConfigError(pub Vec<String>);
+
+/// The keys that differ between `old` and `new` but cannot change while
+/// the gateway runs (a reload that changes them is refused): the listeners
+/// and their limits are bound at start, the store is opened once, the admin
+/// key read once, and the CAs trusted for the upstream are loaded into
+/// Pingora's connector at start.
+pub fn fixed_keys_changed(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    let mut check = |key, same: bool| {
+        if !same {
+            changed.push(key);
+        }
+    };
+    check("server.listen", old.listen == new.listen);
+    check("server.threads", old.threads == new.threads);
+    check(
+        "server.grace_period_seconds",
+        old.grace_period_seconds == new.grace_period_seconds,
+    );
+    check(
+        "server.header_timeout_seconds",
+        old.header_timeout_seconds == new.header_timeout_seconds,
+    );
+    check(
+        "server.max_connections",
+        old.max_connections == new.max_connections,
+    );
+    check("admin.listen", old.admin_listen == new.admin_listen);
+    check(
+        "admin.key_env / admin.key_file",
+        old.admin_key_env == new.admin_key_env && old.admin_key_file == new.admin_key_file,
+    );
+    check("store", old.store == new.store);
+    check(
+        "upstream.ca_file",
+        old.upstream.ca_file == new.upstream.ca_file,
+    );
+    changed
+}
 
 /// Parses and validates YAML text. Does no I/O.
 pub fn parse(yaml: &str) -> Result<Config, ConfigError> {
@@ -1370,6 +1409,33 @@ mod tests {
             let e = errors(&format!("{MINIMAL}log: {{level: '{bad}'}}\n"));
             assert!(e.contains("log.level"), "{bad:?}: {e}");
         }
+    }
+
+    #[test]
+    fn only_live_keys_may_change_on_reload() {
+        let old = parse(MINIMAL).unwrap();
+        let live = parse(&format!(
+            "{MINIMAL}trusted_proxies: ['10.0.0.0/8']\npublic_routes: ['/open']\n\
+             log: {{level: debug}}\naccess_log: {{destination: stdout}}\n"
+        ))
+        .unwrap();
+        assert!(fixed_keys_changed(&old, &live).is_empty());
+        let fixed = parse(
+            "server: {listen: ['127.0.0.1:8081'], threads: 3}\n\
+             upstream: {url: 'https://127.0.0.1:443', ca_file: /x.pem}\n\
+             admin: {listen: '127.0.0.1:9999'}\nstore: {kind: embedded, path: other.redb}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            fixed_keys_changed(&old, &fixed),
+            [
+                "server.listen",
+                "server.threads",
+                "admin.listen",
+                "store",
+                "upstream.ca_file"
+            ]
+        );
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub mod metrics;
 pub mod model;
 pub mod proxy;
 pub mod redact;
+pub mod reload;
 pub mod request_id;
 pub mod routes;
 pub mod server;

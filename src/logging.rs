@@ -13,31 +13,74 @@ use std::sync::RwLock;
 
 static REDACTOR: RwLock<Redactor> = RwLock::new(Redactor::new());
 
-/// Installs the logger on stderr as the config's `log` says: `RUST_LOG`
-/// when set, else `log.level`; text or one JSON object per line. A logger
-/// set up earlier (by an embedding test) is left in place.
-pub fn init_with(cfg: &crate::config::LogConfig) {
+/// The installed logger; a reload replaces what it holds (`reconfigure`).
+static LOGGER: RwLock<Option<env_logger::Logger>> = RwLock::new(None);
+
+/// Forwards every record to the logger `LOGGER` holds at the time.
+struct Swappable;
+
+impl log::Log for Swappable {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        read(&LOGGER).as_ref().is_some_and(|l| l.enabled(metadata))
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if let Some(l) = read(&LOGGER).as_ref() {
+            l.log(record);
+        }
+    }
+
+    fn flush(&self) {
+        if let Some(l) = read(&LOGGER).as_ref() {
+            l.flush();
+        }
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A logger on stderr as `cfg` says: `RUST_LOG` when set, else `log.level`;
+/// text or one JSON object per line.
+fn build(cfg: &crate::config::LogConfig) -> env_logger::Logger {
     let json = cfg.json;
-    let _ = env_logger::Builder::from_env(
-        env_logger::Env::default().default_filter_or(cfg.level.as_str()),
-    )
-    // Pingora's body reader logs whole read buffers (request bodies, and
-    // the next pipelined request's headers) at debug and trace: nothing
-    // an operator needs, and the redaction's hardest input.
-    .filter_module(
-        "pingora_core::protocols::http::v1::body",
-        log::LevelFilter::Info,
-    )
-    .format(move |buf, record| {
-        let time = buf.timestamp().to_string();
-        let line = if json {
-            render_json(&time, record.level(), record.target(), record.args())
-        } else {
-            render(&time, record.level(), record.target(), record.args())
-        };
-        writeln!(buf, "{line}")
-    })
-    .try_init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(cfg.level.as_str()))
+        // Pingora's body reader logs whole read buffers (request bodies, and
+        // the next pipelined request's headers) at debug and trace: nothing
+        // an operator needs, and the redaction's hardest input.
+        .filter_module(
+            "pingora_core::protocols::http::v1::body",
+            log::LevelFilter::Info,
+        )
+        .format(move |buf, record| {
+            let time = buf.timestamp().to_string();
+            let line = if json {
+                render_json(&time, record.level(), record.target(), record.args())
+            } else {
+                render(&time, record.level(), record.target(), record.args())
+            };
+            writeln!(buf, "{line}")
+        })
+        .build()
+}
+
+/// Installs the logger as the config's `log` says. A logger set up earlier
+/// (by an embedding test) is left in place.
+pub fn init_with(cfg: &crate::config::LogConfig) {
+    if log::set_logger(&Swappable).is_ok() {
+        reconfigure(cfg);
+    }
+}
+
+/// Applies a reloaded `log` section: later records follow its format and level.
+pub fn reconfigure(cfg: &crate::config::LogConfig) {
+    let logger = build(cfg);
+    log::set_max_level(logger.filter());
+    *LOGGER
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(logger);
 }
 
 /// Hides `secret` in every later log line.

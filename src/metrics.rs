@@ -81,6 +81,9 @@ pub struct Metrics {
     /// The access log's and the audit log's losses.
     pub access_log: RecordLogMetrics,
     pub audit_log: RecordLogMetrics,
+    /// Configuration reloads that took effect, and those refused.
+    pub reloads_ok: IntCounter,
+    pub reloads_failed: IntCounter,
 }
 
 /// One record log's counters, under its `log` label.
@@ -146,6 +149,16 @@ impl Metrics {
             dropped: dropped.get_metric_with_label_values(&["audit"])?,
             write_errors: write_errors.get_metric_with_label_values(&["audit"])?,
         };
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "tokengate_config_reloads_total",
+                "Configuration reloads, by result (ok, or failed: the old configuration kept serving)",
+            ),
+            &["result"],
+        )?;
+        let reloads_ok = reloads.get_metric_with_label_values(&["ok"])?;
+        let reloads_failed = reloads.get_metric_with_label_values(&["failed"])?;
+        registry.register(Box::new(reloads))?;
         let m = Metrics {
             management: IntCounterVec::new(
                 Opts::new(
@@ -219,6 +232,8 @@ impl Metrics {
             store: StoreMetrics::register(registry)?,
             access_log,
             audit_log,
+            reloads_ok,
+            reloads_failed,
         };
         registry.register(Box::new(dropped))?;
         registry.register(Box::new(write_errors))?;

@@ -10,13 +10,13 @@ pub mod headers;
 pub mod multipart;
 pub mod names;
 pub mod path;
+pub mod policy;
 pub mod project;
 pub mod target;
 
-use crate::access_log::{self, AccessLog, AccessRecord};
+use crate::access_log::{self, AccessRecord};
 use crate::api::{Api, ApiRequest};
 use crate::auth::Grant;
-use crate::config::Config;
 use crate::error::error_json;
 use crate::metrics::{Metrics, Outcome};
 use crate::model::now_millis;
@@ -24,14 +24,15 @@ use crate::request_id;
 use crate::routes::{Auth, BodyRule};
 use crate::store::{AuthRequest, Store};
 use crate::token::{AccessToken, Id};
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use project::ProjectRules;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use policy::Policy;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,21 +46,15 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Gateway {
     store: Arc<dyn Store>,
     api: Api,
-    cfg: Arc<Config>,
     metrics: Arc<Metrics>,
-    /// Resolved once at start-up: Pingora's own resolution blocks and panics.
-    upstream: SocketAddr,
-    /// The Host header sent upstream: the upstream's own authority, as nginx
-    /// does by default, so virtual hosts and TLS front ends route correctly.
-    upstream_host: http::HeaderValue,
-    injected: headers::Injected,
-    projects: ProjectRules,
-    access_log: Arc<AccessLog>,
+    /// The configuration in force; a reload swaps it (`reload.rs`).
+    live: Arc<ArcSwap<Policy>>,
 }
 
 /// What one request learned on its way through the filters.
-#[derive(Default)]
 pub struct Ctx {
+    /// The configuration this request started with, kept to its end.
+    policy: Arc<Policy>,
     /// Set when the request was authenticated; its headers are injected upstream.
     auth: Option<Authenticated>,
     outcome: Outcome,
@@ -79,6 +74,22 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    fn new(policy: Arc<Policy>) -> Ctx {
+        Ctx {
+            policy,
+            auth: None,
+            outcome: Outcome::default(),
+            origin_form: None,
+            req_id: String::new(),
+            upstream_sent: None,
+            started: None,
+            token_ids: None,
+            reason: None,
+            upstream_status: None,
+            upstream_took: None,
+        }
+    }
+
     /// The request's id; a fresh one if the request failed before it had one.
     fn req_id(&mut self) -> &str {
         if self.req_id.is_empty() {
@@ -100,37 +111,14 @@ impl Gateway {
     pub fn new(
         store: Arc<dyn Store>,
         api: Api,
-        cfg: Arc<Config>,
         metrics: Arc<Metrics>,
-        upstream: SocketAddr,
-        access_log: Arc<AccessLog>,
+        live: Arc<ArcSwap<Policy>>,
     ) -> Gateway {
-        let u = &cfg.upstream;
-        let default_port = if u.tls { 443 } else { 80 };
-        let host = if u.host.contains(':') {
-            format!("[{}]", u.host)
-        } else {
-            u.host.clone()
-        };
-        let authority = if u.port == default_port {
-            host
-        } else {
-            format!("{host}:{}", u.port)
-        };
-        let upstream_host = http::HeaderValue::from_str(&authority)
-            .unwrap_or_else(|_| http::HeaderValue::from_static("localhost"));
-        let injected = headers::Injected::new(&cfg.headers);
-        let projects = ProjectRules::new(&cfg.project_sources);
         Gateway {
             store,
             api,
-            cfg,
             metrics,
-            upstream,
-            upstream_host,
-            injected,
-            projects,
-            access_log,
+            live,
         }
     }
 
@@ -168,7 +156,6 @@ impl Gateway {
     /// The request's path and query when the gateway fully understands the
     /// request (see `proxy::target` and `proxy::path`), or why not.
     fn understood<'s>(
-        &self,
         session: &'s Session,
     ) -> std::result::Result<target::Target<'s>, &'static str> {
         let h = session.req_header();
@@ -185,11 +172,11 @@ impl Gateway {
 
     /// The time a request body has to arrive in full once its header has:
     /// the same bound as the header's.
-    fn body_deadline(&self) -> Duration {
-        Duration::from_secs(self.cfg.header_timeout_seconds)
+    fn body_deadline(p: &Policy) -> Duration {
+        Duration::from_secs(p.cfg.header_timeout_seconds)
     }
 
-    fn client_ip(&self, session: &Session) -> IpAddr {
+    fn client_ip(p: &Policy, session: &Session) -> IpAddr {
         let peer = session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -202,7 +189,7 @@ impl Gateway {
             .iter()
             // A value that is not text is garbage, which stops the walk (never skipped).
             .map(|v| v.to_str().unwrap_or("?"));
-        client_ip::client_ip(peer, xff, &self.cfg.trusted_proxies)
+        client_ip::client_ip(peer, xff, &p.cfg.trusted_proxies)
     }
 
     /// Reads the whole request body, at most `limit` bytes, within
@@ -251,19 +238,19 @@ impl Gateway {
     /// in a body, the route declares its bodies carry none, or there is no
     /// body; otherwise the body is read (and kept for forwarding) and parsed.
     async fn body_claims(
-        &self,
+        p: &Policy,
         session: &mut Session,
         rule: BodyRule,
     ) -> std::result::Result<Vec<String>, (u16, &'static str)> {
         let mut claims = Vec::new();
-        if !self.projects.reads_body()
+        if !p.projects.reads_body()
             || rule == BodyRule::NoProject
             || session.as_downstream_mut().is_body_empty()
         {
             return Ok(claims);
         }
         let body =
-            match Self::read_body(session, self.cfg.max_body_bytes, self.body_deadline()).await {
+            match Self::read_body(session, p.cfg.max_body_bytes, Self::body_deadline(p)).await {
                 BodyRead::Complete(body) => body,
                 BodyRead::Refused(413, _) => {
                     return Err((413, "request body too large to find its project"))
@@ -284,7 +271,7 @@ impl Gateway {
             content_type: &content_type,
             content_encoding: &content_encoding,
         };
-        body::claims(heads, &body, self.projects.names(), &mut claims).map_err(|why| (415, why))?;
+        body::claims(heads, &body, p.projects.names(), &mut claims).map_err(|why| (415, why))?;
         Ok(claims)
     }
 
@@ -295,11 +282,14 @@ impl Gateway {
         span: &target::Span,
     ) -> Result<bool> {
         ctx.outcome = Outcome::Management;
-        let body = match Self::read_body(session, MAX_MANAGEMENT_BODY, self.body_deadline()).await {
+        let p = Arc::clone(&ctx.policy);
+        let body = match Self::read_body(session, MAX_MANAGEMENT_BODY, Self::body_deadline(&p))
+            .await
+        {
             BodyRead::Complete(body) => body,
             BodyRead::Refused(status, why) => return self.reject(session, ctx, status, why).await,
         };
-        let client_ip = self.client_ip(session);
+        let client_ip = Self::client_ip(&p, session);
         let req_id = ctx.req_id().to_string();
         let h = session.req_header();
         let req = ApiRequest {
@@ -315,7 +305,7 @@ impl Gateway {
             now: now_millis(),
             req_id: &req_id,
         };
-        let resp = self.api.handle(&req).await;
+        let resp = self.api.handle(&req, &p.audit).await;
         let (route, method) = Api::operation(&req);
         self.metrics.count_management(route, method, resp.status);
         log::info!("{req_id} {} {} -> {}", req.method, req.path, resp.status);
@@ -326,7 +316,8 @@ impl Gateway {
 
 impl Gateway {
     /// The request's access record, handed to the access log's writer.
-    fn log_access(&self, session: &Session, ctx: &mut Ctx) {
+    fn log_access(session: &Session, ctx: &mut Ctx) {
+        let p = Arc::clone(&ctx.policy);
         let req_id = ctx.req_id().to_string();
         let auth = ctx.auth.as_ref();
         let h = session.req_header();
@@ -338,7 +329,7 @@ impl Gateway {
             method: h.method.as_str(),
             path: access_log::redact_target(h.raw_path()),
             client_ip: auth
-                .map_or_else(|| self.client_ip(session), |a| a.client_ip)
+                .map_or_else(|| Self::client_ip(&p, session), |a| a.client_ip)
                 .to_string(),
             identity_id: ids.map(|(identity, _)| identity.to_string()),
             identity_name: auth.map(|a| a.grant.identity_name.as_str()),
@@ -353,7 +344,7 @@ impl Gateway {
             duration_ms: ctx.started.map_or(0.0, |t| access_log::millis(t.elapsed())),
             upstream_ms: ctx.upstream_took.map(access_log::millis),
         };
-        self.access_log.write(&record);
+        p.access_log.write(&record);
     }
 }
 
@@ -394,7 +385,7 @@ impl ProxyHttp for Gateway {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
-        Ctx::default()
+        Ctx::new(self.live.load_full())
     }
 
     fn init_downstream_modules(&self, _modules: &mut HttpModules) {
@@ -405,7 +396,7 @@ impl ProxyHttp for Gateway {
 
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
         ctx.req_id = request_id::of_request(&session.req_header().headers);
-        if self.access_log.is_on() {
+        if ctx.policy.access_log.is_on() {
             ctx.started = Some(Instant::now());
         }
         // Pingora keeps an HTTP/1.1 client's connection open with no idle
@@ -414,7 +405,7 @@ impl ProxyHttp for Gateway {
         // Pingora already decided to close (HTTP/1.0 without keep-alive,
         // `Connection: close`) stays closed.
         if session.get_keepalive().is_some() {
-            session.set_keepalive(Some(self.cfg.keepalive_timeout_seconds));
+            session.set_keepalive(Some(ctx.policy.cfg.keepalive_timeout_seconds));
         }
         // A client that stops reading its answer must not hold the
         // connection either (as nginx's `send_timeout`).
@@ -426,7 +417,8 @@ impl ProxyHttp for Gateway {
         // 1. Only a request the gateway fully understands goes on: a target
         //    it can read, a path and query every server reads the same way,
         //    header text without control characters. This holds on every route.
-        let span = match self.understood(session) {
+        let p = Arc::clone(&ctx.policy);
+        let span = match Self::understood(session) {
             Ok(t) => {
                 if t.absolute {
                     let mut origin = t.path.to_string();
@@ -447,7 +439,7 @@ impl ProxyHttp for Gateway {
         if Api::is_management_path(path) {
             return self.serve_management(session, ctx, &span).await;
         }
-        let route = self.cfg.routes.select(path);
+        let route = p.cfg.routes.select(path);
         if route.auth == Auth::Public {
             ctx.outcome = Outcome::Public;
             return Ok(false);
@@ -470,12 +462,12 @@ impl ProxyHttp for Gateway {
         ctx.token_ids = Some((token.identity_id, token.token_id));
 
         // 3. Who is asking, seen through trusted proxies only.
-        let client_ip = self.client_ip(session);
+        let client_ip = Self::client_ip(&p, session);
 
         // 5 (resolved early so the store sees it in the same atomic step as 4).
         //   Every claim is read: the request head, and the body unless the
         //   route declares its bodies carry no project.
-        let body_claims = match self.body_claims(session, route.body).await {
+        let body_claims = match Self::body_claims(&p, session, route.body).await {
             Ok(claims) => claims,
             Err((status, why)) => {
                 ctx.outcome = Outcome::BadRequest;
@@ -485,7 +477,7 @@ impl ProxyHttp for Gateway {
         let h = session.req_header();
         let raw = h.raw_path();
         let resolution =
-            self.projects
+            p.projects
                 .resolve(span.path(raw), span.query(raw), &h.headers, &body_claims);
         let project = match project::decide(resolution, route.project) {
             Ok(p) => p,
@@ -540,9 +532,9 @@ impl ProxyHttp for Gateway {
         Ok(false)
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let u = &self.cfg.upstream;
-        let mut peer = HttpPeer::new(self.upstream, u.tls, u.sni.clone());
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let u = &ctx.policy.cfg.upstream;
+        let mut peer = HttpPeer::new(ctx.policy.upstream, u.tls, u.sni.clone());
         peer.options.connection_timeout = Some(Duration::from_millis(u.connect_timeout_ms));
         peer.options.read_timeout = Some(Duration::from_millis(u.read_timeout_ms));
         peer.options.verify_cert = u.tls_verify;
@@ -557,14 +549,15 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<()> {
         // 6. Whatever the client sent under our header names is dropped, on every route.
-        headers::strip(req, &self.cfg.headers, self.cfg.forward_authorization);
+        let p = Arc::clone(&ctx.policy);
+        headers::strip(req, &p.cfg.headers, p.cfg.forward_authorization);
         if let Some(origin) = ctx.origin_form.take() {
             // Pingora would forward an absolute-form target as received.
             let uri = http::Uri::try_from(origin)
                 .map_err(|e| Error::because(ErrorType::InternalError, "origin-form target", e))?;
             req.set_uri(uri);
         }
-        req.insert_header(http::header::HOST, self.upstream_host.clone())?;
+        req.insert_header(http::header::HOST, p.upstream_host.clone())?;
         // Replaces whatever the client sent under that name.
         req.insert_header(request_id::HEADER, ctx.req_id())?;
         if let Some(a) = &ctx.auth {
@@ -575,7 +568,7 @@ impl ProxyHttp for Gateway {
                 project: a.project.as_deref(),
                 client_ip: a.client_ip,
             };
-            headers::inject(req, &self.injected, &caller)?;
+            headers::inject(req, &p.injected, &caller)?;
         }
         ctx.upstream_sent = Some(std::time::Instant::now());
         Ok(())
@@ -646,8 +639,8 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         self.metrics.count_request(ctx.outcome);
-        if self.access_log.is_on() {
-            self.log_access(session, ctx);
+        if ctx.policy.access_log.is_on() {
+            Self::log_access(session, ctx);
         }
     }
 }

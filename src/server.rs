@@ -8,16 +8,20 @@ use crate::config::{Config, StoreConfig};
 use crate::connection::{Guarded, Limits};
 use crate::listener::ProxyListeners;
 use crate::metrics::Metrics;
+use crate::proxy::policy::Policy;
 use crate::proxy::Gateway;
+use crate::reload::Reloader;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::metered::MeteredStore;
 use crate::store::redis::{CacheMetrics, CacheSettings, RedisSettings, RedisStore};
 use crate::store::Store;
 use anyhow::Context;
+use arc_swap::ArcSwap;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 use pingora::services::listening::Service;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,7 +71,7 @@ fn describe_store(store: &StoreConfig) -> String {
 }
 
 /// Resolves the upstream host once, at start-up.
-fn resolve_upstream(cfg: &Config) -> anyhow::Result<SocketAddr> {
+pub(crate) fn resolve_upstream(cfg: &Config) -> anyhow::Result<SocketAddr> {
     let u = &cfg.upstream;
     (u.host.as_str(), u.port)
         .to_socket_addrs()
@@ -123,7 +127,7 @@ fn keep_running_on_reopen_signals() -> anyhow::Result<()> {
 }
 
 /// Runs the gateway until it is told to stop (SIGTERM, SIGINT, SIGQUIT).
-pub fn run(cfg: Config) -> anyhow::Result<()> {
+pub fn run(cfg: Config, path: &Path) -> anyhow::Result<()> {
     check_listen_addresses(&cfg)?;
     let admin_key = crate::config::read_admin_key(&cfg).map_err(anyhow::Error::msg)?;
     if let Some(key) = &admin_key {
@@ -166,19 +170,25 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     let audit = Arc::new(
         AuditLog::start(&cfg.audit, metrics.audit_log.clone()).context("audit: cannot start")?,
     );
-    let api = Api::new(store.clone(), admin_key, audit);
+    let admin_key_hash = admin_key.as_deref().and_then(crate::api::admin_key_hash);
+    let api = Api::new(store.clone(), admin_key);
     let access_log = Arc::new(
         AccessLog::start(&cfg.access_log, metrics.access_log.clone())
             .context("access_log: cannot start")?,
     );
-    let gateway = Gateway::new(
-        store.clone(),
-        api,
+    let live = Arc::new(ArcSwap::from_pointee(Policy::new(
         cfg.clone(),
-        metrics.clone(),
         upstream,
-        access_log.clone(),
-    );
+        access_log,
+        audit,
+    )));
+    let reloader = Arc::new(Reloader::new(
+        path.to_path_buf(),
+        live.clone(),
+        metrics.clone(),
+    ));
+    crate::reload::on_sighup(reloader.clone()).context("installing the SIGHUP handler")?;
+    let gateway = Gateway::new(store.clone(), api, metrics.clone(), live.clone());
     let limits = Limits {
         max_connections: connection_limit(&cfg),
         header_timeout: Duration::from_secs(cfg.header_timeout_seconds),
@@ -203,6 +213,8 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             AdminApp {
                 store: store.clone(),
                 registry,
+                reloader,
+                admin_key_hash,
             },
         );
         admin.add_tcp(&addr.to_string());
@@ -219,7 +231,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     // `run` returns once the services have drained, so what the store still
     // holds in memory is written before the process exits.
     server.run(RunArgs::default());
-    access_log.finish(Duration::from_secs(2));
+    live.load().access_log.finish(Duration::from_secs(2));
     store.flush().context("flushing the store on shutdown")?;
     log::info!("tokengate stopped");
     Ok(())

@@ -109,11 +109,7 @@ impl H {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(EmbeddedStore::open(&dir.path().join("api.redb")).unwrap());
         H {
-            api: Api::new(
-                store.clone(),
-                Some(ADMIN_KEY.to_string()),
-                Default::default(),
-            ),
+            api: Api::new(store.clone(), Some(ADMIN_KEY.to_string())),
             store,
             secrets: Mutex::new(Vec::new()),
             _dir: dir,
@@ -229,7 +225,7 @@ pub(super) async fn send_to(api: &Api, secrets: &[String], c: Call<'_>) -> Resp 
         now: c.now,
         req_id: REQ_ID,
     };
-    let resp = api.handle(&req).await;
+    let resp = api.handle(&req, &Default::default()).await;
     let text = String::from_utf8(resp.body).unwrap();
     let json: Value =
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));

@@ -223,13 +223,13 @@ async fn admin_key_edge_cases() {
     c.auth = Some(format!("bearer   {ADMIN_KEY} "));
     assert_eq!(h.send(c).await.status, 200);
     // An empty configured key is no key: an empty bearer must not match it.
-    let api = Api::new(h.store.clone(), Some(String::new()), Default::default());
+    let api = Api::new(h.store.clone(), Some(String::new()));
     for auth in ["Bearer ", "Bearer", ""] {
         let mut c = Call::new("GET", "/api/v1/identities", Value::Null);
         c.auth = Some(auth.into());
         assert_eq!(send_to(&api, &[], c).await.status, 401);
     }
-    let api = Api::new(h.store.clone(), None, Default::default());
+    let api = Api::new(h.store.clone(), None);
     let c = Call::new("GET", "/api/v1/identities", Value::Null).admin();
     assert_eq!(send_to(&api, &[], c).await.status, 401);
     assert!(!format!("{:?}", h.api).contains(ADMIN_KEY));

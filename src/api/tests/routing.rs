@@ -208,7 +208,8 @@ async fn handle_is_send() {
         now: NOW,
         req_id: REQ_ID,
     };
-    let fut = h.api.handle(&req);
+    let audit = crate::audit::AuditLog::default();
+    let fut = h.api.handle(&req, &audit);
     assert_send(&fut);
     assert_eq!(fut.await.status, 401);
 }
@@ -344,11 +345,7 @@ impl Store for DownStore {
 
 #[tokio::test]
 async fn store_outage_is_a_generic_503() {
-    let api = Api::new(
-        Arc::new(DownStore),
-        Some(ADMIN_KEY.into()),
-        Default::default(),
-    );
+    let api = Api::new(Arc::new(DownStore), Some(ADMIN_KEY.into()));
     let one = format!("/api/v1/identities/{}", Id::random());
     let token = AccessToken::generate(Id::random()).expose();
     let cases = [

@@ -1,0 +1,101 @@
+//! Live reload: on SIGHUP, or `POST /reload` on the admin listener with the
+//! admin key, the config file is read and validated again and, unless it
+//! changes something that needs a restart, swapped in as a new `Policy`.
+//! Requests in flight finish on the policy they started with; a refused
+//! reload leaves the old one serving, with a log line and a metric.
+
+use crate::access_log::AccessLog;
+use crate::audit::AuditLog;
+use crate::config::{self, Config};
+use crate::metrics::Metrics;
+use crate::proxy::policy::Policy;
+use arc_swap::ArcSwap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+pub struct Reloader {
+    path: PathBuf,
+    live: Arc<ArcSwap<Policy>>,
+    metrics: Arc<Metrics>,
+    /// One reload at a time: a signal and an admin call must not interleave.
+    one: Mutex<()>,
+}
+
+impl Reloader {
+    pub fn new(path: PathBuf, live: Arc<ArcSwap<Policy>>, metrics: Arc<Metrics>) -> Reloader {
+        Reloader {
+            path,
+            live,
+            metrics,
+            one: Mutex::new(()),
+        }
+    }
+
+    /// Reloads the config file; on refusal, why (each problem, naming its key).
+    pub fn reload(&self) -> Result<(), Vec<String>> {
+        let _one = self
+            .one
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let result = self.swap_in();
+        match &result {
+            Ok(()) => {
+                self.metrics.reloads_ok.inc();
+                log::info!("configuration reloaded from {}", self.path.display());
+            }
+            Err(problems) => {
+                self.metrics.reloads_failed.inc();
+                log::error!(
+                    "configuration reload refused, the running configuration stays: {}",
+                    problems.join("; ")
+                );
+            }
+        }
+        result
+    }
+
+    fn swap_in(&self) -> Result<(), Vec<String>> {
+        let new = config::load(&self.path).map_err(|e| e.0)?;
+        let old = self.live.load_full();
+        let fixed = config::fixed_keys_changed(&old.cfg, &new);
+        if !fixed.is_empty() {
+            return Err(fixed
+                .iter()
+                .map(|key| format!("{key} cannot change without a restart"))
+                .collect());
+        }
+        let upstream = crate::server::resolve_upstream(&new).map_err(|e| vec![format!("{e:#}")])?;
+        let access_log = if new.access_log == old.cfg.access_log {
+            old.access_log.clone()
+        } else {
+            let log = AccessLog::start(&new.access_log, self.metrics.access_log.clone())
+                .map_err(|e| vec![format!("access_log: {e}")])?;
+            Arc::new(log)
+        };
+        let audit = if new.audit == old.cfg.audit {
+            old.audit.clone()
+        } else {
+            let log = AuditLog::start(&new.audit, self.metrics.audit_log.clone())
+                .map_err(|e| vec![format!("audit: {e}")])?;
+            Arc::new(log)
+        };
+        crate::logging::reconfigure(&new.log);
+        let new: Arc<Config> = Arc::new(new);
+        self.live
+            .store(Arc::new(Policy::new(new, upstream, access_log, audit)));
+        Ok(())
+    }
+}
+
+/// Reloads on every SIGHUP, from a thread of its own.
+pub fn on_sighup(reloader: Arc<Reloader>) -> std::io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])?;
+    std::thread::Builder::new()
+        .name("reload".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                let _ = reloader.reload();
+            }
+        })?;
+    Ok(())
+}
