@@ -545,3 +545,50 @@ fn no_token_or_admin_key_reaches_any_output() {
         );
     }
 }
+
+/// An admin key has no shape, so it is hidden by its value; but outputs
+/// hold it escaped (JSON strings in the audit log and the JSON process
+/// log, `Debug` of header maps inside those at trace) or encoded the way a
+/// client's library chose (Python's `quote` leaves `/` as it is). Each of
+/// those spellings must be hidden as well as the key as written.
+#[test]
+fn an_admin_key_is_hidden_however_outputs_escape_or_encode_it() {
+    const KEY: &str = "Zm9v+YmFy/KzEy\"q\\uX=ab'Cd9-0";
+    let dir = tempfile::tempdir().unwrap();
+    let (access, audit) = (dir.path().join("access.log"), dir.path().join("audit.log"));
+    let gw = Gateway::start(
+        file_sections(GatewayConfig::embedded_temp(), &access, &audit)
+            .env("TOKENGATE_ADMIN_KEY", KEY),
+    );
+    let admin = Admin::with_token(&gw.url(), KEY);
+    // An operator pasting the key into a name: the audit log echoes names.
+    let id = admin.create_identity(&format!("n {KEY}"), "member");
+    admin.update_identity(&id, json!({"name": format!("m {KEY}")}));
+    admin.attach_token_auth(&id, json!({}));
+    let token = admin.create_token(&id, KEY);
+    // Forwarded (to an upstream that is not there): the identity name is
+    // injected upstream and Pingora prints the request it sends.
+    get_with_token(&format!("{}/v1/x", gw.url()), &token.access_token);
+    // The key in a path and a query, encoded as Python's `quote` does.
+    let quoted = encoded_except(KEY, b"-._~/", true);
+    for target in [
+        format!("/v1/x?q={quoted}"),
+        format!("/v1/{quoted}/y"),
+        format!("/api/v1/identities/{quoted}"),
+    ] {
+        raw(
+            &gw,
+            &raw_request("GET", &target, &[("Authorization", &bearer(KEY))], None),
+        );
+    }
+    let metrics = gw.metrics_text();
+    let mut gw = gw;
+    gw.stop();
+    let outputs = Outputs::read(&gw, metrics, &access, &audit);
+    assert!(
+        outputs.get("audit log").contains("identity.updated"),
+        "the workload did not run"
+    );
+    outputs.assert_absent("the admin key", &spellings(KEY));
+    outputs.assert_absent("the token", &token_spellings(&token.access_token));
+}
