@@ -117,7 +117,7 @@ fn bench(c: &mut Criterion) {
             target::check_query(t.query.unwrap()).unwrap();
             target::check_headers(sdk_headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())))
                 .unwrap();
-            let route = cfg.routes.select(t.path);
+            let route = cfg.routes.select(None, t.path);
             let r = rules.resolve(t.path, t.query, &sdk_headers, &[]);
             project::decide(r, route.project).unwrap()
         })

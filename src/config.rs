@@ -2,6 +2,10 @@
 //! validation into a `Config`, naming the key path of every problem. The only
 //! module that parses YAML.
 
+mod upstreams;
+
+pub use upstreams::{HealthCheck, Selection, UpstreamPool};
+
 use crate::routes::{Auth, BodyRule, ProjectRule, Route, Routes};
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -23,7 +27,10 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     pub admin_key_env: Option<String>,
     pub admin_key_file: Option<PathBuf>,
+    /// The default upstream: routes that name none send here.
     pub upstream: Upstream,
+    /// Named upstreams (`upstreams`), for routes that name one.
+    pub upstreams: Vec<UpstreamPool>,
     pub store: StoreConfig,
     pub trusted_proxies: Vec<IpNet>,
     /// Per-path policy: public or token, project required, bodies read.
@@ -77,7 +84,7 @@ pub struct LogConfig {
 }
 
 /// Where requests are forwarded.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
     pub tls: bool,
     pub host: String,
@@ -175,6 +182,8 @@ struct File {
     #[serde(default)]
     admin: AdminFile,
     upstream: UpstreamFile,
+    #[serde(default)]
+    upstreams: std::collections::BTreeMap<String, upstreams::PoolFile>,
     #[serde(default)]
     store: StoreFile,
     #[serde(default)]
@@ -293,7 +302,7 @@ fn default_key_env() -> Option<String> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UpstreamFile {
+pub(crate) struct UpstreamFile {
     url: String,
     #[serde(default = "yes")]
     tls_verify: bool,
@@ -397,6 +406,8 @@ impl Default for ProjectFile {
 #[serde(deny_unknown_fields)]
 struct RouteFile {
     path: String,
+    host: Option<String>,
+    upstream: Option<String>,
     auth: Option<String>,
     project: Option<String>,
     body: Option<String>,
@@ -417,6 +428,8 @@ fn default_routes() -> Vec<RouteFile> {
     .iter()
     .map(|p| RouteFile {
         path: p.to_string(),
+        host: None,
+        upstream: None,
         auth: None,
         project: Some("required".into()),
         body: None,
@@ -582,7 +595,7 @@ pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
     parse(&text)
 }
 
-struct Problems(Vec<String>);
+pub(crate) struct Problems(Vec<String>);
 
 impl Problems {
     fn add(&mut self, key: &str, msg: impl std::fmt::Display) {
@@ -675,6 +688,7 @@ fn validate(f: File) -> Result<Config, ConfigError> {
     }
 
     let upstream = validate_upstream(&mut p, &f.upstream);
+    let upstreams = upstreams::validate_upstreams(&mut p, &f.upstreams);
     let store = validate_store(&mut p, &f.store);
 
     let trusted_proxies = f
@@ -770,6 +784,7 @@ fn validate(f: File) -> Result<Config, ConfigError> {
         admin_key_env: f.admin.api_key_env.clone(),
         admin_key_file: f.admin.api_key_file.clone(),
         upstream,
+        upstreams,
         store,
         trusted_proxies,
         routes,
@@ -880,7 +895,7 @@ fn validate_log(p: &mut Problems, l: &LogFile) -> LogConfig {
     }
 }
 
-fn validate_upstream(p: &mut Problems, u: &UpstreamFile) -> Option<Upstream> {
+pub(crate) fn validate_upstream(p: &mut Problems, u: &UpstreamFile) -> Option<Upstream> {
     let connect = p.range(
         "upstream.connect_timeout_ms",
         u.connect_timeout_ms,
@@ -1098,6 +1113,21 @@ fn validate_routes(p: &mut Problems, f: &File, projects_on: bool) -> Routes {
                 format!("'{o}' is not parse or no-project"),
             ),
         }
+        if let Some(host) = &r.host {
+            match crate::routes::host_pattern(host) {
+                Ok(h) => route.host = Some(h),
+                Err(e) => p.add(&format!("{key}.host"), e),
+            }
+        }
+        if let Some(name) = &r.upstream {
+            if name != "default" && !f.upstreams.contains_key(name) {
+                p.add(
+                    &format!("{key}.upstream"),
+                    format!("'{name}' is not in upstreams"),
+                );
+            }
+            route.upstream = Some(name.clone());
+        }
         if route.auth == Auth::Public && route.project == ProjectRule::Required {
             p.add(&key, "a public route cannot require a project");
         }
@@ -1203,15 +1233,15 @@ mod tests {
         // Infisical's project-scoped APIs require a project.
         assert_eq!(c.project_sources.len(), 13);
         assert_eq!(
-            c.routes.select("/api/v3/secrets/raw").project,
+            c.routes.select(None, "/api/v3/secrets/raw").project,
             ProjectRule::Required
         );
         assert_eq!(
-            c.routes.select("/api/v1/workspace/p1/tags").project,
+            c.routes.select(None, "/api/v1/workspace/p1/tags").project,
             ProjectRule::Required
         );
         assert_eq!(
-            c.routes.select("/api/v1/workspace").project,
+            c.routes.select(None, "/api/v1/workspace").project,
             ProjectRule::Optional
         );
         let off = parse(&format!("{MINIMAL}project: {{sources: []}}\n")).unwrap();
@@ -1226,12 +1256,12 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(c.routes.all().len(), 4);
-        assert_eq!(c.routes.select("/up/x").body, BodyRule::NoProject);
-        assert_eq!(c.routes.select("/status").auth, Auth::Public);
-        assert_eq!(c.routes.select("/health/x").auth, Auth::Public);
+        assert_eq!(c.routes.select(None, "/up/x").body, BodyRule::NoProject);
+        assert_eq!(c.routes.select(None, "/status").auth, Auth::Public);
+        assert_eq!(c.routes.select(None, "/health/x").auth, Auth::Public);
         // Given routes replace the defaults.
         assert_eq!(
-            c.routes.select("/api/v1/folders").project,
+            c.routes.select(None, "/api/v1/folders").project,
             ProjectRule::Optional
         );
         for (bad, key) in [

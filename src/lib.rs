@@ -42,3 +42,4 @@ pub mod routes;
 pub mod server;
 pub mod store;
 pub mod token;
+pub mod upstreams;

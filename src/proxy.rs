@@ -24,6 +24,7 @@ use crate::request_id;
 use crate::routes::{Auth, BodyRule};
 use crate::store::{AuthRequest, Store};
 use crate::token::{AccessToken, Id};
+use crate::upstreams::{Picked, Pool};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -71,6 +72,9 @@ pub struct Ctx {
     reason: Option<String>,
     upstream_status: Option<u16>,
     upstream_took: Option<Duration>,
+    /// The route's upstream pool, and the address picked from it.
+    pool: Option<Arc<Pool>>,
+    picked: Option<Picked>,
 }
 
 impl Ctx {
@@ -87,6 +91,8 @@ impl Ctx {
             reason: None,
             upstream_status: None,
             upstream_took: None,
+            pool: None,
+            picked: None,
         }
     }
 
@@ -439,7 +445,14 @@ impl ProxyHttp for Gateway {
         if Api::is_management_path(path) {
             return self.serve_management(session, ctx, &span).await;
         }
-        let route = p.cfg.routes.select(path);
+        let host = session
+            .req_header()
+            .headers
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(crate::routes::request_host);
+        let route = p.cfg.routes.select(host.as_deref(), path);
+        ctx.pool = p.pool(route.upstream.as_deref()).cloned();
         if route.auth == Auth::Public {
             ctx.outcome = Outcome::Public;
             return Ok(false);
@@ -533,13 +546,32 @@ impl ProxyHttp for Gateway {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let u = &ctx.policy.cfg.upstream;
-        let mut peer = HttpPeer::new(ctx.policy.upstream, u.tls, u.sni.clone());
-        peer.options.connection_timeout = Some(Duration::from_millis(u.connect_timeout_ms));
-        peer.options.read_timeout = Some(Duration::from_millis(u.read_timeout_ms));
-        peer.options.verify_cert = u.tls_verify;
-        peer.options.verify_hostname = u.tls_verify;
+        let no_address = || Error::explain(ErrorType::ConnectNoRoute, "upstream has no address");
+        let pool = ctx.pool.clone().ok_or_else(no_address)?;
+        // A retry after a refused connection picks again.
+        if let Some(before) = ctx.picked.take() {
+            pool.release(&before);
+        }
+        let picked = pool.pick().ok_or_else(no_address)?;
+        let peer = pool.peer(&picked);
+        ctx.picked = Some(picked);
         Ok(Box::new(peer))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // Nothing was sent: another address may take the request.
+        if let (Some(pool), Some(picked)) = (&ctx.pool, &ctx.picked) {
+            if pool.eject(picked) {
+                e.set_retry(true);
+            }
+        }
+        e
     }
 
     async fn upstream_request_filter(
@@ -557,7 +589,9 @@ impl ProxyHttp for Gateway {
                 .map_err(|e| Error::because(ErrorType::InternalError, "origin-form target", e))?;
             req.set_uri(uri);
         }
-        req.insert_header(http::header::HOST, p.upstream_host.clone())?;
+        if let (Some(pool), Some(picked)) = (&ctx.pool, &ctx.picked) {
+            req.insert_header(http::header::HOST, pool.host_header(picked))?;
+        }
         // Replaces whatever the client sent under that name.
         req.insert_header(request_id::HEADER, ctx.req_id())?;
         if let Some(a) = &ctx.auth {
@@ -639,6 +673,9 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         self.metrics.count_request(ctx.outcome);
+        if let (Some(pool), Some(picked)) = (&ctx.pool, &ctx.picked) {
+            pool.release(picked);
+        }
         if ctx.policy.access_log.is_on() {
             Self::log_access(session, ctx);
         }

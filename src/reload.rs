@@ -6,7 +6,7 @@
 
 use crate::access_log::AccessLog;
 use crate::audit::AuditLog;
-use crate::config::{self, Config};
+use crate::config;
 use crate::metrics::Metrics;
 use crate::proxy::policy::Policy;
 use arc_swap::ArcSwap;
@@ -64,7 +64,6 @@ impl Reloader {
                 .map(|key| format!("{key} cannot change without a restart"))
                 .collect());
         }
-        let upstream = crate::server::resolve_upstream(&new).map_err(|e| vec![format!("{e:#}")])?;
         let access_log = if new.access_log == old.cfg.access_log {
             old.access_log.clone()
         } else {
@@ -79,10 +78,11 @@ impl Reloader {
                 .map_err(|e| vec![format!("audit: {e}")])?;
             Arc::new(log)
         };
-        crate::logging::reconfigure(&new.log);
-        let new: Arc<Config> = Arc::new(new);
-        self.live
-            .store(Arc::new(Policy::new(new, upstream, access_log, audit)));
+        let log = new.log.clone();
+        let policy =
+            Policy::new(Arc::new(new), access_log, audit, Some(&old)).map_err(|e| vec![e])?;
+        crate::logging::reconfigure(&log);
+        self.live.store(Arc::new(policy));
         Ok(())
     }
 }

@@ -1,7 +1,9 @@
 //! Routes (pure): the per-path policy of the request path. A route is a path
-//! prefix of whole segments (`*` stands for any one segment) with an auth
-//! policy (`token` or `public`), whether a project is required there, and
-//! whether its bodies may carry a project. The longest matching prefix wins.
+//! prefix of whole segments (`*` stands for any one segment), optionally for
+//! one host, with an auth policy (`token` or `public`), whether a project is
+//! required there, whether its bodies may carry a project, and the upstream
+//! it sends to. The longest matching prefix wins; at equal length a route
+//! for the request's host beats one for any host.
 //! Public routes match exactly (case and spelling), every other route matches
 //! case-insensitively and ignoring `-`, `_` and `.`: a spelling an upstream
 //! might route the same way may loosen nothing and must not escape a rule
@@ -46,6 +48,10 @@ pub struct Route {
     /// The prefix as configured (for messages).
     pub path: String,
     pub segments: Vec<Segment>,
+    /// The host it is for (`host_pattern`); any host when `None`.
+    pub host: Option<String>,
+    /// The named upstream it sends to; the default upstream when `None`.
+    pub upstream: Option<String>,
     pub auth: Auth,
     pub project: ProjectRule,
     pub body: BodyRule,
@@ -57,6 +63,8 @@ impl Route {
         Ok(Route {
             path: path.to_string(),
             segments: parse_prefix(path)?,
+            host: None,
+            upstream: None,
             auth: Auth::Token,
             project: ProjectRule::Optional,
             body: BodyRule::Parse,
@@ -68,6 +76,8 @@ impl Route {
         Route {
             path: "/".into(),
             segments: Vec::new(),
+            host: None,
+            upstream: None,
             auth: Auth::Token,
             project: ProjectRule::Optional,
             body: BodyRule::Parse,
@@ -86,15 +96,70 @@ impl Route {
         })
     }
 
-    /// Longer prefixes win, then those with more literal segments.
-    fn rank(&self) -> (usize, usize) {
+    /// Is this route for `host` (the request's, lowercase, without port)?
+    fn serves(&self, host: Option<&str>) -> bool {
+        let Some(pattern) = &self.host else {
+            return true;
+        };
+        let Some(host) = host else {
+            return false;
+        };
+        match pattern.strip_prefix("*.") {
+            // At least one label before the suffix: `*.a.com` is not `a.com`.
+            Some(suffix) => host
+                .strip_suffix(suffix)
+                .and_then(|rest| rest.strip_suffix('.'))
+                .is_some_and(|label| !label.is_empty()),
+            None => host == pattern,
+        }
+    }
+
+    /// Longer prefixes win, then those with more literal segments, then
+    /// those for a host.
+    fn rank(&self) -> (usize, usize, bool) {
         let literals = self
             .segments
             .iter()
             .filter(|s| matches!(s, Segment::Literal(_)))
             .count();
-        (self.segments.len(), literals)
+        (self.segments.len(), literals, self.host.is_some())
     }
+}
+
+/// A route's `host` as matched: lowercase, no port, no trailing dot; a
+/// leading `*.` stands for one or more labels.
+pub fn host_pattern(host: &str) -> Result<String, String> {
+    let h = host.trim_end_matches('.').to_ascii_lowercase();
+    let name = h.strip_prefix("*.").unwrap_or(&h);
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if valid {
+        Ok(h)
+    } else {
+        Err(format!(
+            "'{host}' is not a host name (letters, digits, '-', dots; '*.' in front for any subdomain)"
+        ))
+    }
+}
+
+/// The request's host for route matching: the `Host` value without port,
+/// lowercase, without a trailing dot.
+pub fn request_host(authority: &str) -> String {
+    let host = if authority.starts_with('[') {
+        authority
+            .find(']')
+            .map_or(authority, |end| &authority[..=end])
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    };
+    host.trim_end_matches('.').to_ascii_lowercase()
 }
 
 /// Splits `/a/*/b/` into segments; `*` must be a whole segment.
@@ -135,10 +200,14 @@ impl Routes {
         &self.routes
     }
 
-    /// The route for a (checked) request path.
-    pub fn select(&self, path: &str) -> &Route {
+    /// The route for a (checked) request path on `host` (`request_host`).
+    pub fn select(&self, host: Option<&str>, path: &str) -> &Route {
         let mut best: Option<&Route> = None;
-        for r in self.routes.iter().filter(|r| r.covers(path)) {
+        for r in self
+            .routes
+            .iter()
+            .filter(|r| r.serves(host) && r.covers(path))
+        {
             if best.is_none_or(|b| r.rank() > b.rank()) {
                 best = Some(r);
             }
@@ -178,43 +247,93 @@ mod tests {
     #[test]
     fn longest_prefix_wins() {
         let t = table();
-        assert_eq!(t.select("/api/v3/secrets/raw").path, "/api/*/secrets");
-        assert_eq!(t.select("/api/v4/secrets").path, "/api/*/secrets");
+        assert_eq!(t.select(None, "/api/v3/secrets/raw").path, "/api/*/secrets");
+        assert_eq!(t.select(None, "/api/v4/secrets").path, "/api/*/secrets");
         assert_eq!(
-            t.select("/api/v3/secrets/health").path,
+            t.select(None, "/api/v3/secrets/health").path,
             "/api/v3/secrets/health"
         );
-        assert_eq!(t.select("/public/x").auth, Auth::Public);
-        assert_eq!(t.select("/uploads/a").body, BodyRule::NoProject);
-        assert_eq!(t.select("/other").path, "/");
-        assert_eq!(t.select("/api/v3").path, "/");
+        assert_eq!(t.select(None, "/public/x").auth, Auth::Public);
+        assert_eq!(t.select(None, "/uploads/a").body, BodyRule::NoProject);
+        assert_eq!(t.select(None, "/other").path, "/");
+        assert_eq!(t.select(None, "/api/v3").path, "/");
     }
 
     #[test]
     fn only_tightening_rules_match_loosely() {
         let t = table();
         assert_eq!(
-            t.select("/API/V3/Secrets/raw").project,
-            ProjectRule::Required
-        );
-        assert_eq!(t.select("/api/v3/se_crets").project, ProjectRule::Required);
-        assert_eq!(
-            t.select("/api/v3/secrets.json").project,
+            t.select(None, "/API/V3/Secrets/raw").project,
             ProjectRule::Required
         );
         assert_eq!(
-            t.select("/api/v3/secrets%20/raw").project,
+            t.select(None, "/api/v3/se_crets").project,
             ProjectRule::Required
         );
-        assert_eq!(t.select("/PUBLIC/x").auth, Auth::Token);
+        assert_eq!(
+            t.select(None, "/api/v3/secrets.json").project,
+            ProjectRule::Required
+        );
+        assert_eq!(
+            t.select(None, "/api/v3/secrets%20/raw").project,
+            ProjectRule::Required
+        );
+        assert_eq!(t.select(None, "/PUBLIC/x").auth, Auth::Token);
         // Public prefixes match whole segments, with or without a trailing '/'.
-        assert_eq!(t.select("/public").auth, Auth::Public);
-        assert_eq!(t.select("/publicXYZ/secret").auth, Auth::Token);
+        assert_eq!(t.select(None, "/public").auth, Auth::Public);
+        assert_eq!(t.select(None, "/publicXYZ/secret").auth, Auth::Token);
         let slash = Routes::new(vec![route("/public/", Auth::Public, ProjectRule::Optional)]);
-        assert_eq!(slash.select("/public/x").auth, Auth::Public);
-        assert_eq!(slash.select("/other").auth, Auth::Token);
-        assert_eq!(t.select("/publicity").auth, Auth::Token);
-        assert_eq!(t.select("/api/v3/secrets/Health").auth, Auth::Token);
+        assert_eq!(slash.select(None, "/public/x").auth, Auth::Public);
+        assert_eq!(slash.select(None, "/other").auth, Auth::Token);
+        assert_eq!(t.select(None, "/publicity").auth, Auth::Token);
+        assert_eq!(t.select(None, "/api/v3/secrets/Health").auth, Auth::Token);
+    }
+
+    #[test]
+    fn hosts_narrow_routes_and_win_ties() {
+        let on = |host: &str, path: &str, upstream: &str| Route {
+            host: Some(host_pattern(host).unwrap()),
+            upstream: Some(upstream.into()),
+            ..Route::new(path).unwrap()
+        };
+        let t = Routes::new(vec![
+            Route::new("/v1").unwrap(),
+            on("Billing.Example.com.", "/v1", "billing"),
+            on("*.example.com", "/v1/admin", "wild"),
+        ]);
+        let pick = |host: Option<&str>, path| t.select(host, path).upstream.clone();
+        assert_eq!(
+            pick(Some("billing.example.com"), "/v1/x"),
+            Some("billing".into())
+        );
+        assert_eq!(pick(Some("other.com"), "/v1/x"), None);
+        assert_eq!(
+            pick(None, "/v1/x"),
+            None,
+            "no Host: host routes never match"
+        );
+        // A longer prefix wins over a host of its own.
+        assert_eq!(
+            pick(Some("billing.example.com"), "/v1/admin/a"),
+            Some("wild".into())
+        );
+        assert_eq!(
+            pick(Some("a.b.example.com"), "/v1/admin"),
+            Some("wild".into())
+        );
+        assert_eq!(
+            pick(Some("example.com"), "/v1/admin"),
+            None,
+            "'*.' needs a label"
+        );
+        assert_eq!(pick(Some("xexample.com"), "/v1/admin"), None);
+        assert_eq!(
+            request_host("Billing.Example.COM.:8443"),
+            "billing.example.com"
+        );
+        assert_eq!(request_host("[::1]:80"), "[::1]");
+        assert!(host_pattern("a b").is_err() && host_pattern("*.").is_err());
+        assert!(host_pattern("a..b").is_err() && host_pattern("").is_err());
     }
 
     #[test]

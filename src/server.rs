@@ -20,7 +20,6 @@ use arc_swap::ArcSwap;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 use pingora::services::listening::Service;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,16 +67,6 @@ fn describe_store(store: &StoreConfig) -> String {
             }
         ),
     }
-}
-
-/// Resolves the upstream host once, at start-up.
-pub(crate) fn resolve_upstream(cfg: &Config) -> anyhow::Result<SocketAddr> {
-    let u = &cfg.upstream;
-    (u.host.as_str(), u.port)
-        .to_socket_addrs()
-        .with_context(|| format!("cannot resolve upstream host {}", u.host))?
-        .next()
-        .with_context(|| format!("upstream host {} has no address", u.host))
 }
 
 /// Fails fast when a listen address is taken: Pingora would retry for half
@@ -138,7 +127,6 @@ pub fn run(cfg: Config, path: &Path) -> anyhow::Result<()> {
             "no admin key configured: only admin identities' tokens can use the management API"
         );
     }
-    let upstream = resolve_upstream(&cfg)?;
     keep_running_on_reopen_signals()?;
     let registry = prometheus::Registry::new();
     let metrics = Arc::new(Metrics::register(&registry)?);
@@ -176,12 +164,8 @@ pub fn run(cfg: Config, path: &Path) -> anyhow::Result<()> {
         AccessLog::start(&cfg.access_log, metrics.access_log.clone())
             .context("access_log: cannot start")?,
     );
-    let live = Arc::new(ArcSwap::from_pointee(Policy::new(
-        cfg.clone(),
-        upstream,
-        access_log,
-        audit,
-    )));
+    let policy = Policy::new(cfg.clone(), access_log, audit, None).map_err(anyhow::Error::msg)?;
+    let live = Arc::new(ArcSwap::from_pointee(policy));
     let reloader = Arc::new(Reloader::new(
         path.to_path_buf(),
         live.clone(),

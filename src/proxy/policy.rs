@@ -1,6 +1,6 @@
 //! `Policy`: what the request path derives from one configuration (routes,
-//! the upstream and its address, project rules, header names, trusted
-//! proxies, the access and audit logs). A reload builds a new one and swaps
+//! the upstream pools, project rules, header names, trusted proxies, the
+//! access and audit logs). A reload builds a new one and swaps
 //! it in; a request keeps the one it started with to its end.
 
 use super::headers::Injected;
@@ -8,17 +8,15 @@ use super::project::ProjectRules;
 use crate::access_log::AccessLog;
 use crate::audit::AuditLog;
 use crate::config::Config;
-use std::net::SocketAddr;
+use crate::config::UpstreamPool;
+use crate::upstreams::{Pool, DEFAULT};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 pub struct Policy {
     pub cfg: Arc<Config>,
-    /// Resolved when the policy is built: Pingora's own resolution blocks
-    /// and panics.
-    pub upstream: SocketAddr,
-    /// The Host header sent upstream: the upstream's own authority, as nginx
-    /// does by default, so virtual hosts and TLS front ends route correctly.
-    pub upstream_host: http::HeaderValue,
+    /// Every upstream by name, `default` (the `upstream` section) included.
+    pub pools: HashMap<String, Arc<Pool>>,
     pub injected: Injected,
     pub projects: ProjectRules,
     pub access_log: Arc<AccessLog>,
@@ -26,34 +24,46 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// Builds the policy of `cfg`; the pools of `previous` whose settings
+    /// are unchanged are kept (with their health and counters).
     pub fn new(
         cfg: Arc<Config>,
-        upstream: SocketAddr,
         access_log: Arc<AccessLog>,
         audit: Arc<AuditLog>,
-    ) -> Policy {
-        let u = &cfg.upstream;
-        let default_port = if u.tls { 443 } else { 80 };
-        let host = if u.host.contains(':') {
-            format!("[{}]", u.host)
-        } else {
-            u.host.clone()
+        previous: Option<&Policy>,
+    ) -> Result<Policy, String> {
+        let mut pools = HashMap::new();
+        let keep = |name: &str, wanted: &UpstreamPool| {
+            previous
+                .and_then(|p| p.pools.get(name))
+                .filter(|pool| pool.config == *wanted)
+                .cloned()
         };
-        let authority = if u.port == default_port {
-            host
-        } else {
-            format!("{host}:{}", u.port)
+        let default = Pool::default_config(&cfg.upstream);
+        let pool = match keep(DEFAULT, &default) {
+            Some(pool) => pool,
+            None => Pool::start(&default)?,
         };
-        let upstream_host = http::HeaderValue::from_str(&authority)
-            .unwrap_or_else(|_| http::HeaderValue::from_static("localhost"));
-        Policy {
+        pools.insert(DEFAULT.to_string(), pool);
+        for wanted in &cfg.upstreams {
+            let pool = match keep(&wanted.name, wanted) {
+                Some(pool) => pool,
+                None => Pool::start(wanted)?,
+            };
+            pools.insert(wanted.name.clone(), pool);
+        }
+        Ok(Policy {
             injected: Injected::new(&cfg.headers),
             projects: ProjectRules::new(&cfg.project_sources),
             cfg,
-            upstream,
-            upstream_host,
+            pools,
             access_log,
             audit,
-        }
+        })
+    }
+
+    /// The pool a route sends to.
+    pub fn pool(&self, name: Option<&str>) -> Option<&Arc<Pool>> {
+        self.pools.get(name.unwrap_or(DEFAULT))
     }
 }
