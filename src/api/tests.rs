@@ -210,6 +210,7 @@ impl H {
                 now,
                 project,
                 required_role: None,
+                route_rate_limit: None,
             })
             .await
             .unwrap()
