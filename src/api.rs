@@ -92,11 +92,13 @@ pub struct ApiRequest<'a> {
     pub req_id: &'a str,
 }
 
-/// The answer: a status and a JSON body.
+/// The answer: a status, a JSON body, and any headers beyond the usual
+/// (`Retry-After` and the rate-limit headers of a 429).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiResponse {
     pub status: u16,
     pub body: Vec<u8>,
+    pub headers: Vec<(&'static str, String)>,
 }
 
 /// What a handler needs: the store, the request, who is calling, and

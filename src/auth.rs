@@ -7,6 +7,7 @@
 //! holds both to the same answers.
 
 use crate::model::{Identity, Membership, Millis, TokenRecord};
+use crate::rate_limit::Refusal;
 use crate::token::SecretHash;
 use std::net::IpAddr;
 use subtle::ConstantTimeEq;
@@ -24,6 +25,8 @@ pub enum Deny {
     /// The request needs a different org role (the management API needs `admin`).
     OrgRoleNotAllowed,
     NoProjectAccess,
+    /// Every other check passed, but the rate limit that applies is spent.
+    RateLimited(Refusal),
 }
 
 impl Deny {
@@ -31,6 +34,7 @@ impl Deny {
     pub fn status(&self) -> u16 {
         match self {
             Deny::IpNotTrusted(_) | Deny::OrgRoleNotAllowed | Deny::NoProjectAccess => 403,
+            Deny::RateLimited(_) => 429,
             _ => 401,
         }
     }
@@ -46,6 +50,7 @@ impl Deny {
             Deny::IpNotTrusted(_) => "ip_not_trusted",
             Deny::OrgRoleNotAllowed => "org_role",
             Deny::NoProjectAccess => "no_project_access",
+            Deny::RateLimited(_) => "rate_limited",
         }
     }
 
@@ -60,6 +65,7 @@ impl Deny {
             Deny::IpNotTrusted(ip) => format!("IP {ip} is not in the token's trusted IPs"),
             Deny::OrgRoleNotAllowed => "the identity's org role does not allow this request".into(),
             Deny::NoProjectAccess => "identity has no access to this project".into(),
+            Deny::RateLimited(r) => r.message(),
         }
     }
 }

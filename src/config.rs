@@ -6,6 +6,7 @@ mod upstreams;
 
 pub use upstreams::{HealthCheck, Selection, UpstreamPool};
 
+use crate::rate_limit::{Field as RateLimitField, Per, RateLimit};
 use crate::routes::{Auth, BodyRule, ProjectRule, Route, Routes};
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -411,6 +412,17 @@ struct RouteFile {
     auth: Option<String>,
     project: Option<String>,
     body: Option<String>,
+    rate_limit: Option<RateLimitFile>,
+}
+
+/// `routes[].rate_limit`: `burst` defaults to `requests`, `per` to `identity`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateLimitFile {
+    requests: i64,
+    window_seconds: i64,
+    burst: Option<i64>,
+    per: Option<String>,
 }
 
 /// Infisical's project-scoped APIs, where a request must name its project.
@@ -433,6 +445,7 @@ fn default_routes() -> Vec<RouteFile> {
         auth: None,
         project: Some("required".into()),
         body: None,
+        rate_limit: None,
     })
     .collect()
 }
@@ -1128,6 +1141,15 @@ fn validate_routes(p: &mut Problems, f: &File, projects_on: bool) -> Routes {
             }
             route.upstream = Some(name.clone());
         }
+        if let Some(rl) = &r.rate_limit {
+            route.rate_limit = route_rate_limit(p, &format!("{key}.rate_limit"), rl);
+            if route.auth == Auth::Public {
+                p.add(
+                    &format!("{key}.rate_limit"),
+                    "a public route has no identity to limit",
+                );
+            }
+        }
         if route.auth == Auth::Public && route.project == ProjectRule::Required {
             p.add(&key, "a public route cannot require a project");
         }
@@ -1149,6 +1171,42 @@ fn validate_routes(p: &mut Problems, f: &File, projects_on: bool) -> Routes {
         }
     }
     Routes::new(routes)
+}
+
+/// A route's default rate limit, with the bounds of `RateLimit::validate`.
+fn route_rate_limit(p: &mut Problems, key: &str, f: &RateLimitFile) -> Option<RateLimit> {
+    let number = |v: i64| u32::try_from(v).unwrap_or(0);
+    let per = match f.per.as_deref() {
+        None => Per::Identity,
+        Some(s) => match Per::parse(s) {
+            Some(per) => per,
+            None => {
+                p.add(
+                    &format!("{key}.per"),
+                    format!("'{s}' is not identity or token"),
+                );
+                return None;
+            }
+        },
+    };
+    let limit = RateLimit {
+        requests: number(f.requests),
+        window_seconds: number(f.window_seconds),
+        burst: number(f.burst.unwrap_or(f.requests)),
+        per,
+    };
+    match limit.validate() {
+        Ok(()) => Some(limit),
+        Err((field, message)) => {
+            let name = match field {
+                RateLimitField::Requests => "requests",
+                RateLimitField::WindowSeconds => "window_seconds",
+                RateLimitField::Burst => "burst",
+            };
+            p.add(&format!("{key}.{name}"), message);
+            None
+        }
+    }
 }
 
 /// Splits "/api/*/projects/{projectId}/x" into segments with one placeholder.
@@ -1284,6 +1342,49 @@ mod tests {
             ),
         ] {
             let e = errors(&format!("{MINIMAL}{bad}\n"));
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn route_rate_limits() {
+        let c = parse(&format!(
+            "{MINIMAL}routes:\n  - {{path: /api, rate_limit: {{requests: 10, window_seconds: 1}}}}\n  - {{path: /bulk, rate_limit: {{requests: 5, window_seconds: 60, burst: 1, per: token}}}}\n  - {{path: /free}}\n"
+        ))
+        .unwrap();
+        let api = c.routes.select(None, "/api/x").rate_limit.unwrap();
+        assert_eq!(
+            (api.requests, api.window_seconds, api.burst, api.per),
+            (10, 1, 10, Per::Identity),
+            "burst defaults to requests, per to identity"
+        );
+        let bulk = c.routes.select(None, "/bulk").rate_limit.unwrap();
+        assert_eq!((bulk.burst, bulk.per), (1, Per::Token));
+        assert_eq!(c.routes.select(None, "/free").rate_limit, None);
+        for (bad, key) in [
+            (
+                "{path: /a, rate_limit: {requests: 0, window_seconds: 1}}",
+                "routes[0].rate_limit.requests",
+            ),
+            (
+                "{path: /a, rate_limit: {requests: 1, window_seconds: 90000}}",
+                "routes[0].rate_limit.window_seconds",
+            ),
+            (
+                "{path: /a, rate_limit: {requests: 2, window_seconds: 86400, burst: 3}}",
+                "routes[0].rate_limit.burst",
+            ),
+            (
+                "{path: /a, rate_limit: {requests: 1, window_seconds: 1, per: org}}",
+                "routes[0].rate_limit.per",
+            ),
+            (
+                "{path: /a, auth: public, rate_limit: {requests: 1, window_seconds: 1}}",
+                "routes[0].rate_limit",
+            ),
+            ("{path: /a, rate_limit: {requests: 1, window: 1}}", "window"),
+        ] {
+            let e = errors(&format!("{MINIMAL}routes: [{bad}]\n"));
             assert!(e.contains(key), "{bad}: {e}");
         }
     }

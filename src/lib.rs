@@ -5,6 +5,7 @@
 //! - `token`:   access token format: generate, parse, checksum, hash (pure)
 //! - `model`:   identities, Token Auth config, tokens, memberships, bounds (pure)
 //! - `auth`:    the decision: token + client IP + now -> allow | deny (pure)
+//! - `rate_limit`: rate-limit policies and the GCRA decision, time as a parameter (pure)
 //! - `store`:   the `Store` trait; `store::redis` and `store::embedded`
 //! - `proxy`:   Pingora `ProxyHttp` glue; `proxy::target`, `proxy::path`, `proxy::names`,
 //!   `proxy::body`, `proxy::multipart`, `proxy::project`, `proxy::client_ip`, `proxy::headers`
@@ -35,6 +36,7 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod proxy;
+pub mod rate_limit;
 pub mod redact;
 pub mod reload;
 pub mod request_id;

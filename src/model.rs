@@ -1,6 +1,7 @@
 //! The domain records: identities, Token Auth configuration, access tokens and
 //! project memberships, with the contract's defaults and bounds (pure).
 
+use crate::rate_limit::{self, RateLimit};
 use crate::token::{Id, SecretHash};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -44,9 +45,17 @@ pub struct TokenAuthConfig {
     pub num_uses_limit: u64,
     pub trusted_ips: Vec<IpNet>,
     pub period: u64,
+    /// Read at every check (never copied onto tokens): a live policy an
+    /// operator tightens against a runaway identity applies at once.
+    /// Absent in records written before rate limits existed.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
     pub created_at: Millis,
     pub updated_at: Millis,
 }
+
+/// The management API's name for `rate_limit` (a tokengate extension).
+pub const RATE_LIMIT_FIELD: &str = "accessTokenRateLimit";
 
 /// The default trusted IPs: everywhere, both families.
 pub fn default_trusted_ips() -> Vec<IpNet> {
@@ -99,6 +108,17 @@ impl TokenAuthConfig {
             return Err(FieldError::new(
                 "accessTokenTrustedIps",
                 "at least one trusted IP is required",
+            ));
+        }
+        if let Some(Err((field, message))) = self.rate_limit.map(|l| l.validate()) {
+            let name = match field {
+                rate_limit::Field::Requests => "requests",
+                rate_limit::Field::WindowSeconds => "windowSeconds",
+                rate_limit::Field::Burst => "burst",
+            };
+            return Err(FieldError::new(
+                &format!("{RATE_LIMIT_FIELD}.{name}"),
+                message,
             ));
         }
         Ok(())
@@ -433,6 +453,7 @@ mod tests {
             num_uses_limit: 0,
             trusted_ips: default_trusted_ips(),
             period: 0,
+            rate_limit: None,
             created_at: 0,
             updated_at: 0,
         };
@@ -444,6 +465,17 @@ mod tests {
         c.period = 0;
         c.trusted_ips.clear();
         assert_eq!(c.validate().unwrap_err().field, "accessTokenTrustedIps");
+        c.trusted_ips = default_trusted_ips();
+        c.rate_limit = Some(RateLimit {
+            requests: 10,
+            window_seconds: 1,
+            burst: 0,
+            per: rate_limit::Per::Identity,
+        });
+        assert_eq!(
+            c.validate().unwrap_err().field,
+            "accessTokenRateLimit.burst"
+        );
     }
 
     #[test]

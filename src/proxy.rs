@@ -16,7 +16,7 @@ pub mod target;
 
 use crate::access_log::{self, AccessRecord};
 use crate::api::{Api, ApiRequest};
-use crate::auth::Grant;
+use crate::auth::{Deny, Grant};
 use crate::error::error_json;
 use crate::metrics::{Metrics, Outcome};
 use crate::model::now_millis;
@@ -136,6 +136,19 @@ impl Gateway {
         status: u16,
         message: &str,
     ) -> Result<bool> {
+        self.reject_with(session, ctx, status, message, &[]).await
+    }
+
+    /// `reject` with extra response headers (a 429's `Retry-After` and
+    /// rate-limit headers).
+    async fn reject_with(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        status: u16,
+        message: &str,
+        headers: &[(&'static str, String)],
+    ) -> Result<bool> {
         let req_id = ctx.req_id().to_string();
         let body = error_json(status, message, &req_id, None);
         if ctx.outcome == Outcome::Other {
@@ -155,7 +168,7 @@ impl Gateway {
             "{req_id} {} {target} -> {status}: {message}",
             session.req_header().method
         );
-        write_json(session, status, body, &req_id).await?;
+        write_json(session, status, body, &req_id, headers).await?;
         Ok(true)
     }
 
@@ -315,7 +328,7 @@ impl Gateway {
         let (route, method) = Api::operation(&req);
         self.metrics.count_management(route, method, resp.status);
         log::info!("{req_id} {} {} -> {}", req.method, req.path, resp.status);
-        write_json(session, resp.status, resp.body, &req_id).await?;
+        write_json(session, resp.status, resp.body, &req_id, &resp.headers).await?;
         Ok(true)
     }
 }
@@ -360,9 +373,18 @@ enum BodyRead {
     Refused(u16, &'static str),
 }
 
-async fn write_json(session: &mut Session, status: u16, body: Vec<u8>, req_id: &str) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(4))?;
+async fn write_json(
+    session: &mut Session,
+    status: u16,
+    body: Vec<u8>,
+    req_id: &str,
+    headers: &[(&'static str, String)],
+) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(4 + headers.len()))?;
     resp.insert_header("content-type", "application/json")?;
+    for (name, value) in headers {
+        resp.insert_header(*name, value)?;
+    }
     resp.insert_header(request_id::HEADER, req_id)?;
     resp.insert_header("content-length", body.len().to_string())?;
     session.write_response_header(Box::new(resp), false).await?;
@@ -510,6 +532,7 @@ impl ProxyHttp for Gateway {
                 now: now_millis(),
                 project: project.as_deref(),
                 required_role: None,
+                route_rate_limit: route.rate_limit,
             })
             .await;
         self.metrics
@@ -520,8 +543,12 @@ impl ProxyHttp for Gateway {
             Ok(Err(deny)) => {
                 self.metrics.denied.with_label_values(&[deny.code()]).inc();
                 ctx.reason = Some(deny.code().to_string());
+                let headers = match &deny {
+                    Deny::RateLimited(r) => r.headers().to_vec(),
+                    _ => Vec::new(),
+                };
                 return self
-                    .reject(session, ctx, deny.status(), &deny.message())
+                    .reject_with(session, ctx, deny.status(), &deny.message(), &headers)
                     .await;
             }
             Err(e) => {
@@ -653,7 +680,7 @@ impl ProxyHttp for Gateway {
             let req_id = ctx.req_id().to_string();
             log::warn!("{req_id} proxy error {code}: {e}");
             let body = error_json(code, message, &req_id, None);
-            let _ = write_json(session, code, body, &req_id).await;
+            let _ = write_json(session, code, body, &req_id, &[]).await;
         }
         FailToProxy {
             error_code: code,

@@ -1,15 +1,17 @@
 //! Routes (pure): the per-path policy of the request path. A route is a path
 //! prefix of whole segments (`*` stands for any one segment), optionally for
 //! one host, with an auth policy (`token` or `public`), whether a project is
-//! required there, whether its bodies may carry a project, and the upstream
-//! it sends to. The longest matching prefix wins; at equal length a route
-//! for the request's host beats one for any host.
+//! required there, whether its bodies may carry a project, the upstream it
+//! sends to, and a default rate limit for identities whose Token Auth
+//! configuration has none. The longest matching prefix wins; at equal length
+//! a route for the request's host beats one for any host.
 //! Public routes match exactly (case and spelling), every other route matches
 //! case-insensitively and ignoring `-`, `_` and `.`: a spelling an upstream
 //! might route the same way may loosen nothing and must not escape a rule
 //! that tightens.
 
 use crate::proxy::names::loosely_equal;
+use crate::rate_limit::RateLimit;
 
 /// Whether a route needs a token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +57,8 @@ pub struct Route {
     pub auth: Auth,
     pub project: ProjectRule,
     pub body: BodyRule,
+    /// Applies when the identity's Token Auth configuration has no rate limit.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Route {
@@ -68,6 +72,7 @@ impl Route {
             auth: Auth::Token,
             project: ProjectRule::Optional,
             body: BodyRule::Parse,
+            rate_limit: None,
         })
     }
 
@@ -81,6 +86,7 @@ impl Route {
             auth: Auth::Token,
             project: ProjectRule::Optional,
             body: BodyRule::Parse,
+            rate_limit: None,
         }
     }
 

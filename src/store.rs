@@ -11,6 +11,7 @@ pub mod redis;
 
 use crate::auth::{Deny, Grant};
 use crate::model::{Identity, Membership, Millis, TokenAuthConfig, TokenRecord};
+use crate::rate_limit::RateLimit;
 use crate::token::{AccessToken, Id};
 use async_trait::async_trait;
 use std::net::IpAddr;
@@ -35,6 +36,11 @@ pub struct AuthRequest<'a> {
     /// The org role the request needs, if any (the management API needs
     /// `admin`); checked in the same step, before the use is counted.
     pub required_role: Option<&'a str>,
+    /// The route's default rate limit, which applies when the identity's
+    /// Token Auth configuration has none. Checked last, after every other
+    /// check passed; a refusal counts no use and leaves the limit's state
+    /// as it was.
+    pub route_rate_limit: Option<RateLimit>,
 }
 
 /// The outcome of a check: allowed (and counted) or refused (and not counted).
@@ -88,8 +94,9 @@ pub struct Page<T> {
 #[async_trait]
 pub trait Store: Send + Sync {
     /// The request path: atomically check the token (secret, revocation, expiry,
-    /// trusted IPs, use limit) and the project membership, and only if all pass
-    /// count the use and stamp `lastUsedAt`. One round trip for Redis.
+    /// trusted IPs, use limit), the project membership and then the rate limit
+    /// (the identity's own, else the route's), and only if all pass count the
+    /// use, advance the rate limit and stamp `lastUsedAt`. One round trip for Redis.
     async fn authenticate(&self, req: &AuthRequest<'_>) -> Result<AuthOutcome, StoreError>;
 
     async fn create_identity(&self, identity: &Identity) -> Result<(), StoreError>;

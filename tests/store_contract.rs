@@ -14,6 +14,7 @@ use tokengate::auth::Deny;
 use tokengate::model::{
     default_trusted_ips, Identity, Membership, Millis, RoleGrant, TokenAuthConfig, TokenRecord,
 };
+use tokengate::rate_limit::{Per, RateLimit, Refusal};
 use tokengate::store::embedded::EmbeddedStore;
 use tokengate::store::redis::{CacheMetrics, CacheSettings, RedisSettings, RedisStore};
 use tokengate::store::{
@@ -212,6 +213,7 @@ fn config(identity: Id) -> TokenAuthConfig {
         num_uses_limit: 0,
         trusted_ips: default_trusted_ips(),
         period: 0,
+        rate_limit: None,
         created_at: T0,
         updated_at: T0,
     }
@@ -264,9 +266,66 @@ async fn auth(
         now,
         project,
         required_role: None,
+        route_rate_limit: None,
     })
     .await
     .unwrap()
+}
+
+/// A request on a route whose default rate limit is `route`.
+async fn auth_on_route(
+    s: &dyn Store,
+    t: &AccessToken,
+    now: Millis,
+    route: Option<RateLimit>,
+) -> AuthOutcome {
+    s.authenticate(&AuthRequest {
+        token: t,
+        client_ip: ip("10.0.0.1"),
+        now,
+        project: None,
+        required_role: None,
+        route_rate_limit: route,
+    })
+    .await
+    .unwrap()
+}
+
+fn limit(requests: u32, window_seconds: u32, burst: u32, per: Per) -> RateLimit {
+    RateLimit {
+        requests,
+        window_seconds,
+        burst,
+        per,
+    }
+}
+
+/// Gives the identity of `rec` the rate limit `l` (or none), as a PATCH would.
+async fn set_rate_limit(s: &dyn Store, rec: &TokenRecord, l: Option<RateLimit>) {
+    let mut cfg = s.get_token_auth(rec.identity_id).await.unwrap().unwrap();
+    cfg.rate_limit = l;
+    assert!(s.put_token_auth(&cfg, PutMode::Update).await.unwrap());
+}
+
+/// Another token of the identity of `rec`, shaped like it.
+async fn sibling(s: &dyn Store, rec: &TokenRecord) -> AccessToken {
+    let token = AccessToken::generate(rec.identity_id);
+    let twin = TokenRecord {
+        id: token.token_id,
+        secret_hash: token.secret_hash(),
+        num_uses: 0,
+        last_used_at: None,
+        ..rec.clone()
+    };
+    assert!(s.create_token(&twin).await.unwrap());
+    token
+}
+
+fn rate_limited(outcome: &AuthOutcome) -> Option<Refusal> {
+    match outcome {
+        Err(Deny::RateLimited(r)) => Some(*r),
+        _ => None,
+    }
 }
 
 async fn uses(s: &dyn Store, t: &AccessToken) -> u64 {
@@ -415,6 +474,29 @@ async fn concurrent_uses_never_exceed_the_limit(s: Arc<dyn Store>) {
         allowed += task.await.unwrap() as u32;
     }
     assert_eq!(allowed, 50);
+    assert_eq!(uses(&*s, &t).await, 50);
+}
+
+async fn concurrent_requests_never_exceed_the_burst(s: Arc<dyn Store>) {
+    let (t, rec) = setup(&*s, |_| {}).await;
+    set_rate_limit(&*s, &rec, Some(limit(50, 60, 50, Per::Identity))).await;
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let s = s.clone();
+        let t = t.clone();
+        tasks.push(tokio::spawn(async move {
+            auth(&*s, &t, "10.0.0.1", T0, None).await
+        }));
+    }
+    let (mut allowed, mut limited) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => allowed += 1,
+            Err(Deny::RateLimited(_)) => limited += 1,
+            Err(d) => panic!("unexpected refusal {d:?}"),
+        }
+    }
+    assert_eq!((allowed, limited), (50, 150));
     assert_eq!(uses(&*s, &t).await, 50);
 }
 
@@ -1092,6 +1174,7 @@ async fn required_org_role_refuses_without_consuming(s: &dyn Store) {
         now: T0,
         project: None,
         required_role: role,
+        route_rate_limit: None,
     };
     let refused = s.authenticate(&ask(Some("admin"))).await.unwrap();
     assert_eq!(refused, Err(Deny::OrgRoleNotAllowed));
@@ -1169,6 +1252,129 @@ async fn trusted_ips_read_back_exactly(s: &dyn Store) {
     assert_eq!(auth(s, &t, "10.9.9.9", T0, None).await, Err(Deny::Revoked));
 }
 
+async fn rate_limit_refuses_past_the_burst_without_consuming(s: &dyn Store) {
+    let (a, rec) = setup(s, |_| {}).await;
+    let b = sibling(s, &rec).await;
+    let l = limit(3, 1, 3, Per::Identity);
+    set_rate_limit(s, &rec, Some(l)).await;
+    // Per identity: the two tokens share one bucket.
+    for t in [&a, &b, &a] {
+        assert!(auth(s, t, "10.0.0.1", T0, None).await.is_ok());
+    }
+    for t in [&b, &a] {
+        let refused = auth(s, t, "10.0.0.1", T0, None).await;
+        assert_eq!(
+            rate_limited(&refused),
+            Some(Refusal {
+                limit: l,
+                retry_after_ms: 334,
+            }),
+            "{refused:?}"
+        );
+    }
+    assert_eq!((uses(s, &a).await, uses(s, &b).await), (2, 1));
+    let stamped = s.get_token(b.token_id).await.unwrap().unwrap().last_used_at;
+    assert_eq!(stamped, Some(T0), "a refusal stamps no lastUsedAt");
+    // Refusals did not advance the bucket: one interval later, one more fits.
+    assert!(rate_limited(&auth(s, &b, "10.0.0.1", T0 + 333, None).await).is_some());
+    assert!(auth(s, &b, "10.0.0.1", T0 + 334, None).await.is_ok());
+    assert!(rate_limited(&auth(s, &a, "10.0.0.1", T0 + 334, None).await).is_some());
+    assert_eq!(uses(s, &b).await, 2);
+}
+
+async fn per_token_limits_count_each_token(s: &dyn Store) {
+    let (a, rec) = setup(s, |_| {}).await;
+    let b = sibling(s, &rec).await;
+    set_rate_limit(s, &rec, Some(limit(2, 60, 2, Per::Token))).await;
+    for t in [&a, &a, &b, &b] {
+        assert!(auth(s, t, "10.0.0.1", T0, None).await.is_ok());
+    }
+    for t in [&a, &b] {
+        let r = rate_limited(&auth(s, t, "10.0.0.1", T0, None).await).unwrap();
+        assert_eq!((r.retry_after_ms, r.limit.per), (30_000, Per::Token));
+    }
+}
+
+async fn a_changed_or_removed_limit_applies_at_once(s: &dyn Store) {
+    let (t, rec) = setup(s, |_| {}).await;
+    set_rate_limit(s, &rec, Some(limit(1, 60, 1, Per::Identity))).await;
+    assert!(auth(s, &t, "10.0.0.1", T0, None).await.is_ok());
+    assert!(rate_limited(&auth(s, &t, "10.0.0.1", T0, None).await).is_some());
+    set_rate_limit(s, &rec, None).await;
+    for _ in 0..5 {
+        assert!(auth(s, &t, "10.0.0.1", T0, None).await.is_ok());
+    }
+    // Back on: the identity's bucket is as the last allowed request left it.
+    set_rate_limit(s, &rec, Some(limit(1, 60, 1, Per::Identity))).await;
+    assert!(rate_limited(&auth(s, &t, "10.0.0.1", T0 + 1_000, None).await).is_some());
+    // Loosened: the same bucket, read with the new policy.
+    set_rate_limit(s, &rec, Some(limit(100, 60, 100, Per::Identity))).await;
+    assert!(auth(s, &t, "10.0.0.1", T0 + 1_000, None).await.is_ok());
+    assert_eq!(uses(s, &t).await, 7);
+    // Token Auth removed and attached again: no limit is left behind.
+    s.remove_token_auth(rec.identity_id).await.unwrap();
+    assert!(s
+        .put_token_auth(&config(rec.identity_id), PutMode::Create)
+        .await
+        .unwrap());
+    let fresh = sibling(s, &rec).await;
+    for _ in 0..3 {
+        assert!(auth(s, &fresh, "10.0.0.1", T0 + 1_000, None).await.is_ok());
+    }
+}
+
+async fn a_route_default_applies_only_without_an_own_limit(s: &dyn Store) {
+    let (t, rec) = setup(s, |_| {}).await;
+    let route = limit(2, 60, 2, Per::Identity);
+    for _ in 0..2 {
+        assert!(auth_on_route(s, &t, T0, Some(route)).await.is_ok());
+    }
+    let r = rate_limited(&auth_on_route(s, &t, T0, Some(route)).await).unwrap();
+    assert_eq!(r.limit, route);
+    // Other routes, without a default, are not limited.
+    assert!(auth_on_route(s, &t, T0, None).await.is_ok());
+    // Another route's default is a bucket of its own.
+    let other = limit(1, 60, 1, Per::Token);
+    assert!(auth_on_route(s, &t, T0, Some(other)).await.is_ok());
+    assert!(rate_limited(&auth_on_route(s, &t, T0, Some(other)).await).is_some());
+    // The identity's own limit wins over any route's.
+    let own = limit(5, 60, 5, Per::Identity);
+    set_rate_limit(s, &rec, Some(own)).await;
+    for _ in 0..5 {
+        assert!(auth_on_route(s, &t, T0, Some(route)).await.is_ok());
+    }
+    let r = rate_limited(&auth_on_route(s, &t, T0, Some(route)).await).unwrap();
+    assert_eq!(r.limit, own);
+    assert_eq!(uses(s, &t).await, 2 + 1 + 1 + 5);
+}
+
+async fn the_rate_limit_is_checked_after_every_other_check(s: &dyn Store) {
+    let (t, rec) = setup(s, |r| {
+        r.num_uses_limit = 2;
+        r.trusted_ips = vec!["10.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    set_rate_limit(s, &rec, Some(limit(1, 60, 1, Per::Identity))).await;
+    // Refused for what comes first: the bucket is untouched.
+    assert!(matches!(
+        auth(s, &t, "192.0.2.1", T0, None).await,
+        Err(Deny::IpNotTrusted(_))
+    ));
+    assert_eq!(
+        auth(s, &t, "10.0.0.1", T0, Some("nowhere")).await,
+        Err(Deny::NoProjectAccess)
+    );
+    assert!(auth(s, &t, "10.0.0.1", T0, None).await.is_ok());
+    assert!(rate_limited(&auth(s, &t, "10.0.0.1", T0, None).await).is_some());
+    assert!(auth(s, &t, "10.0.0.1", T0 + 60_000, None).await.is_ok());
+    // Exhausted: the use limit answers, not the (full) bucket.
+    assert_eq!(
+        auth(s, &t, "10.0.0.1", T0 + 60_000, None).await,
+        Err(Deny::UsageLimitReached)
+    );
+    assert_eq!(uses(s, &t).await, 2);
+}
+
 async fn ping_answers(s: &dyn Store) {
     s.ping().await.unwrap();
 }
@@ -1194,6 +1400,11 @@ macro_rules! contract {
             async fn concurrent_uses_never_exceed_the_limit() {
                 let s = $subject;
                 super::concurrent_uses_never_exceed_the_limit(s.store.clone()).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_requests_never_exceed_the_burst() {
+                let s = $subject;
+                super::concurrent_requests_never_exceed_the_burst(s.store.clone()).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn racing_first_writes_exactly_one_org_wins() {
@@ -1231,6 +1442,11 @@ contract!(
     delete_protection_is_checked_in_the_same_step,
     memberships_need_an_existing_identity,
     trusted_ips_read_back_exactly,
+    rate_limit_refuses_past_the_burst_without_consuming,
+    per_token_limits_count_each_token,
+    a_changed_or_removed_limit_applies_at_once,
+    a_route_default_applies_only_without_an_own_limit,
+    the_rate_limit_is_checked_after_every_other_check,
     ping_answers,
 );
 
@@ -1327,4 +1543,45 @@ async fn near_cache_leaves_limited_tokens_to_redis() {
     );
     assert_eq!(redis.command_calls("evalsha"), 3);
     assert_eq!(uses(&*b, &t).await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_cache_never_decides_a_rate_limited_request() {
+    let (redis, a, b) = cached_pair().await;
+    let (t, rec) = setup(&*a, |_| {}).await;
+    // Cached at B while the identity has no limit.
+    auth(&*b, &t, "10.0.0.1", T0, None).await.unwrap();
+    redis.reset_stats();
+    auth(&*b, &t, "10.0.0.1", T0, None).await.unwrap();
+    assert_eq!(redis.command_calls("evalsha"), 0, "decided from B's cache");
+    // A limit set through A: every request at B now goes to the script.
+    set_rate_limit(&*a, &rec, Some(limit(3, 60, 3, Per::Identity))).await;
+    redis.reset_stats();
+    let mut allowed = 0;
+    for _ in 0..6 {
+        allowed += auth(&*b, &t, "10.0.0.1", T0, None).await.is_ok() as u32;
+    }
+    assert_eq!(allowed, 3, "B held to A's new limit at once");
+    assert_eq!(redis.command_calls("evalsha"), 6);
+    // Without the limit, the cache serves the identity again; a route's
+    // default still sends each request it covers to Redis.
+    set_rate_limit(&*a, &rec, None).await;
+    auth(&*b, &t, "10.0.0.1", T0, None).await.unwrap();
+    redis.reset_stats();
+    auth(&*b, &t, "10.0.0.1", T0, None).await.unwrap();
+    assert_eq!(redis.command_calls("evalsha"), 0);
+    let route = limit(2, 60, 2, Per::Token);
+    let outcomes = [
+        auth_on_route(&*b, &t, T0, Some(route)).await.is_ok(),
+        auth_on_route(&*b, &t, T0, Some(route)).await.is_ok(),
+        auth_on_route(&*b, &t, T0, Some(route)).await.is_ok(),
+    ];
+    assert_eq!(outcomes, [true, true, false]);
+    assert_eq!(redis.command_calls("evalsha"), 3);
+    auth(&*b, &t, "10.0.0.1", T0, None).await.unwrap();
+    assert_eq!(
+        redis.command_calls("evalsha"),
+        3,
+        "the rest still from the cache"
+    );
 }

@@ -127,8 +127,9 @@ pub(crate) fn presented(req: &ApiRequest<'_>) -> Actor {
 }
 
 /// Decides who is calling. A token must pass the same checks (expiry,
-/// trusted IPs, use limit) as on the request path, plus the admin role, and
-/// counts as one use only when all of them pass.
+/// trusted IPs, use limit) as on the request path, plus the admin role and
+/// its identity's own rate limit (the same bucket its proxied requests
+/// draw from), and counts as one use only when all of them pass.
 pub(crate) async fn authorize(
     store: &dyn Store,
     admin_key_hash: Option<&[u8; 32]>,
@@ -154,6 +155,8 @@ pub(crate) async fn authorize(
             now: req.now,
             project: None,
             required_role: Some(MANAGER_ROLE),
+            // The management API is no route: only the identity's own limit applies.
+            route_rate_limit: None,
         })
         .await?;
     let grant = match outcome {

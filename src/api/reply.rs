@@ -5,6 +5,7 @@ use super::ApiResponse;
 use crate::auth::Deny;
 use crate::error::error_json;
 use crate::model::FieldError;
+use crate::rate_limit::Refusal;
 use crate::store::StoreError;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
@@ -19,6 +20,9 @@ pub(crate) enum ApiError {
     Validation(FieldError),
     /// The store could not answer: 503 with a generic message.
     Store(StoreError),
+    /// The caller's identity is over its rate limit: 429 with `Retry-After`
+    /// and the rate-limit headers, as on the request path.
+    RateLimited(Refusal),
 }
 
 impl ApiError {
@@ -54,6 +58,12 @@ impl ApiError {
             ApiError::Status(status, msg) => ApiResponse {
                 status,
                 body: error_json(status, &msg, req_id, None),
+                headers: Vec::new(),
+            },
+            ApiError::RateLimited(r) => ApiResponse {
+                status: 429,
+                body: error_json(429, &r.message(), req_id, None),
+                headers: r.headers().into(),
             },
             ApiError::Validation(e) => {
                 let mut detail = Map::new();
@@ -63,6 +73,7 @@ impl ApiError {
                 ApiResponse {
                     status: 422,
                     body: error_json(422, &e.to_string(), req_id, Some(details)),
+                    headers: Vec::new(),
                 }
             }
             ApiError::Store(e) => {
@@ -76,6 +87,7 @@ impl ApiError {
                         req_id,
                         None,
                     ),
+                    headers: Vec::new(),
                 }
             }
         }
@@ -96,7 +108,10 @@ impl From<StoreError> for ApiError {
 
 impl From<Deny> for ApiError {
     fn from(d: Deny) -> ApiError {
-        ApiError::Status(d.status(), d.message())
+        match d {
+            Deny::RateLimited(r) => ApiError::RateLimited(r),
+            d => ApiError::Status(d.status(), d.message()),
+        }
     }
 }
 
@@ -114,7 +129,11 @@ impl<T: Serialize> Serialize for Keyed<T> {
 /// A 200 answer with `body` as JSON.
 pub(crate) fn ok<T: Serialize>(body: &T) -> Result<ApiResponse, ApiError> {
     match serde_json::to_vec(body) {
-        Ok(body) => Ok(ApiResponse { status: 200, body }),
+        Ok(body) => Ok(ApiResponse {
+            status: 200,
+            body,
+            headers: Vec::new(),
+        }),
         // Our views hold only strings, numbers and lists, so this cannot
         // happen; if it ever does, fail like an outage rather than a 500.
         Err(e) => Err(ApiError::Store(StoreError::Corrupt(format!(

@@ -206,6 +206,7 @@ impl H {
                 now,
                 project,
                 required_role: None,
+                route_rate_limit: None,
             })
             .await
             .unwrap()

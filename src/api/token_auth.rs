@@ -1,6 +1,8 @@
 //! `/api/v1/auth/token-auth/identities/{identityId}`: attach, read, change and
 //! remove an identity's Token Auth configuration, with the contract's
-//! defaults and bounds. A change applies to tokens issued afterwards only;
+//! defaults and bounds. A change applies to tokens issued afterwards only,
+//! except the rate limit (`accessTokenRateLimit`, a tokengate extension),
+//! which is read at every check and so applies at once to every token;
 //! removal revokes every token the configuration issued.
 
 use super::identities;
@@ -10,7 +12,9 @@ use super::views::TokenAuthView;
 use super::{snapshot, ApiResponse, Ctx};
 use crate::model::{
     default_trusted_ips, parse_trusted_ip, FieldError, TokenAuthConfig, DEFAULT_TTL_SECONDS,
+    RATE_LIMIT_FIELD,
 };
+use crate::rate_limit::{Per, RateLimit};
 use crate::store::PutMode;
 use crate::token::Id;
 use serde_json::{json, Value};
@@ -44,6 +48,50 @@ fn trusted_ips(entries: &[Value]) -> Result<Vec<ipnet::IpNet>, FieldError> {
         .collect()
 }
 
+/// `accessTokenRateLimit`: `null` clears it; an object replaces it whole
+/// (`requests` and `windowSeconds` required, `burst` defaults to
+/// `requests`, `per` to `"identity"`). Bounds are checked with the rest of
+/// the configuration.
+fn rate_limit(v: &Value) -> Result<Option<RateLimit>, FieldError> {
+    let obj = match v {
+        Value::Null => return Ok(None),
+        Value::Object(obj) => obj,
+        _ => {
+            return Err(FieldError::new(
+                RATE_LIMIT_FIELD,
+                "must be null or an object {requests, windowSeconds, burst, per}",
+            ))
+        }
+    };
+    let f = Fields {
+        obj,
+        at: format!("{RATE_LIMIT_FIELD}."),
+    };
+    for key in obj.keys() {
+        if !["requests", "windowSeconds", "burst", "per"].contains(&key.as_str()) {
+            return Err(FieldError::new(&f.path(key), "is not a rate limit field"));
+        }
+    }
+    // Out of u32's range reads as 0, which the bounds refuse by name.
+    let number = |key: &str| -> Result<Option<u32>, FieldError> {
+        Ok(f.u64(key)?.map(|n| u32::try_from(n).unwrap_or(0)))
+    };
+    let required =
+        |key: &str| number(key)?.ok_or_else(|| FieldError::new(&f.path(key), "is required"));
+    let requests = required("requests")?;
+    let per = match f.str("per")? {
+        None => Per::Identity,
+        Some(s) => Per::parse(s)
+            .ok_or_else(|| FieldError::new(&f.path("per"), "must be \"identity\" or \"token\""))?,
+    };
+    Ok(Some(RateLimit {
+        requests,
+        window_seconds: required("windowSeconds")?,
+        burst: number("burst")?.unwrap_or(requests),
+        per,
+    }))
+}
+
 /// Overwrites the fields present in the body, then checks the whole result
 /// (so a PATCH of MaxTTL alone is still held against the stored TTL).
 fn apply(f: &Fields<'_>, cfg: &mut TokenAuthConfig) -> Result<(), FieldError> {
@@ -62,6 +110,10 @@ fn apply(f: &Fields<'_>, cfg: &mut TokenAuthConfig) -> Result<(), FieldError> {
     if let Some(entries) = f.array(TRUSTED_IPS)? {
         cfg.trusted_ips = trusted_ips(entries)?;
     }
+    // Read raw: unlike the other fields, `null` means something here.
+    if let Some(v) = f.obj.get(RATE_LIMIT_FIELD) {
+        cfg.rate_limit = rate_limit(v)?;
+    }
     cfg.validate()
 }
 
@@ -78,6 +130,7 @@ pub(crate) async fn attach(cx: &Ctx<'_>, raw: &str) -> Result<ApiResponse, ApiEr
         num_uses_limit: 0,
         trusted_ips: default_trusted_ips(),
         period: 0,
+        rate_limit: None,
         created_at: now,
         updated_at: now,
     };

@@ -98,8 +98,19 @@ pub(crate) struct TokenAuthView {
     access_token_num_uses_limit: u64,
     access_token_trusted_ips: Vec<TrustedIpView>,
     access_token_period: u64,
+    /// A tokengate extension: `null` when the identity has none.
+    access_token_rate_limit: Option<RateLimitView>,
     created_at: String,
     updated_at: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RateLimitView {
+    requests: u32,
+    window_seconds: u32,
+    burst: u32,
+    per: &'static str,
 }
 
 impl TokenAuthView {
@@ -112,6 +123,12 @@ impl TokenAuthView {
             access_token_num_uses_limit: c.num_uses_limit,
             access_token_trusted_ips: trusted_ips(&c.trusted_ips),
             access_token_period: c.period,
+            access_token_rate_limit: c.rate_limit.map(|l| RateLimitView {
+                requests: l.requests,
+                window_seconds: l.window_seconds,
+                burst: l.burst,
+                per: l.per.as_str(),
+            }),
             created_at: rfc3339(c.created_at),
             updated_at: rfc3339(c.updated_at),
         }

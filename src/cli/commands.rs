@@ -81,7 +81,8 @@ pub enum TokenAuthCmd {
         /// The identity's id.
         identity_id: String,
     },
-    /// Change the configuration (affects tokens created afterwards only).
+    /// Change the configuration (affects tokens created afterwards only,
+    /// except the rate limit, which applies at once).
     Update {
         /// The identity's id.
         identity_id: String,
@@ -95,7 +96,7 @@ pub enum TokenAuthCmd {
     },
 }
 
-/// The five Token Auth fields; only those given are sent.
+/// The five Token Auth fields and tokengate's rate limit; only those given are sent.
 #[derive(Debug, Args, Default)]
 pub struct TokenAuthFields {
     /// Token lifetime from creation or last renewal (seconds, or 30m/12h/30d); 0 = no TTL.
@@ -114,6 +115,31 @@ pub struct TokenAuthFields {
     /// Periodic tokens: each renewal resets the lifetime to this (seconds, or 30m/12h/30d).
     #[arg(long, value_parser = parse_seconds)]
     pub period: Option<u64>,
+    /// Rate limit as REQUESTS/WINDOW (`10/1s`, `600/1m`); applies at once to
+    /// every token of the identity. Replaces the previous limit whole.
+    #[arg(long, value_name = "REQUESTS/WINDOW", value_parser = parse_rate, conflicts_with = "no_rate_limit")]
+    pub rate_limit: Option<(u64, u64)>,
+    /// Requests allowed at once after a quiet spell (default: REQUESTS).
+    #[arg(long, requires = "rate_limit")]
+    pub rate_limit_burst: Option<u64>,
+    /// Count the rate limit per identity (default) or per token.
+    #[arg(long, value_name = "identity|token", requires = "rate_limit", value_parser = ["identity", "token"])]
+    pub rate_limit_per: Option<String>,
+    /// Remove the rate limit.
+    #[arg(long)]
+    pub no_rate_limit: bool,
+}
+
+/// `10/1s` -> (10, 1): requests per window, the window as `parse_seconds` reads it.
+pub fn parse_rate(s: &str) -> Result<(u64, u64), String> {
+    let (requests, window) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?} is not REQUESTS/WINDOW (e.g. 10/1s)"))?;
+    let requests = requests
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: {requests:?} is not a number of requests"))?;
+    Ok((requests, parse_seconds(window)?))
 }
 
 /// Access tokens.
@@ -276,6 +302,18 @@ impl TokenAuthFields {
                 .map(|ip| json!({ "ipAddress": ip.trim() }))
                 .collect();
             body.insert("accessTokenTrustedIps".into(), Value::Array(ips));
+        }
+        if let Some((requests, window)) = self.rate_limit {
+            let mut limit = json!({"requests": requests, "windowSeconds": window});
+            if let Some(burst) = self.rate_limit_burst {
+                limit["burst"] = json!(burst);
+            }
+            if let Some(per) = &self.rate_limit_per {
+                limit["per"] = json!(per);
+            }
+            body.insert("accessTokenRateLimit".into(), limit);
+        } else if self.no_rate_limit {
+            body.insert("accessTokenRateLimit".into(), Value::Null);
         }
         Value::Object(body)
     }

@@ -166,6 +166,41 @@ fn token_auth_attach_sends_exactly_the_flags_given() {
         (m, body),
         (Method::Patch, Some(json!({"accessTokenTTL": 2_592_000})))
     );
+    let (_, _, body) = wire(&[
+        "token-auth",
+        "update",
+        "id-1",
+        "--rate-limit",
+        "600/1m",
+        "--rate-limit-burst",
+        "20",
+        "--rate-limit-per",
+        "token",
+    ]);
+    assert_eq!(
+        body,
+        Some(json!({"accessTokenRateLimit": {
+            "requests": 600, "windowSeconds": 60, "burst": 20, "per": "token"
+        }}))
+    );
+    let (_, _, body) = wire(&["token-auth", "attach", "id-1", "--rate-limit", "10/1"]);
+    assert_eq!(
+        body,
+        Some(json!({"accessTokenRateLimit": {"requests": 10, "windowSeconds": 1}}))
+    );
+    let (_, _, body) = wire(&["token-auth", "update", "id-1", "--no-rate-limit"]);
+    assert_eq!(body, Some(json!({"accessTokenRateLimit": null})));
+    for bad in [
+        &["--rate-limit", "10"][..],
+        &["--rate-limit", "x/1s"],
+        &["--rate-limit-burst", "3"],
+        &["--rate-limit", "1/1s", "--no-rate-limit"],
+        &["--rate-limit", "1/1s", "--rate-limit-per", "org"],
+    ] {
+        let mut args = vec!["tokengate", "token-auth", "update", "i"];
+        args.extend_from_slice(bad);
+        assert!(Cli::try_parse_from(&args).is_err(), "{bad:?}");
+    }
     assert_eq!(wire(&["token-auth", "remove", "id-1"]).0, Method::Delete);
     assert_eq!(wire(&["token-auth", "get", "id-1"]).0, Method::Get);
     assert!(

@@ -58,7 +58,22 @@ pub fn token_auth_pairs(v: &Value) -> Vec<(&'static str, String)> {
         ("num uses limit", limit(v)),
         ("trusted ips", trusted_ips(v)),
         ("period", seconds(v, PERIOD, "off")),
+        ("rate limit", rate_limit(v)),
     ]
+}
+
+/// `10/1s, burst 10, per identity`, or `none`.
+fn rate_limit(v: &Value) -> String {
+    let l = &v["accessTokenRateLimit"];
+    match (
+        l["requests"].as_u64(),
+        l["windowSeconds"].as_u64(),
+        l["burst"].as_u64(),
+        l["per"].as_str(),
+    ) {
+        (Some(r), Some(w), Some(b), Some(per)) => format!("{r}/{w}s, burst {b}, per {per}"),
+        _ => "none".into(),
+    }
 }
 
 pub fn new_token_pairs(v: &Value) -> Vec<(&'static str, String)> {
@@ -243,6 +258,13 @@ mod tests {
             ("trusted ips", "0.0.0.0/0, 10.0.0.0/8, ::/0".to_string())
         );
         assert_eq!(p[5], ("period", "off".to_string()));
+        assert_eq!(p[6], ("rate limit", "none".to_string()));
+        let limited = json!({"accessTokenRateLimit":
+            {"requests": 10, "windowSeconds": 1, "burst": 5, "per": "token"}});
+        assert_eq!(
+            token_auth_pairs(&limited)[6],
+            ("rate limit", "10/1s, burst 5, per token".to_string())
+        );
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //!   `lastUsedAt`); it is kept in memory and flushed to disk within
 //!   `FLUSH_EVERY` (the window a kill -9 can lose; no security decision is in it);
 //! - a use of a limited token, and every management change, is committed
-//!   durably (fsync) before the answer, so it survives kill -9.
+//!   durably (fsync) before the answer, so it survives kill -9;
+//! - rate-limit state (one number per bucket) lives in memory only, checked
+//!   and advanced under the same lock as the rest of the decision.
 //!
 //! Every commit holds a second, disk mutex, taken before the state mutex, so
 //! commits reach the file in the order their changes were made; the periodic
@@ -18,8 +20,9 @@ use super::{
     AuthOutcome, AuthRequest, Deletion, MembershipWrite, OwnerChange, Page, PutMode, Store,
     StoreError,
 };
-use crate::auth;
+use crate::auth::{self, Deny};
 use crate::model::{Identity, Membership, Millis, TokenAuthConfig, TokenRecord};
+use crate::rate_limit::{self, Bucket, Verdict};
 use crate::token::Id;
 use async_trait::async_trait;
 use redb::{Database, ReadableTable, TableDefinition};
@@ -54,6 +57,11 @@ struct State {
     owners: HashMap<String, String>,
     /// Tokens whose statistics changed in memory only, awaiting the flush.
     dirty: HashSet<Id>,
+    /// Rate-limit state: each bucket's TAT in microseconds. Never written to
+    /// the file: a restart forgets it, which at worst admits one more burst.
+    buckets: HashMap<Bucket, u64>,
+    /// `buckets` is swept when it reaches this size.
+    buckets_sweep_at: usize,
 }
 
 struct Inner {
@@ -199,7 +207,10 @@ impl EmbeddedStore {
         }
         txn.commit().map_err(err)?;
 
-        let mut state = State::default();
+        let mut state = State {
+            buckets_sweep_at: BUCKETS_BEFORE_SWEEP,
+            ..State::default()
+        };
         let read = db.begin_read().map_err(err)?;
         for i in load_table::<Identity>(&read, IDENTITIES)? {
             state.identities.insert(i.id, i);
@@ -365,50 +376,65 @@ impl Drop for EmbeddedStore {
     }
 }
 
+/// The decision for `req` under the state lock: every check of
+/// `auth::decide`, then the rate limit (the identity's own, else the
+/// route's), whose bucket advances only when the request is allowed. The
+/// caller counts the use under the same lock.
+fn admit(st: &mut State, req: &AuthRequest<'_>) -> AuthOutcome {
+    let (tid, iid) = (req.token.token_id, req.token.identity_id);
+    let project = req
+        .project
+        .map(|p| st.memberships.get(&(p.to_string(), iid)));
+    let grant = auth::decide(
+        st.tokens.get(&tid).filter(|t| t.identity_id == iid),
+        st.identities.get(&iid),
+        &req.token.secret_hash(),
+        req.client_ip,
+        req.now,
+        req.required_role,
+        project,
+    )?;
+    let own = st.configs.get(&iid).and_then(|c| c.rate_limit);
+    let Some((limit, from_route)) = own
+        .map(|l| (l, false))
+        .or(req.route_rate_limit.map(|l| (l, true)))
+    else {
+        return Ok(grant);
+    };
+    let bucket = Bucket::of(&limit, iid, tid, from_route);
+    let stored = st.buckets.get(&bucket).copied().unwrap_or(0);
+    match rate_limit::check(&limit, stored, req.now) {
+        Verdict::Refused(r) => Err(Deny::RateLimited(r)),
+        Verdict::Allowed { tat_us, .. } => {
+            st.buckets.insert(bucket, tat_us);
+            st.sweep_buckets(req.now);
+            Ok(grant)
+        }
+    }
+}
+
+/// Buckets kept before the spent ones are swept out.
+const BUCKETS_BEFORE_SWEEP: usize = 4096;
+
+impl State {
+    /// Drops buckets whose TAT has passed (they read as empty anyway), once
+    /// there are many, so memory follows the identities being limited.
+    fn sweep_buckets(&mut self, now: Millis) {
+        if self.buckets.len() >= self.buckets_sweep_at {
+            let now_us = now.saturating_mul(1000);
+            self.buckets.retain(|_, tat| *tat > now_us);
+            self.buckets_sweep_at = (self.buckets.len() * 2).max(BUCKETS_BEFORE_SWEEP);
+        }
+    }
+}
+
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn authenticate(&self, req: &AuthRequest<'_>) -> Result<AuthOutcome, StoreError> {
-        let (tid, iid) = (req.token.token_id, req.token.identity_id);
-        let hash = req.token.secret_hash();
-        let decide = |st: &State| {
-            let project = req
-                .project
-                .map(|p| st.memberships.get(&(p.to_string(), iid)));
-            auth::decide(
-                st.tokens.get(&tid).filter(|t| t.identity_id == iid),
-                st.identities.get(&iid),
-                &hash,
-                req.client_ip,
-                req.now,
-                req.required_role,
-                project,
-            )
-        };
-        {
+        let tid = req.token.token_id;
+        let (decision, durable) = {
             let mut st = self.lock()?;
-            let decision = decide(&st);
-            if decision.is_err() {
-                return Ok(decision);
-            }
-            let st = &mut *st;
-            let Some(token) = st.tokens.get_mut(&tid) else {
-                return Ok(decision);
-            };
-            if token.num_uses_limit == 0 {
-                // Statistics only: counted in memory, written by the next flush.
-                token.num_uses += 1;
-                token.last_used_at = Some(req.now);
-                st.dirty.insert(tid);
-                return Ok(decision);
-            }
-        }
-        // A limited token: the use is a security decision and is on disk
-        // before the answer. It is counted in memory now (so concurrent
-        // requests see it) and made durable by the group commit, which writes
-        // every use that arrived meanwhile with one fsync.
-        let durable = {
-            let mut st = self.lock()?;
-            let decision = decide(&st);
+            let decision = admit(&mut st, req);
             if decision.is_err() {
                 return Ok(decision);
             }
@@ -417,6 +443,15 @@ impl Store for EmbeddedStore {
             };
             token.num_uses += 1;
             token.last_used_at = Some(req.now);
+            if token.num_uses_limit == 0 {
+                // Statistics only: counted in memory, written by the next flush.
+                st.dirty.insert(tid);
+                return Ok(decision);
+            }
+            // A limited token: the use is a security decision and is on disk
+            // before the answer. It is counted in memory now (so concurrent
+            // requests see it) and made durable by the group commit, which
+            // writes every use that arrived meanwhile with one fsync.
             let (tx, rx) = oneshot::channel();
             let mut p = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
             p.tokens.insert(tid);
@@ -424,8 +459,7 @@ impl Store for EmbeddedStore {
             self.inner.wake.notify_one();
             (decision, rx)
         };
-        let (decision, rx) = durable;
-        match rx.await {
+        match durable.await {
             Ok(Ok(())) => Ok(decision),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(StoreError::Unavailable("the group commit stopped".into())),

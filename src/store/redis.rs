@@ -14,7 +14,8 @@
 //!
 //! With the near cache on (`store.cache`), a gateway decides unlimited
 //! tokens from its own copy of their records and writes their uses in
-//! batches (`write_uses`); limited tokens still take the one script.
+//! batches (`write_uses`); limited tokens, identities with a rate limit and
+//! requests carrying a route's rate limit still take the one script.
 //!
 //! Submodules: `conn` (settings and connections), `keys` (key layout),
 //! `record` (field encoding, with the legend of field letters), `scripts`
@@ -41,6 +42,7 @@ use super::{
 };
 use crate::auth::Grant;
 use crate::model::{Identity, Membership, Millis, TokenAuthConfig, TokenRecord};
+use crate::rate_limit::{Bucket, RateLimit, Refusal};
 use crate::token::Id;
 use async_trait::async_trait;
 use cache::{Fill, NearCache, Question};
@@ -48,7 +50,7 @@ use conn::{unavailable, Client, Conn};
 use keys::*;
 use record::*;
 use redis::{Cmd, Value};
-use scripts::*;
+use scripts::{Detail, *};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -191,40 +193,65 @@ impl Store for RedisStore {
             // about counts before this decision (see tracking.rs).
             channel.drain();
             let at = Instant::now();
-            let q = Question {
-                identity: iid,
-                token: tid,
-                presented: &presented,
-                client_ip: req.client_ip,
-                now: req.now,
-                required_role: req.required_role,
-                project: req.project,
-            };
-            if let Some(outcome) = cache.decide(&q, at) {
-                return Ok(outcome);
+            // A route's rate limit is counted in Redis, so the cache never
+            // decides such a request (an identity's own limit keeps the
+            // identity out of the cache altogether: see cache.rs).
+            if req.route_rate_limit.is_none() {
+                let q = Question {
+                    identity: iid,
+                    token: tid,
+                    presented: &presented,
+                    client_ip: req.client_ip,
+                    now: req.now,
+                    required_role: req.required_role,
+                    project: req.project,
+                };
+                if let Some(outcome) = cache.decide(&q, at) {
+                    return Ok(outcome);
+                }
+                cache.count_miss();
             }
-            cache.count_miss();
             ticket = cache.begin_fill(iid, at);
         }
         let project = req.project.unwrap_or("");
+        // The script picks the bucket: only it knows the identity's own limit.
+        let own = |token| {
+            rate_key(&Bucket {
+                identity: iid,
+                token,
+                route: None,
+            })
+        };
+        let route_bucket = match &req.route_rate_limit {
+            Some(l) => rate_key(&Bucket::of(l, iid, tid, true)),
+            None => own(None),
+        };
         let mut inv = CHECK_AND_CONSUME.prepare_invoke();
         inv.key(tokens_key(iid))
             .key(identity_key(iid))
             .key(membership_key(iid, project))
+            .key(own(None))
+            .key(own(Some(tid)))
+            .key(route_bucket)
             .arg(&presented[..])
             .arg(&pack_ip(req.client_ip)[..])
             .arg(req.now)
             .arg(if req.project.is_some() { "1" } else { "0" })
             .arg(req.required_role.unwrap_or(""))
             .arg(if ticket.is_some() { "1" } else { "0" })
-            .arg(&tid.0[..]);
+            .arg(&tid.0[..])
+            .arg(req.route_rate_limit.map(|l| l.encode()).unwrap_or_default());
         let answer: Vec<Value> = self.script(&inv).await?;
         let code = match answer.first() {
             Some(Value::Int(c)) => *c,
             _ => return Err(corrupt("unexpected script answer")),
         };
         if code != 0 {
-            let deny = scripts::deny_from_code(code, req.client_ip)
+            let detail = Detail {
+                ip: req.client_ip,
+                rate: rate_refusal(&answer),
+            };
+            let deny = scripts::deny_from_code(code, &detail)
                 .ok_or_else(|| corrupt("unexpected script answer"))?;
             return Ok(Err(deny));
         }
@@ -414,7 +441,8 @@ impl Store for RedisStore {
             } else {
                 "update"
             })
-            .arg(to_json(cfg)?);
+            .arg(to_json(cfg)?)
+            .arg(cfg.rate_limit.map(|l| l.encode()).unwrap_or_default());
         let n: i64 = self.script(&inv).await?;
         self.forget(cfg.identity_id);
         Ok(n == 1)
@@ -429,7 +457,9 @@ impl Store for RedisStore {
 
     async fn remove_token_auth(&self, identity: Id) -> Result<Option<TokenAuthConfig>, StoreError> {
         let mut inv = REMOVE_CONFIG.prepare_invoke();
-        inv.key(config_key(identity)).key(tokens_key(identity));
+        inv.key(config_key(identity))
+            .key(tokens_key(identity))
+            .key(identity_key(identity));
         let s: Option<String> = self.script(&inv).await?;
         self.forget(identity);
         s.as_deref().map(from_json).transpose()
@@ -768,6 +798,20 @@ impl RedisStore {
         }
         Ok(())
     }
+}
+
+/// The rate-limit refusal in a check script's answer (`{code, "", ms to
+/// wait, limit}`), if it is one.
+fn rate_refusal(answer: &[Value]) -> Option<Refusal> {
+    let retry_after_ms = match answer.get(2)? {
+        Value::Int(ms) => u64::try_from(*ms).ok()?,
+        _ => return None,
+    };
+    let limit = RateLimit::decode(&value_string(answer.get(3)).ok()?)?;
+    Some(Refusal {
+        limit,
+        retry_after_ms,
+    })
 }
 
 /// ZRANGE's start and inclusive end for `limit` (at least 1) items from

@@ -16,6 +16,14 @@
 //! - **A maximum age** as a backstop for anything the channel could not tell.
 //! - Only unlimited tokens are held: a limited token's every use is a
 //!   security decision and is spent in Redis, in the one atomic script.
+//! - Rate limits are counted in Redis only, so the cache never decides a
+//!   request one applies to. An identity with a rate limit of its own is
+//!   never held: the check script returns no records for it (so every one of
+//!   its requests is a miss), and attaching or changing a limit writes the
+//!   identity's hash, whose invalidation drops what was held before. A
+//!   request carrying a route's default limit skips `decide` (the store
+//!   sends it to the script; its answer may still fill the cache for the
+//!   identity's other requests).
 //!
 //! The uses of unlimited tokens decided here are counted in `pending` and
 //! written to Redis in batches by the store (`RedisStore::write_uses`).

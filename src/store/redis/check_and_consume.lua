@@ -5,6 +5,9 @@
 -- KEYS[1] the identity's tokens   tg:{IID}:t (token id -> record, record.rs)
 -- KEYS[2] identity hash           tg:{IID}:i
 -- KEYS[3] membership hash         tg:{IID}:m:PROJECT (ignored unless ARGV[4] == "1")
+-- KEYS[4] rate-limit bucket of the identity's own limit, per identity   tg:rl{IID}:i
+-- KEYS[5] the same, per token                                         tg:rl{IID}:t:TID
+-- KEYS[6] the bucket of the route's default limit (ARGV[8]); unused without one
 -- ARGV[1] SHA-256 of the presented secret (32 bytes)
 -- ARGV[2] client IP: family byte (4 or 6) + 16 address bytes
 -- ARGV[3] now, milliseconds since the epoch
@@ -12,21 +15,25 @@
 -- ARGV[5] the org role the request needs, or "" for any
 -- ARGV[6] "1" when the gateway keeps the records in its near cache
 -- ARGV[7] the token id (16 bytes)
+-- ARGV[8] the route's default rate limit ("requests,window,burst,i|t") or ""
 -- Returns {0, identity name, org role, project roles} when allowed (and counted),
 -- followed, when ARGV[6] == "1" and the token has no use limit, by its
 -- record, the membership's grants ('' without a project) and this Redis
 -- process's run_id (the gateway keeps only what a node it listens to
--- answered), so the gateway can decide the token's next requests itself. That use is not counted here:
+-- answered), so the gateway can decide the token's next requests itself
+-- (never for an identity with a rate limit of its own: those are decided
+-- here, every time). That use is not counted here:
 -- the gateway counts it with those it decides itself and writes them in
 -- batches (a write here would invalidate the very copy it is about to keep);
--- else {DENY.<reason>, ""}. DENY is not defined here: the gateway prepends it
+-- else {DENY.<reason>, ""}, and for DENY.rate_limited {code, "", ms to
+-- wait, the limit that applied}. DENY is not defined here: the gateway prepends it
 -- from the one table of deny codes (src/store/redis/scripts.rs), which is also
 -- how it reads the answer back.
 
 local rec = redis.call('HGET', KEYS[1], ARGV[7])
 if not rec or #rec < 88 or string.byte(rec, 1) ~= 1 then return {DENY.unknown_token, ''} end
 if string.sub(rec, 2, 33) ~= ARGV[1] then return {DENY.unknown_token, ''} end
-local ident = redis.call('HMGET', KEYS[2], 'n', 'r')
+local ident = redis.call('HMGET', KEYS[2], 'n', 'r', 'l')
 if not ident[1] then return {DENY.unknown_token, ''} end
 if string.byte(rec, 34) % 2 == 1 then return {DENY.revoked, ''} end
 
@@ -90,12 +97,45 @@ if ARGV[4] == '1' then
   if roles == '' then return {DENY.no_project_access, ''} end
 end
 
+-- Rate limit, last: GCRA as in src/rate_limit.rs, in microseconds (every
+-- value stays below 2^53, where Lua numbers are exact). The identity's own
+-- limit (field l of its hash) wins over the route's default. A refusal
+-- writes nothing: no use, no step of the bucket.
+local own = ident[3]
+if own == '' then own = false end
+local policy, bucket = own, nil
+if not own and ARGV[8] ~= '' then policy, bucket = ARGV[8], KEYS[6] end
+local tat_next, tat_ttl = nil, nil
+if policy then
+  local req, win, burst, per = string.match(policy, '^(%d+),(%d+),(%d+),([it])$')
+  if not req then return redis.error_reply('tokengate: bad rate limit ' .. policy) end
+  if not bucket then
+    if per == 'i' then bucket = KEYS[4] else bucket = KEYS[5] end
+  end
+  local interval = math.ceil(tonumber(win) * 1000000 / tonumber(req))
+  local tolerance = tonumber(burst) * interval
+  local now_us = now * 1000
+  local tat = tonumber(redis.call('GET', bucket) or '0') or 0
+  if tat < now_us then tat = now_us end
+  local ahead = tat + interval - now_us
+  if ahead > tolerance then
+    return {DENY.rate_limited, '', math.ceil((ahead - tolerance) / 1000), policy}
+  end
+  tat_next, tat_ttl = tat + interval, math.ceil(ahead / 1000)
+end
+local function step()
+  if tat_next then
+    redis.call('SET', bucket, string.format('%.0f', tat_next), 'PX', tat_ttl)
+  end
+end
+
 -- Counting a use rewrites last used at and uses (bytes 51-66).
 local function count()
   redis.call('HSET', KEYS[1], ARGV[7],
     string.sub(rec, 1, 50) .. struct.pack('>I8I8', now, uses + 1) .. string.sub(rec, 67))
 end
-if ARGV[6] == '1' and limit == 0 then
+step()
+if ARGV[6] == '1' and limit == 0 and not own then
   local node = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or ''
   return {0, ident[1], ident[2], roles, rec, grants or '', node}
 end

@@ -3,11 +3,20 @@
 //!
 //! | key | type | holds |
 //! | --- | --- | --- |
-//! | `tg:{IID}:i` | hash | the identity (`record::identity_fields`) |
+//! | `tg:{IID}:i` | hash | the identity (`record::identity_fields`), and in field `l` its Token Auth rate limit (`RateLimit::encode`) |
 //! | `tg:{IID}:a` | string | its Token Auth configuration (JSON) |
 //! | `tg:{IID}:t` | hash | its tokens: token id (16 bytes) -> `record::encode_token` |
 //! | `tg:{IID}:m:PROJECT` | hash | a membership: `j` JSON, `g` grants |
 //! | `tg:{IID}:ps` | set | the projects it is a member of |
+//!
+//! Rate-limit buckets (string: the GCRA TAT in microseconds, with a PX
+//! expiry) are `tg:rl{IID}:i` (the identity's own limit, per identity),
+//! `tg:rl{IID}:t:TID` (per token), and for a route's default
+//! `tg:rl{IID}:r:REQUESTS:WINDOW:BURST:i` or `...:t:TID`. Same hash tag, so the
+//! same slot as the rest of the identity; but not under `tg:{`, the prefix
+//! the near cache's invalidation channel listens to, because a bucket
+//! changes on every request and would otherwise drop the identity from
+//! every gateway's cache each time.
 //!
 //! Global indexes, touched only by the management API: `tg:identities`
 //! (sorted set of identity ids), `tg:p:PROJECT` (set of member identity ids),
@@ -28,6 +37,7 @@
 //! therefore checked and claimed by one single-key script on this key before
 //! the membership is written (see `RedisStore::put_membership`).
 
+use crate::rate_limit::Bucket;
 use crate::token::Id;
 
 pub const IDENTITIES: &str = "tg:identities";
@@ -51,6 +61,20 @@ pub fn membership_key(iid: Id, project: &str) -> String {
 }
 pub fn identity_projects_key(iid: Id) -> String {
     format!("tg:{{{}}}:ps", iid.hex())
+}
+pub fn rate_key(b: &Bucket) -> String {
+    let mut k = format!("tg:rl{{{}}}:", b.identity.hex());
+    if let Some(p) = b.route {
+        k.push_str(&format!(
+            "r:{}:{}:{}:",
+            p.requests, p.window_seconds, p.burst
+        ));
+    }
+    match b.token {
+        Some(t) => k.push_str(&format!("t:{}", t.hex())),
+        None => k.push('i'),
+    }
+    k
 }
 pub fn project_key(project: &str) -> String {
     format!("tg:p:{project}")

@@ -4,42 +4,58 @@
 //! ...}`) and Rust reads the number back through the same table.
 
 use crate::auth::Deny;
+use crate::rate_limit::{Per, RateLimit, Refusal};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::LazyLock;
+
+/// What an answer says beyond its code: the client IP (the gateway's own)
+/// and, for a rate-limit refusal, the policy and wait the script answered.
+#[derive(Debug, Clone, Copy)]
+pub struct Detail {
+    pub ip: IpAddr,
+    pub rate: Option<Refusal>,
+}
 
 /// Every refusal of the check script, numbered by position from 1 (0 is
 /// "allowed"). The names the script uses are the refusals' own codes
 /// (`Deny::code`), so a new refusal is added here and nowhere else.
-const DENIALS: [fn(IpAddr) -> Deny; 8] = [
-    |_| Deny::UnknownToken,
-    |_| Deny::Revoked,
-    |_| Deny::Expired,
-    |_| Deny::MaxTtlReached,
-    |ip| Deny::IpNotTrusted(ip.to_canonical()),
-    |_| Deny::UsageLimitReached,
-    |_| Deny::NoProjectAccess,
-    |_| Deny::OrgRoleNotAllowed,
+const DENIALS: [fn(&Detail) -> Option<Deny>; 9] = [
+    |_| Some(Deny::UnknownToken),
+    |_| Some(Deny::Revoked),
+    |_| Some(Deny::Expired),
+    |_| Some(Deny::MaxTtlReached),
+    |d| Some(Deny::IpNotTrusted(d.ip.to_canonical())),
+    |_| Some(Deny::UsageLimitReached),
+    |_| Some(Deny::NoProjectAccess),
+    |_| Some(Deny::OrgRoleNotAllowed),
+    |d| d.rate.map(Deny::RateLimited),
 ];
 
 /// The refusal a script answered with `code`, or `None` for a number the
-/// table does not hold.
-pub fn deny_from_code(code: i64, ip: IpAddr) -> Option<Deny> {
+/// table does not hold (or a rate-limit refusal without its detail).
+pub fn deny_from_code(code: i64, detail: &Detail) -> Option<Deny> {
     let index = usize::try_from(code).ok()?.checked_sub(1)?;
-    DENIALS.get(index).map(|make| make(ip))
+    DENIALS.get(index).and_then(|make| make(detail))
 }
 
 /// `local DENY = {unknown_token = 1, ...}` for the check script.
 fn deny_prelude() -> String {
+    let any = Detail {
+        ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        rate: Some(Refusal {
+            limit: RateLimit {
+                requests: 1,
+                window_seconds: 1,
+                burst: 1,
+                per: Per::Identity,
+            },
+            retry_after_ms: 1,
+        }),
+    };
     let entries: Vec<String> = DENIALS
         .iter()
         .enumerate()
-        .map(|(i, make)| {
-            format!(
-                "{} = {}",
-                make(IpAddr::V4(Ipv4Addr::UNSPECIFIED)).code(),
-                i + 1
-            )
-        })
+        .filter_map(|(i, make)| make(&any).map(|d| format!("{} = {}", d.code(), i + 1)))
         .collect();
     format!("local DENY = {{{}}}\n", entries.join(", "))
 }
@@ -103,17 +119,34 @@ mod tests {
     #[test]
     fn codes_read_back_as_their_refusals() {
         let ip: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        let rate = Refusal {
+            limit: RateLimit::decode("10,1,10,t").unwrap(),
+            retry_after_ms: 40,
+        };
+        let d = Detail {
+            ip,
+            rate: Some(rate),
+        };
         for (i, make) in DENIALS.iter().enumerate() {
             let code = i64::try_from(i + 1).unwrap();
-            assert_eq!(deny_from_code(code, ip), Some(make(ip)));
+            assert_eq!(deny_from_code(code, &d), make(&d));
+            assert!(make(&d).is_some());
         }
         assert_eq!(
-            deny_from_code(5, ip),
+            deny_from_code(5, &d),
             Some(Deny::IpNotTrusted("10.0.0.1".parse().unwrap()))
         );
-        for bad in [0, -1, 9, i64::MAX] {
-            assert_eq!(deny_from_code(bad, ip), None);
+        assert_eq!(deny_from_code(9, &d), Some(Deny::RateLimited(rate)));
+        let bare = Detail { ip, rate: None };
+        assert_eq!(
+            deny_from_code(9, &bare),
+            None,
+            "a refusal without its detail"
+        );
+        for bad in [0, -1, 10, i64::MAX] {
+            assert_eq!(deny_from_code(bad, &d), None);
         }
+        assert!(deny_prelude().ends_with("org_role = 8, rate_limited = 9}\n"));
         assert!(deny_prelude().starts_with("local DENY = {unknown_token = 1, revoked = 2,"));
     }
 }
