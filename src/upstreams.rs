@@ -383,3 +383,70 @@ async fn maintain(pool: Weak<Pool>, dns: Duration, checks: Option<Duration>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(selection: Selection, eject_seconds: u64) -> Arc<Pool> {
+        let target = |port: u16| Upstream {
+            tls: false,
+            host: "127.0.0.1".into(),
+            port,
+            sni: "127.0.0.1".into(),
+            tls_verify: true,
+            ca_file: None,
+            connect_timeout_ms: 100,
+            read_timeout_ms: 100,
+        };
+        Pool::start(&UpstreamPool {
+            name: "t".into(),
+            targets: vec![target(1), target(2)],
+            selection,
+            health_check: None,
+            eject_seconds,
+            dns_refresh_seconds: 3600,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn least_connections_picks_the_least_busy_address() {
+        let p = pool(Selection::LeastConnections, 0);
+        let a = p.pick().unwrap();
+        let b = p.pick().unwrap();
+        assert_ne!(a.addr, b.addr, "the busy one is avoided");
+        let c = p.pick().unwrap();
+        p.release(&c);
+        p.release(&a);
+        assert_eq!(p.pick().unwrap().addr, a.addr, "a is idle again, b is not");
+    }
+
+    #[test]
+    fn round_robin_alternates_and_ejection_leaves_an_address_out() {
+        let p = pool(Selection::RoundRobin, 60);
+        let first = p.pick().unwrap().addr;
+        let second = p.pick().unwrap().addr;
+        assert_ne!(first, second);
+        let refused = Picked {
+            addr: first,
+            index: 0,
+        };
+        assert!(p.eject(&refused), "another address can take the request");
+        for _ in 0..5 {
+            assert_eq!(p.pick().unwrap().addr, second);
+        }
+        // With every address out, one is still tried rather than none.
+        assert!(!p.eject(&Picked {
+            addr: second,
+            index: 1,
+        }));
+        assert!(p.pick().is_some());
+        // Without ejection configured, nothing is left out.
+        let keep = pool(Selection::RoundRobin, 0);
+        let a = keep.pick().unwrap();
+        assert!(!keep.eject(&a));
+        let picks: BTreeSet<SocketAddr> = (0..4).map(|_| keep.pick().unwrap().addr).collect();
+        assert_eq!(picks.len(), 2);
+    }
+}

@@ -1,0 +1,185 @@
+//! Routes and upstreams: routes matched by host and path send to named
+//! upstreams with their own policies; a pool with a dead address keeps
+//! serving, through health checks and through passive ejection.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::time::Duration;
+
+/// An address nothing listens on.
+fn dead_url() -> String {
+    Upstream::unreachable_url()
+}
+
+#[test]
+fn routes_send_to_their_upstreams_with_their_own_policies() {
+    let main = Upstream::echo();
+    let billing = Upstream::echo();
+    let gw = Gateway::start(
+        GatewayConfig::embedded_temp()
+            .upstream(&main.url())
+            .section(
+                "upstreams",
+                &format!("billing:\n  urls: ['{}']\n", billing.url()),
+            )
+            .section(
+                "routes",
+                "- {path: /status, auth: public, upstream: billing}\n\
+                 - {path: /invoices, upstream: billing}\n\
+                 - {path: /, host: billing.example.test, upstream: billing}\n",
+            ),
+    );
+    let (id, token) = gw.admin().identity_with_token("member", json!({}));
+    let auth = format!("Bearer {}", token.access_token);
+
+    // Public on billing: no token, reaches billing only.
+    get(&format!("{}/status/ok", gw.url())).expect_status(200);
+    assert_eq!((billing.count(), main.count()), (1, 0));
+
+    // Token route on billing: refused without, forwarded with, identity injected.
+    get(&format!("{}/invoices/1", gw.url())).expect_status(401);
+    assert_eq!(billing.count(), 1);
+    http(
+        "GET",
+        &format!("{}/invoices/1", gw.url()),
+        &[("Authorization", &auth)],
+        None,
+    )
+    .expect_status(200);
+    let rec = billing.last();
+    assert_eq!(rec.path_only(), "/invoices/1");
+    assert_eq!(rec.header("x-tokengate-identity-id"), Some(id.as_str()));
+    // Each upstream gets its own authority as Host.
+    assert_eq!(
+        rec.header("host"),
+        Some(format!("127.0.0.1:{}", billing.port()).as_str())
+    );
+
+    // Everything else stays on the default upstream, with a token.
+    get(&format!("{}/status2", gw.url())).expect_status(401);
+    http(
+        "GET",
+        &format!("{}/v1/things", gw.url()),
+        &[("Authorization", &auth)],
+        None,
+    )
+    .expect_status(200);
+    assert_eq!(main.count(), 1);
+
+    // A host route: same path, other host, other upstream; still token-checked.
+    let on_host = |auth: Option<&str>| {
+        let mut h = vec![("Host", "Billing.Example.Test:8080")];
+        if let Some(a) = auth {
+            h.push(("Authorization", a));
+        }
+        http("GET", &format!("{}/v1/things", gw.url()), &h, None)
+    };
+    on_host(None).expect_status(401);
+    on_host(Some(&auth)).expect_status(200);
+    assert_eq!((billing.count(), main.count()), (3, 1));
+}
+
+#[test]
+fn a_pool_with_a_dead_address_keeps_serving_through_health_checks() {
+    let live = Upstream::echo();
+    let gw = Gateway::start(
+        GatewayConfig::embedded_temp()
+            .upstream(&live.url())
+            .public_routes(&["/open"])
+            .section(
+                "upstreams",
+                &format!(
+                    "pool:\n  urls: ['{}', '{}']\n  eject_seconds: 0\n  \
+                     health_check: {{interval_seconds: 1, timeout_ms: 200, unhealthy_after: 1}}\n",
+                    live.url(),
+                    dead_url()
+                ),
+            )
+            .section("routes", "- {path: /open, auth: public, upstream: pool}\n"),
+    );
+    let url = format!("{}/open/x", gw.url());
+    // Once the check has marked the dead address, every request is served.
+    eventually(Duration::from_secs(20), || {
+        (0..10).all(|_| get(&url).status == 200)
+    });
+    let before = live.count();
+    for _ in 0..20 {
+        get(&url).expect_status(200);
+    }
+    assert_eq!(live.count(), before + 20);
+}
+
+#[test]
+fn a_refused_connection_ejects_the_address_and_the_request_goes_to_another() {
+    let live = Upstream::echo();
+    let gw = Gateway::start(
+        GatewayConfig::embedded_temp()
+            .upstream(&live.url())
+            .public_routes(&["/open"])
+            .section(
+                "upstreams",
+                &format!(
+                    "pool:\n  urls: ['{}', '{}']\n  eject_seconds: 60\n",
+                    dead_url(),
+                    live.url()
+                ),
+            )
+            .section("routes", "- {path: /open, auth: public, upstream: pool}\n"),
+    );
+    // No health check: the first request sent to the dead address is
+    // retried on the live one, and the dead one is left out after.
+    for i in 0..20 {
+        let resp = get(&format!("{}/open/{i}", gw.url()));
+        assert_eq!(resp.status, 200, "request {i}: {}", resp.body);
+    }
+    assert_eq!(live.count(), 20);
+    assert!(
+        gw.log().contains("refused a connection; left out for"),
+        "{}",
+        gw.log()
+    );
+}
+
+#[test]
+fn upstream_settings_are_checked_with_their_key_named() {
+    for (yaml, key) in [
+        ("upstreams: {b: {urls: []}}", "upstreams.b.urls"),
+        ("upstreams: {b: {urls: ['ftp://x']}}", "upstreams.b.urls[0]"),
+        (
+            "upstreams: {b: {urls: ['http://a', 'https://b']}}",
+            "upstreams.b.urls",
+        ),
+        (
+            "upstreams: {b: {urls: ['http://a'], selection: random}}",
+            "upstreams.b.selection",
+        ),
+        (
+            "upstreams: {default: {urls: ['http://a']}}",
+            "upstreams.default",
+        ),
+        (
+            "upstreams: {b: {urls: ['http://a'], health_check: {interval_seconds: 0}}}",
+            "upstreams.b.health_check.interval_seconds",
+        ),
+        (
+            "upstreams: {b: {urls: ['http://a'], health_check: {path: 'x y'}}}",
+            "upstreams.b.health_check.path",
+        ),
+        (
+            "routes: [{path: /a, upstream: nowhere}]",
+            "routes[0].upstream",
+        ),
+        ("routes: [{path: /a, host: 'a b'}]", "routes[0].host"),
+    ] {
+        let yaml = format!(
+            "server: {{listen: ['127.0.0.1:1']}}\nupstream: {{url: 'http://127.0.0.1:2'}}\n{yaml}\n"
+        );
+        let (code, out) = Gateway::check_config_yaml(&yaml);
+        assert_ne!(code, 0, "{yaml}");
+        assert!(out.contains(key), "{yaml}: {out}");
+    }
+}
