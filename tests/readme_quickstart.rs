@@ -133,3 +133,26 @@ fn the_readme_walkthrough_works_as_written() {
     );
     assert!(second.contains("access token has been revoked"), "{out}");
 }
+
+/// Every README config example that says `check-config` accepts it is
+/// accepted: the sections (rate limits, routes, TLS, ...) must not drift
+/// from what the gateway parses.
+#[test]
+fn the_readme_config_examples_are_accepted() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let mut checked = 0;
+    let mut rest = readme.as_str();
+    while let Some(start) = rest.find("```yaml\n") {
+        let body = &rest[start + 8..];
+        let end = body.find("```").expect("unterminated code block");
+        let yaml = &body[..end];
+        rest = &body[end + 3..];
+        if !yaml.contains("check-config accepts this file") {
+            continue;
+        }
+        let (code, out) = common::Gateway::check_config_yaml(yaml);
+        assert_eq!(code, 0, "README example refused:\n{yaml}\n{out}");
+        checked += 1;
+    }
+    assert!(checked >= 2, "only {checked} README config examples found");
+}
