@@ -56,7 +56,7 @@ fn bench(c: &mut Criterion) {
                 black_box(&hash),
                 ip,
                 2_000,
-                None,
+                auth::Needs::ANY,
                 None,
             )
         })

@@ -25,6 +25,8 @@ pub enum Deny {
     /// The request needs a different org role (the management API needs `admin`).
     OrgRoleNotAllowed,
     NoProjectAccess,
+    /// The route needs another project role than the identity has there.
+    ProjectRoleNotAllowed,
     /// Every other check passed, but the rate limit that applies is spent.
     RateLimited(Refusal),
 }
@@ -33,7 +35,10 @@ impl Deny {
     /// The HTTP status the contract gives this refusal.
     pub fn status(&self) -> u16 {
         match self {
-            Deny::IpNotTrusted(_) | Deny::OrgRoleNotAllowed | Deny::NoProjectAccess => 403,
+            Deny::IpNotTrusted(_)
+            | Deny::OrgRoleNotAllowed
+            | Deny::NoProjectAccess
+            | Deny::ProjectRoleNotAllowed => 403,
             Deny::RateLimited(_) => 429,
             _ => 401,
         }
@@ -50,6 +55,7 @@ impl Deny {
             Deny::IpNotTrusted(_) => "ip_not_trusted",
             Deny::OrgRoleNotAllowed => "org_role",
             Deny::NoProjectAccess => "no_project_access",
+            Deny::ProjectRoleNotAllowed => "project_role",
             Deny::RateLimited(_) => "rate_limited",
         }
     }
@@ -65,6 +71,9 @@ impl Deny {
             Deny::IpNotTrusted(ip) => format!("IP {ip} is not in the token's trusted IPs"),
             Deny::OrgRoleNotAllowed => "the identity's org role does not allow this request".into(),
             Deny::NoProjectAccess => "identity has no access to this project".into(),
+            Deny::ProjectRoleNotAllowed => {
+                "the identity's project role does not allow this request".into()
+            }
             Deny::RateLimited(r) => r.message(),
         }
     }
@@ -136,9 +145,32 @@ pub fn check_renewable(
     }
 }
 
-/// The whole decision for one request. `required_role` is the org role the
-/// request needs, if any (checked before the use is counted, so a refused
-/// caller keeps its uses). `project` is `None` when the request names no
+/// The roles a request needs, each a comma-separated list of which any one
+/// will do; `None` for any. Checked before the use is counted, so a refused
+/// caller keeps its uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs<'a> {
+    /// The identity's org role (the management API needs `admin`).
+    pub org_role: Option<&'a str>,
+    /// An active role of the identity's membership in the request's project.
+    pub project_role: Option<&'a str>,
+}
+
+impl Needs<'_> {
+    pub const ANY: Needs<'static> = Needs {
+        org_role: None,
+        project_role: None,
+    };
+}
+
+/// Is one of the comma-separated `wanted` among the comma-separated `held`?
+pub fn any_role(wanted: &str, held: &str) -> bool {
+    wanted
+        .split(',')
+        .any(|w| !w.is_empty() && held.split(',').any(|h| h == w))
+}
+
+/// The whole decision for one request, with the roles it `needs`. `project` is `None` when the request names no
 /// project, else the identity's membership there (if any).
 /// On `Ok` the caller must count the use in the same atomic step.
 pub fn decide(
@@ -147,14 +179,14 @@ pub fn decide(
     presented: &SecretHash,
     client_ip: IpAddr,
     now: Millis,
-    required_role: Option<&str>,
+    needs: Needs<'_>,
     project: Option<Option<&Membership>>,
 ) -> Result<Grant, Deny> {
     let (Some(token), Some(identity)) = (token, identity) else {
         return Err(Deny::UnknownToken);
     };
     check_token(token, presented, client_ip, now)?;
-    if required_role.is_some_and(|r| r != identity.role) {
+    if needs.org_role.is_some_and(|r| !any_role(r, &identity.role)) {
         return Err(Deny::OrgRoleNotAllowed);
     }
     let project_roles = match project {
@@ -164,6 +196,15 @@ pub fn decide(
                 .ok_or(Deny::NoProjectAccess)?,
         ),
     };
+    if let Some(wanted) = needs.project_role {
+        // A project role without a project is none at all.
+        if !project_roles
+            .as_deref()
+            .is_some_and(|held| any_role(wanted, held))
+        {
+            return Err(Deny::ProjectRoleNotAllowed);
+        }
+    }
     Ok(Grant {
         identity_name: identity.name.clone(),
         org_role: identity.role.clone(),
@@ -222,7 +263,7 @@ mod tests {
             &HASH,
             ip(client),
             now,
-            None,
+            Needs::ANY,
             None,
         )
     }
@@ -247,7 +288,7 @@ mod tests {
                 &[8; 32],
                 ip("1.1.1.1"),
                 NOW,
-                None,
+                Needs::ANY,
                 None
             ),
             Err(Deny::UnknownToken)
@@ -259,13 +300,13 @@ mod tests {
                 &HASH,
                 ip("1.1.1.1"),
                 NOW,
-                None,
+                Needs::ANY,
                 None
             ),
             Err(Deny::UnknownToken)
         );
         assert_eq!(
-            decide(Some(&t), None, &HASH, ip("1.1.1.1"), NOW, None, None),
+            decide(Some(&t), None, &HASH, ip("1.1.1.1"), NOW, Needs::ANY, None),
             Err(Deny::UnknownToken)
         );
     }
@@ -370,7 +411,7 @@ mod tests {
                 &HASH,
                 ip("1.1.1.1"),
                 NOW,
-                None,
+                Needs::ANY,
                 Some(m),
             )
         };
@@ -388,6 +429,58 @@ mod tests {
     }
 
     #[test]
+    fn required_roles_any_of_a_list() {
+        let t = token();
+        let id = identity();
+        let m = Membership {
+            id: Id([3; 16]),
+            project_id: "p1".into(),
+            identity_id: id.id,
+            roles: vec![RoleGrant {
+                id: Id([4; 16]),
+                role: "viewer".into(),
+                is_temporary: false,
+                temporary_mode: None,
+                temporary_range: None,
+                temporary_access_start_time: None,
+                temporary_access_end_time: None,
+            }],
+            created_at: 0,
+            updated_at: 0,
+        };
+        let d = |org, project, membership: Option<Option<&Membership>>| {
+            decide(
+                Some(&t),
+                Some(&id),
+                &HASH,
+                ip("1.1.1.1"),
+                NOW,
+                Needs {
+                    org_role: org,
+                    project_role: project,
+                },
+                membership,
+            )
+        };
+        assert!(d(Some("admin,member"), None, None).is_ok());
+        assert_eq!(
+            d(Some("admin,mem"), None, None),
+            Err(Deny::OrgRoleNotAllowed)
+        );
+        assert!(d(None, Some("admin,viewer"), Some(Some(&m))).is_ok());
+        assert_eq!(
+            d(None, Some("admin"), Some(Some(&m))),
+            Err(Deny::ProjectRoleNotAllowed)
+        );
+        assert_eq!(
+            d(None, Some("viewer"), None),
+            Err(Deny::ProjectRoleNotAllowed)
+        );
+        assert_eq!(Deny::ProjectRoleNotAllowed.status(), 403);
+        assert!(any_role("a,b", "c,b") && !any_role("", "") && !any_role("a", "ab"));
+    }
+
+    #[test]
     fn required_org_role() {
         let t = token();
         let d = |role| {
@@ -397,7 +490,10 @@ mod tests {
                 &HASH,
                 ip("1.1.1.1"),
                 NOW,
-                role,
+                Needs {
+                    org_role: role,
+                    project_role: None,
+                },
                 None,
             )
         };
@@ -411,7 +507,10 @@ mod tests {
             &HASH,
             ip("1.1.1.1"),
             NOW,
-            Some("admin"),
+            Needs {
+                org_role: Some("admin"),
+                project_role: None,
+            },
             None,
         );
         assert_eq!(e, Err(Deny::Expired), "token validity is checked first");

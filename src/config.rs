@@ -7,7 +7,7 @@ mod upstreams;
 pub use upstreams::{HealthCheck, Selection, UpstreamPool};
 
 use crate::rate_limit::{Field as RateLimitField, Per, RateLimit};
-use crate::routes::{Auth, BodyRule, ProjectRule, Route, Routes};
+use crate::routes::{Auth, BodyRule, ProjectRule, Requirements, Route, Routes};
 use ipnet::IpNet;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -413,6 +413,78 @@ struct RouteFile {
     project: Option<String>,
     body: Option<String>,
     rate_limit: Option<RateLimitFile>,
+    require: Option<RequireFile>,
+}
+
+/// `routes[].require`: roles, each one name or a list (any one will do),
+/// and per-method overrides.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequireFile {
+    org_role: Option<OneOrMany>,
+    project_role: Option<OneOrMany>,
+    #[serde(default)]
+    methods: std::collections::BTreeMap<String, MethodRequireFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MethodRequireFile {
+    org_role: Option<OneOrMany>,
+    project_role: Option<OneOrMany>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// Role names as `auth::Needs` takes them: comma-joined, each a slug.
+fn roles(p: &mut Problems, key: &str, v: &Option<OneOrMany>) -> Option<String> {
+    let list = match v.as_ref()? {
+        OneOrMany::One(r) => vec![r.clone()],
+        OneOrMany::Many(rs) => rs.clone(),
+    };
+    let slug = |r: &String| {
+        !r.is_empty()
+            && r.len() <= 64
+            && r.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    };
+    if list.is_empty() || !list.iter().all(slug) {
+        p.add(
+            key,
+            "is a role name or a list of them (lowercase letters, digits, '-', '_')",
+        );
+        return None;
+    }
+    Some(list.join(","))
+}
+
+fn validate_require(p: &mut Problems, key: &str, r: &RequireFile) -> Requirements {
+    let mut methods = Vec::new();
+    for (method, m) in &r.methods {
+        let mk = format!("{key}.methods.{method}");
+        if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+            p.add(
+                &mk,
+                "a method is an uppercase HTTP method name (GET, DELETE, ...)",
+            );
+            continue;
+        }
+        methods.push((
+            method.clone(),
+            roles(p, &format!("{mk}.org_role"), &m.org_role),
+            roles(p, &format!("{mk}.project_role"), &m.project_role),
+        ));
+    }
+    Requirements {
+        org_role: roles(p, &format!("{key}.org_role"), &r.org_role),
+        project_role: roles(p, &format!("{key}.project_role"), &r.project_role),
+        methods,
+    }
 }
 
 /// `routes[].rate_limit`: `burst` defaults to `requests`, `per` to `identity`.
@@ -446,6 +518,7 @@ fn default_routes() -> Vec<RouteFile> {
         project: Some("required".into()),
         body: None,
         rate_limit: None,
+        require: None,
     })
     .collect()
 }
@@ -1140,6 +1213,21 @@ fn validate_routes(p: &mut Problems, f: &File, projects_on: bool) -> Routes {
                 );
             }
             route.upstream = Some(name.clone());
+        }
+        if let Some(req) = &r.require {
+            route.require = validate_require(p, &format!("{key}.require"), req);
+            if route.auth == Auth::Public {
+                p.add(
+                    &format!("{key}.require"),
+                    "a public route has no identity to check",
+                );
+            }
+            if route.require.needs_project_role() && route.project != ProjectRule::Required {
+                p.add(
+                    &format!("{key}.require.project_role"),
+                    "needs project: required on the route (a request must name the project whose role is checked)",
+                );
+            }
         }
         if let Some(rl) = &r.rate_limit {
             route.rate_limit = route_rate_limit(p, &format!("{key}.rate_limit"), rl);

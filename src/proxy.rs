@@ -531,7 +531,7 @@ impl ProxyHttp for Gateway {
                 client_ip,
                 now: now_millis(),
                 project: project.as_deref(),
-                required_role: None,
+                needs: route.needs(session.req_header().method.as_str()),
                 route_rate_limit: route.rate_limit,
             })
             .await;

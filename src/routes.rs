@@ -10,6 +10,7 @@
 //! might route the same way may loosen nothing and must not escape a rule
 //! that tightens.
 
+use crate::auth::Needs;
 use crate::proxy::names::loosely_equal;
 use crate::rate_limit::RateLimit;
 
@@ -38,6 +39,24 @@ pub enum BodyRule {
     NoProject,
 }
 
+/// The roles a route needs: an org role and a project role (each a
+/// comma-separated list of which any one will do), for every method, and per
+/// method where `methods` says otherwise (its fields replace those it sets).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Requirements {
+    pub org_role: Option<String>,
+    pub project_role: Option<String>,
+    /// (METHOD, org role, project role).
+    pub methods: Vec<(String, Option<String>, Option<String>)>,
+}
+
+impl Requirements {
+    /// Does any method need a project role (so requests must name a project)?
+    pub fn needs_project_role(&self) -> bool {
+        self.project_role.is_some() || self.methods.iter().any(|(_, _, p)| p.is_some())
+    }
+}
+
 /// One segment of a route prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Segment {
@@ -54,6 +73,8 @@ pub struct Route {
     pub host: Option<String>,
     /// The named upstream it sends to; the default upstream when `None`.
     pub upstream: Option<String>,
+    /// The roles a request on it needs.
+    pub require: Requirements,
     pub auth: Auth,
     pub project: ProjectRule,
     pub body: BodyRule,
@@ -69,6 +90,7 @@ impl Route {
             segments: parse_prefix(path)?,
             host: None,
             upstream: None,
+            require: Requirements::default(),
             auth: Auth::Token,
             project: ProjectRule::Optional,
             body: BodyRule::Parse,
@@ -83,6 +105,7 @@ impl Route {
             segments: Vec::new(),
             host: None,
             upstream: None,
+            require: Requirements::default(),
             auth: Auth::Token,
             project: ProjectRule::Optional,
             body: BodyRule::Parse,
@@ -100,6 +123,20 @@ impl Route {
             (Segment::Literal(lit), Some(seg)) if exact => lit == seg,
             (Segment::Literal(lit), Some(seg)) => loosely_equal(lit, seg),
         })
+    }
+
+    /// The roles a `method` request on this route needs.
+    pub fn needs(&self, method: &str) -> Needs<'_> {
+        let r = &self.require;
+        let over = r.methods.iter().find(|(m, _, _)| m == method);
+        Needs {
+            org_role: over
+                .and_then(|(_, o, _)| o.as_deref())
+                .or(r.org_role.as_deref()),
+            project_role: over
+                .and_then(|(_, _, p)| p.as_deref())
+                .or(r.project_role.as_deref()),
+        }
     }
 
     /// Is this route for `host` (the request's, lowercase, without port)?
@@ -340,6 +377,34 @@ mod tests {
         assert_eq!(request_host("[::1]:80"), "[::1]");
         assert!(host_pattern("a b").is_err() && host_pattern("*.").is_err());
         assert!(host_pattern("a..b").is_err() && host_pattern("").is_err());
+    }
+
+    #[test]
+    fn method_requirements_replace_what_they_set() {
+        let r = Route {
+            require: Requirements {
+                org_role: Some("member,admin".into()),
+                project_role: Some("viewer,admin".into()),
+                methods: vec![("DELETE".into(), None, Some("admin".into()))],
+            },
+            ..Route::new("/x").unwrap()
+        };
+        assert_eq!(
+            r.needs("GET"),
+            Needs {
+                org_role: Some("member,admin"),
+                project_role: Some("viewer,admin")
+            }
+        );
+        assert_eq!(
+            r.needs("DELETE"),
+            Needs {
+                org_role: Some("member,admin"),
+                project_role: Some("admin")
+            }
+        );
+        assert!(r.require.needs_project_role());
+        assert_eq!(Route::new("/y").unwrap().needs("DELETE"), Needs::ANY);
     }
 
     #[test]

@@ -9,7 +9,7 @@ pub mod embedded;
 pub mod metered;
 pub mod redis;
 
-use crate::auth::{Deny, Grant};
+use crate::auth::{Deny, Grant, Needs};
 use crate::model::{Identity, Membership, Millis, TokenAuthConfig, TokenRecord};
 use crate::rate_limit::RateLimit;
 use crate::token::{AccessToken, Id};
@@ -33,9 +33,10 @@ pub struct AuthRequest<'a> {
     pub now: Millis,
     /// The project the request names, if any; its membership is checked in the same step.
     pub project: Option<&'a str>,
-    /// The org role the request needs, if any (the management API needs
-    /// `admin`); checked in the same step, before the use is counted.
-    pub required_role: Option<&'a str>,
+    /// The org and project roles the request needs (`auth::Needs`: the
+    /// management API needs org role `admin`, a route may need more);
+    /// checked in the same step, before the use is counted.
+    pub needs: Needs<'a>,
     /// The route's default rate limit, which applies when the identity's
     /// Token Auth configuration has none. Checked last, after every other
     /// check passed; a refusal counts no use and leaves the limit's state

@@ -10,7 +10,7 @@ mod common;
 use common::Redis;
 use std::net::IpAddr;
 use std::sync::Arc;
-use tokengate::auth::Deny;
+use tokengate::auth::{Deny, Needs};
 use tokengate::model::{
     default_trusted_ips, Identity, Membership, Millis, RoleGrant, TokenAuthConfig, TokenRecord,
 };
@@ -265,7 +265,7 @@ async fn auth(
         client_ip: ip(from),
         now,
         project,
-        required_role: None,
+        needs: Needs::ANY,
         route_rate_limit: None,
     })
     .await
@@ -284,7 +284,7 @@ async fn auth_on_route(
         client_ip: ip("10.0.0.1"),
         now,
         project: None,
-        required_role: None,
+        needs: Needs::ANY,
         route_rate_limit: route,
     })
     .await
@@ -1173,7 +1173,10 @@ async fn required_org_role_refuses_without_consuming(s: &dyn Store) {
         client_ip: ip("10.0.0.1"),
         now: T0,
         project: None,
-        required_role: role,
+        needs: Needs {
+            org_role: role,
+            project_role: None,
+        },
         route_rate_limit: None,
     };
     let refused = s.authenticate(&ask(Some("admin"))).await.unwrap();
@@ -1184,6 +1187,55 @@ async fn required_org_role_refuses_without_consuming(s: &dyn Store) {
     s.update_identity(&ident).await.unwrap();
     assert!(s.authenticate(&ask(Some("admin"))).await.unwrap().is_ok());
     assert_eq!(uses(s, &t).await, 1);
+}
+
+async fn required_roles_refuse_without_consuming(s: &dyn Store) {
+    let (t, rec) = setup(s, |r| r.num_uses_limit = 2).await;
+    let m = Membership {
+        id: Id::random(),
+        project_id: "proj-r".into(),
+        identity_id: rec.identity_id,
+        roles: vec![grant("viewer", None), grant("admin", Some((T0, T0 + 1000)))],
+        created_at: T0,
+        updated_at: T0,
+    };
+    s.put_membership(&m).await.unwrap();
+    let ask = |now, org_role, project_role| AuthRequest {
+        token: &t,
+        client_ip: ip("10.0.0.1"),
+        now,
+        project: Some("proj-r"),
+        needs: Needs {
+            org_role,
+            project_role,
+        },
+        route_rate_limit: None,
+    };
+    // The admin grant has expired at T0 + 1000: only viewer is active.
+    let refused = s
+        .authenticate(&ask(T0 + 1000, None, Some("admin")))
+        .await
+        .unwrap();
+    assert_eq!(refused, Err(Deny::ProjectRoleNotAllowed));
+    let refused = s
+        .authenticate(&ask(T0 + 1000, Some("admin,owner"), Some("viewer")))
+        .await
+        .unwrap();
+    assert_eq!(refused, Err(Deny::OrgRoleNotAllowed));
+    assert_eq!(uses(s, &t).await, 0, "a refused caller keeps its uses");
+    // Any one of a list will do, for either role.
+    let g = s
+        .authenticate(&ask(T0 + 1000, Some("admin,member"), Some("admin,viewer")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(g.project_roles.as_deref(), Some("viewer"));
+    assert!(s
+        .authenticate(&ask(T0 + 1, None, Some("admin")))
+        .await
+        .unwrap()
+        .is_ok());
+    assert_eq!(uses(s, &t).await, 2);
 }
 
 async fn delete_protection_is_checked_in_the_same_step(s: &dyn Store) {
@@ -1439,6 +1491,7 @@ contract!(
     deleting_an_identity_removes_everything,
     offsets_past_the_end_give_empty_pages,
     required_org_role_refuses_without_consuming,
+    required_roles_refuse_without_consuming,
     delete_protection_is_checked_in_the_same_step,
     memberships_need_an_existing_identity,
     trusted_ips_read_back_exactly,

@@ -174,6 +174,22 @@ fn upstream_settings_are_checked_with_their_key_named() {
             "routes[0].upstream",
         ),
         ("routes: [{path: /a, host: 'a b'}]", "routes[0].host"),
+        (
+            "routes: [{path: /a, require: {project_role: admin}}]",
+            "routes[0].require.project_role",
+        ),
+        (
+            "routes: [{path: /a, require: {org_role: 'Ad Min'}}]",
+            "routes[0].require.org_role",
+        ),
+        (
+            "routes: [{path: /a, require: {methods: {delete: {org_role: a}}}}]",
+            "routes[0].require.methods.delete",
+        ),
+        (
+            "routes: [{path: /a, auth: public, require: {org_role: a}}]",
+            "routes[0].require",
+        ),
     ] {
         let yaml = format!(
             "server: {{listen: ['127.0.0.1:1']}}\nupstream: {{url: 'http://127.0.0.1:2'}}\n{yaml}\n"
@@ -182,4 +198,63 @@ fn upstream_settings_are_checked_with_their_key_named() {
         assert_ne!(code, 0, "{yaml}");
         assert!(out.contains(key), "{yaml}: {out}");
     }
+}
+
+#[test]
+fn a_routes_role_requirements_hold_per_method_without_spending_uses() {
+    let upstream = Upstream::echo();
+    let gw = Gateway::start(
+        GatewayConfig::embedded_temp()
+            .upstream(&upstream.url())
+            .section(
+                "routes",
+                "- path: /v1/things\n  project: required\n  require:\n    \
+                 project_role: [viewer, admin]\n    methods: {DELETE: {project_role: admin}}\n\
+                 - {path: /v1/org, require: {org_role: admin}}\n",
+            ),
+    );
+    let admin = gw.admin();
+    let (id, token) = admin.identity_with_token("member", json!({"accessTokenNumUsesLimit": 100}));
+    let project = unique("proj");
+    admin.add_membership(&project, &id, json!({"role": "viewer"}));
+    let auth = format!("Bearer {}", token.access_token);
+    let url = format!("{}/v1/things?projectId={project}", gw.url());
+    let call = |method: &str, url: &str| http(method, url, &[("Authorization", &auth)], None);
+
+    call("GET", &url).expect_status(200);
+    let resp = call("DELETE", &url);
+    assert_eq!(
+        resp.expect_error(403),
+        "the identity's project role does not allow this request"
+    );
+    assert_eq!(upstream.count(), 1, "the refused DELETE was not forwarded");
+    assert_eq!(admin.uses(&token.token_id), 1, "a refusal spends no use");
+
+    admin
+        .call(
+            "PATCH",
+            &format!("/api/v1/projects/{project}/memberships/identities/{id}"),
+            Some(json!({"roles": [{"role": "admin"}]})),
+        )
+        .expect_status(200);
+    call("DELETE", &url).expect_status(200);
+    assert_eq!(upstream.count(), 2);
+
+    // An org role requirement, for every method.
+    let org = format!("{}/v1/org/x", gw.url());
+    assert_eq!(
+        call("GET", &org).expect_error(403),
+        "the identity's org role does not allow this request"
+    );
+    let (_, boss) = admin.identity_with_token("admin", json!({}));
+    http(
+        "GET",
+        &org,
+        &[("Authorization", &format!("Bearer {}", boss.access_token))],
+        None,
+    )
+    .expect_status(200);
+    assert!(gw
+        .metric("tokengate_auth_denied_total{reason=\"project_role\"}")
+        .is_some_and(|n| n == 1.0));
 }

@@ -154,7 +154,10 @@ pub(crate) async fn authorize(
             client_ip: req.client_ip,
             now: req.now,
             project: None,
-            required_role: Some(MANAGER_ROLE),
+            needs: crate::auth::Needs {
+                org_role: Some(MANAGER_ROLE),
+                project_role: None,
+            },
             // The management API is no route: only the identity's own limit applies.
             route_rate_limit: None,
         })

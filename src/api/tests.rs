@@ -205,7 +205,7 @@ impl H {
                 client_ip: client(),
                 now,
                 project,
-                required_role: None,
+                needs: crate::auth::Needs::ANY,
                 route_rate_limit: None,
             })
             .await

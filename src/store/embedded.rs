@@ -391,7 +391,7 @@ fn admit(st: &mut State, req: &AuthRequest<'_>) -> AuthOutcome {
         &req.token.secret_hash(),
         req.client_ip,
         req.now,
-        req.required_role,
+        req.needs,
         project,
     )?;
     let own = st.configs.get(&iid).and_then(|c| c.rate_limit);

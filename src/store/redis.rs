@@ -203,7 +203,7 @@ impl Store for RedisStore {
                     presented: &presented,
                     client_ip: req.client_ip,
                     now: req.now,
-                    required_role: req.required_role,
+                    needs: req.needs,
                     project: req.project,
                 };
                 if let Some(outcome) = cache.decide(&q, at) {
@@ -237,10 +237,11 @@ impl Store for RedisStore {
             .arg(&pack_ip(req.client_ip)[..])
             .arg(req.now)
             .arg(if req.project.is_some() { "1" } else { "0" })
-            .arg(req.required_role.unwrap_or(""))
+            .arg(req.needs.org_role.unwrap_or(""))
             .arg(if ticket.is_some() { "1" } else { "0" })
             .arg(&tid.0[..])
-            .arg(req.route_rate_limit.map(|l| l.encode()).unwrap_or_default());
+            .arg(req.route_rate_limit.map(|l| l.encode()).unwrap_or_default())
+            .arg(req.needs.project_role.unwrap_or(""));
         let answer: Vec<Value> = self.script(&inv).await?;
         let code = match answer.first() {
             Some(Value::Int(c)) => *c,

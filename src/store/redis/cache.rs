@@ -128,7 +128,7 @@ pub struct Question<'a> {
     pub presented: &'a crate::token::SecretHash,
     pub client_ip: std::net::IpAddr,
     pub now: Millis,
-    pub required_role: Option<&'a str>,
+    pub needs: auth::Needs<'a>,
     pub project: Option<&'a str>,
 }
 
@@ -170,7 +170,7 @@ impl NearCache {
                 q.presented,
                 q.client_ip,
                 q.now,
-                q.required_role,
+                q.needs,
                 membership,
             )
         };

@@ -12,10 +12,11 @@
 -- ARGV[2] client IP: family byte (4 or 6) + 16 address bytes
 -- ARGV[3] now, milliseconds since the epoch
 -- ARGV[4] "1" when the request names a project
--- ARGV[5] the org role the request needs, or "" for any
+-- ARGV[5] the org roles the request needs (comma-separated, any one), or "" for any
 -- ARGV[6] "1" when the gateway keeps the records in its near cache
 -- ARGV[7] the token id (16 bytes)
 -- ARGV[8] the route's default rate limit ("requests,window,burst,i|t") or ""
+-- ARGV[9] the project roles the request needs (comma-separated, any one), or ""
 -- Returns {0, identity name, org role, project roles} when allowed (and counted),
 -- followed, when ARGV[6] == "1" and the token has no use limit, by its
 -- record, the membership's grants ('' without a project) and this Redis
@@ -77,7 +78,16 @@ if entries > 0 then
 end
 
 if limit > 0 and uses >= limit then return {DENY.usage_limit, ''} end
-if ARGV[5] ~= '' and ident[2] ~= ARGV[5] then return {DENY.org_role, ''} end
+-- Is one of the comma-separated `wanted` among the comma-separated `held`?
+local function any_role(wanted, held)
+  for w in string.gmatch(wanted, '[^,]+') do
+    for h in string.gmatch(held, '[^,]+') do
+      if w == h then return true end
+    end
+  end
+  return false
+end
+if ARGV[5] ~= '' and not any_role(ARGV[5], ident[2]) then return {DENY.org_role, ''} end
 
 -- Project membership: grants are lines "start,end,role" (0,0 = permanent);
 -- active roles are joined with commas, no-access gives nothing.
@@ -96,6 +106,7 @@ if ARGV[4] == '1' then
   end
   if roles == '' then return {DENY.no_project_access, ''} end
 end
+if ARGV[9] ~= '' and not any_role(ARGV[9], roles) then return {DENY.project_role, ''} end
 
 -- Rate limit, last: GCRA as in src/rate_limit.rs, in microseconds (every
 -- value stays below 2^53, where Lua numbers are exact). The identity's own

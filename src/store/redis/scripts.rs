@@ -19,7 +19,7 @@ pub struct Detail {
 /// Every refusal of the check script, numbered by position from 1 (0 is
 /// "allowed"). The names the script uses are the refusals' own codes
 /// (`Deny::code`), so a new refusal is added here and nowhere else.
-const DENIALS: [fn(&Detail) -> Option<Deny>; 9] = [
+const DENIALS: [fn(&Detail) -> Option<Deny>; 10] = [
     |_| Some(Deny::UnknownToken),
     |_| Some(Deny::Revoked),
     |_| Some(Deny::Expired),
@@ -29,6 +29,7 @@ const DENIALS: [fn(&Detail) -> Option<Deny>; 9] = [
     |_| Some(Deny::NoProjectAccess),
     |_| Some(Deny::OrgRoleNotAllowed),
     |d| d.rate.map(Deny::RateLimited),
+    |_| Some(Deny::ProjectRoleNotAllowed),
 ];
 
 /// The refusal a script answered with `code`, or `None` for a number the
@@ -143,10 +144,11 @@ mod tests {
             None,
             "a refusal without its detail"
         );
-        for bad in [0, -1, 10, i64::MAX] {
+        assert_eq!(deny_from_code(10, &d), Some(Deny::ProjectRoleNotAllowed));
+        for bad in [0, -1, 11, i64::MAX] {
             assert_eq!(deny_from_code(bad, &d), None);
         }
-        assert!(deny_prelude().ends_with("org_role = 8, rate_limited = 9}\n"));
+        assert!(deny_prelude().ends_with("rate_limited = 9, project_role = 10}\n"));
         assert!(deny_prelude().starts_with("local DENY = {unknown_token = 1, revoked = 2,"));
     }
 }
