@@ -12,6 +12,8 @@ mod common;
 use common::tls::{h2_request, CertFiles, Client, Pki};
 use common::*;
 use serde_json::json;
+use std::io::Read;
+use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
@@ -288,6 +290,59 @@ fn the_admin_listener_speaks_tls() {
     let (alpn, resp) = h2_request(&client, &addr, "localhost", req).unwrap();
     assert_eq!((alpn.as_str(), resp.status), ("h2", 200));
     assert!(no_plain_answer(&addr));
+}
+
+/// True once the peer has closed `s` (a read ends or fails other than by
+/// the read timeout).
+fn closed(s: &mut impl Read) -> bool {
+    let mut buf = [0u8; 512];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) => {
+                return !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                )
+            }
+        }
+    }
+}
+
+#[test]
+fn a_stalled_handshake_or_h2_preface_is_cut_at_the_header_deadline() {
+    let pki = Pki::new("tokengate test CA");
+    let cert = pki.server("gw", "gateway", &["DNS:gateway.test"]);
+    let gw = Gateway::start(
+        GatewayConfig::embedded_temp()
+            .public_routes(&["/"])
+            .server_extra("header_timeout_seconds: 1\n")
+            .server_tls(&tls_yaml(&[&cert], "")),
+    );
+    let addr = gw.tls_addr();
+    let client = Client::trusting(&pki.ca());
+    // Connected, and not a byte of handshake.
+    let mut silent = TcpStream::connect(&addr).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    // Accepting goes on meanwhile: the handshake is not the accept loop's.
+    let tls = client.connect(&addr, "gateway.test").unwrap();
+    assert_eq!(tls.presented().cn, "gateway");
+    eventually(Duration::from_secs(15), || closed(&mut silent));
+
+    // Handshake done with h2, and no connection preface.
+    let mut h2 = client
+        .clone()
+        .alpn(&["h2"])
+        .connect(&addr, "gateway.test")
+        .unwrap();
+    assert_eq!(h2.alpn().as_deref(), Some("h2"));
+    h2.0.sock
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    eventually(Duration::from_secs(15), || closed(&mut h2.0));
 }
 
 fn reloads(gw: &Gateway, result: &str) -> f64 {

@@ -87,6 +87,8 @@ pub struct GatewayConfig {
     admin_port: u16,
     /// `server.tls` without its `listen` (the harness adds `tls_port`).
     server_tls: Option<String>,
+    /// Raw lines appended to the generated `server` section.
+    server_extra: String,
     tls_port: u16,
     /// `admin.tls`, and the CA the readiness probe trusts for it.
     admin_tls: Option<(String, PathBuf)>,
@@ -156,6 +158,7 @@ impl GatewayConfig {
             listen_port,
             admin_port,
             server_tls: None,
+            server_extra: String::new(),
             tls_port: third_free_port(listen_port, admin_port),
             admin_tls: None,
             threads: 2,
@@ -362,6 +365,13 @@ impl GatewayConfig {
         self
     }
 
+    /// Lines added to the generated `server` section
+    /// (`header_timeout_seconds: 1\n`), which keeps its listeners.
+    pub fn server_extra(mut self, yaml: &str) -> Self {
+        self.server_extra.push_str(yaml);
+        self
+    }
+
     pub fn tls_port(&self) -> u16 {
         self.tls_port
     }
@@ -384,6 +394,7 @@ impl GatewayConfig {
                     self.threads,
                     self.grace_period_seconds
                 );
+                s.push_str(&self.server_extra);
                 if let Some(tls) = &self.server_tls {
                     s.push_str(&format!(
                         "tls:\n  listen: [{}]\n{}",
