@@ -16,6 +16,9 @@ its hard limit so that it can hold the connections; the gateway raises its own.
   scripts/conn_cost.py                        # 1000, 5000, 10000 connections
   scripts/conn_cost.py --counts 200,1000      # smaller
   scripts/conn_cost.py --env MIMALLOC_PURGE_DELAY=0 --yaml 'server: {threads: 1}'
+  scripts/conn_cost.py --tls                  # over TLS (a throwaway certificate, openssl)
+  scripts/conn_cost.py --tls --alpn h2        # the handshake only: no h2 client here, so
+                                              # with --silent (idle after the handshake)
 
 --yaml merges extra top-level YAML sections into the generated config (it is
 appended, so use keys the base config does not set: the base sets server.listen
@@ -25,6 +28,7 @@ import argparse
 import os
 import resource
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -79,8 +83,10 @@ def read_answer(sock, deadline):
     return status
 
 
-def one_connection(port, deadline, silent=False):
+def one_connection(port, deadline, silent=False, tls=None):
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    if tls is not None:
+        s = tls.wrap_socket(s, server_hostname="localhost")
     if silent:
         return s
     s.sendall(REQUEST)
@@ -125,6 +131,11 @@ def main():
     ap.add_argument("--yaml", default="", help="extra YAML appended to the config")
     ap.add_argument("--silent", action="store_true",
                     help="connections send nothing (isolates the cost of accepting from serving)")
+    ap.add_argument("--tls", action="store_true",
+                    help="connect to a TLS listener (server.tls) with a throwaway certificate")
+    ap.add_argument("--alpn", default="http/1.1", help="ALPN offered with --tls")
+    ap.add_argument("--port-base", type=int, default=0,
+                    help="use this port and the next two (upstream, gateway, TLS) instead of free ones")
     args = ap.parse_args()
     counts = sorted(int(c) for c in args.counts.split(","))
     end = time.monotonic() + args.budget
@@ -135,12 +146,26 @@ def main():
         sys.exit(f"open-file hard limit {hard} is below {counts[-1] + 100}")
 
     work = tempfile.mkdtemp(prefix="conn-cost-")
-    up_port, gw_port = free_port(), free_port()
+    pick = (lambda i: args.port_base + i) if args.port_base else (lambda i: free_port())
+    up_port, gw_port = pick(0), pick(1)
     cfg = os.path.join(work, "tokengate.yaml")
+    tls_yaml, tls, port = "", None, gw_port
+    if args.tls:
+        port = pick(2)
+        subprocess.run(
+            ["openssl", "req", "-x509", "-nodes", "-days", "1", "-newkey", "ec",
+             "-pkeyopt", "ec_paramgen_curve:prime256v1", "-subj", "/CN=localhost",
+             "-addext", "subjectAltName=DNS:localhost", "-keyout", "key.pem", "-out", "cert.pem"],
+            cwd=work, check=True, capture_output=True, timeout=30,
+        )
+        tls_yaml = (f"  tls:\n    listen: [\"127.0.0.1:{port}\"]\n"
+                    f"    certificates: [{{cert: {work}/cert.pem, key: {work}/key.pem}}]\n")
+        tls = ssl.create_default_context(cafile=os.path.join(work, "cert.pem"))
+        tls.set_alpn_protocols([args.alpn])
     with open(cfg, "w") as f:
         f.write(
             f"server:\n  listen: [\"127.0.0.1:{gw_port}\"]\n  threads: {args.threads}\n"
-            f"  grace_period_seconds: 0\n"
+            f"  grace_period_seconds: 0\n" + tls_yaml +
             f"upstream:\n  url: \"http://127.0.0.1:{up_port}\"\n"
             f"store:\n  kind: embedded\n  path: {work}/store.redb\n"
             f"public_routes: [\"/\"]\nroutes: []\nproject:\n  sources: []\n"
@@ -165,8 +190,8 @@ def main():
             [args.binary, "serve", "--config", cfg], env=env, cwd=work,
             stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "gateway.log"), "w"),
         )
-        wait_ready(gw_port, gateway, min(end, time.monotonic() + 60),
-                   lambda p: one_connection(p, time.monotonic() + 5).close())
+        wait_ready(port, gateway, min(end, time.monotonic() + 60),
+                   lambda p: one_connection(p, time.monotonic() + 5, args.silent, tls).close())
         time.sleep(args.settle)
         base = rss_kib(gateway.pid)
         rows.append(("start", 0, base, open_fds(gateway.pid)))
@@ -174,7 +199,7 @@ def main():
             while len(conns) < target:
                 if time.monotonic() > end:
                     raise TimeoutError(f"budget spent at {len(conns)} connections")
-                conns.append(one_connection(gw_port, time.monotonic() + 10, args.silent))
+                conns.append(one_connection(port, time.monotonic() + 10, args.silent, tls))
             time.sleep(args.settle)
             rows.append((f"{target} idle", target, rss_kib(gateway.pid), open_fds(gateway.pid)))
         for s in conns:
@@ -189,7 +214,7 @@ def main():
         stop(upstream)
 
     print(f"gateway {args.binary} threads={args.threads} env={args.env} yaml={args.yaml!r}"
-          + (" silent" if args.silent else ""))
+          + (" silent" if args.silent else "") + (f" tls alpn={args.alpn}" if args.tls else ""))
     print(f"{'point':<16}{'conns':>7}{'RSS MiB':>10}{'KiB/conn':>10}{'fds':>7}")
     for name, n, rss, fds in rows:
         per = f"{(rss - base) / n:.1f}" if n else "-"

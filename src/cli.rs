@@ -163,8 +163,15 @@ fn check_config(files: &[PathBuf]) -> ExitCode {
     let mut failed = false;
     let mut stdout = io::stdout().lock();
     for file in files {
-        match crate::config::load(file) {
-            Ok(_) => {
+        // The TLS files are read too, as `serve` would: a key that does not
+        // match its certificate is found before the deploy, not at it.
+        let checked = crate::config::load(file).and_then(|cfg| {
+            crate::server::load_tls(&cfg)
+                .map_err(crate::config::ConfigError)
+                .map(drop)
+        });
+        match checked {
+            Ok(()) => {
                 let _ = writeln!(stdout, "{}: ok", file.display());
             }
             Err(e) => {

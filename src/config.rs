@@ -2,8 +2,10 @@
 //! validation into a `Config`, naming the key path of every problem. The only
 //! module that parses YAML.
 
+mod tls;
 mod upstreams;
 
+pub use tls::{check_name, CertificateFiles, TlsConfig};
 pub use upstreams::{HealthCheck, Selection, UpstreamPool};
 
 use crate::rate_limit::{Field as RateLimitField, Per, RateLimit};
@@ -16,7 +18,12 @@ use std::path::PathBuf;
 /// The validated configuration the gateway runs on.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Plain HTTP proxy listeners.
     pub listen: Vec<SocketAddr>,
+    /// TLS proxy listeners (`server.tls.listen`), all with `tls`.
+    pub tls_listen: Vec<SocketAddr>,
+    /// `server.tls`; set exactly when `tls_listen` is not empty.
+    pub tls: Option<TlsConfig>,
     pub threads: usize,
     pub grace_period_seconds: u64,
     /// How long an idle keep-alive client connection stays open.
@@ -26,6 +33,8 @@ pub struct Config {
     /// Client connections open at once on the proxy listeners.
     pub max_connections: usize,
     pub admin_listen: Option<SocketAddr>,
+    /// `admin.tls`: the admin listener speaks TLS only.
+    pub admin_tls: Option<TlsConfig>,
     pub admin_key_env: Option<String>,
     pub admin_key_file: Option<PathBuf>,
     /// The default upstream: routes that name none send here.
@@ -243,7 +252,9 @@ fn default_log_level() -> String {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ServerFile {
+    #[serde(default)]
     listen: Vec<String>,
+    tls: Option<tls::TlsFile>,
     #[serde(default = "default_threads")]
     threads: i64,
     #[serde(default = "default_grace")]
@@ -285,6 +296,7 @@ struct AdminFile {
     #[serde(default = "default_key_env")]
     api_key_env: Option<String>,
     api_key_file: Option<PathBuf>,
+    tls: Option<tls::TlsFile>,
 }
 
 impl Default for AdminFile {
@@ -293,6 +305,7 @@ impl Default for AdminFile {
             listen: None,
             api_key_env: default_key_env(),
             api_key_file: None,
+            tls: None,
         }
     }
 }
@@ -631,9 +644,10 @@ pub struct ConfigError(pub Vec<String>);
 
 /// The keys that differ between `old` and `new` but cannot change while
 /// the gateway runs (a reload that changes them is refused): the listeners
-/// and their limits are bound at start, the store is opened once, the admin
-/// key read once, and the CAs trusted for the upstream are loaded into
-/// Pingora's connector at start.
+/// and their limits are bound at start (and so is whether a listener speaks
+/// TLS; its certificates, client CA and ALPN are reloaded), the store is
+/// opened once, the admin key read once, and the CAs trusted for the
+/// upstream are loaded into Pingora's connector at start.
 pub fn fixed_keys_changed(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut changed = Vec::new();
     let mut check = |key, same: bool| {
@@ -642,6 +656,7 @@ pub fn fixed_keys_changed(old: &Config, new: &Config) -> Vec<&'static str> {
         }
     };
     check("server.listen", old.listen == new.listen);
+    check("server.tls.listen", old.tls_listen == new.tls_listen);
     check("server.threads", old.threads == new.threads);
     check(
         "server.grace_period_seconds",
@@ -656,6 +671,10 @@ pub fn fixed_keys_changed(old: &Config, new: &Config) -> Vec<&'static str> {
         old.max_connections == new.max_connections,
     );
     check("admin.listen", old.admin_listen == new.admin_listen);
+    check(
+        "admin.tls (on or off)",
+        old.admin_tls.is_some() == new.admin_tls.is_some(),
+    );
     check(
         "admin.key_env / admin.key_file",
         old.admin_key_env == new.admin_key_env && old.admin_key_file == new.admin_key_file,
@@ -718,8 +737,11 @@ impl Problems {
 fn validate(f: File) -> Result<Config, ConfigError> {
     let mut p = Problems(Vec::new());
 
-    if f.server.listen.is_empty() {
-        p.add("server.listen", "at least one address is required");
+    if f.server.listen.is_empty() && f.server.tls.is_none() {
+        p.add(
+            "server.listen",
+            "at least one address is required (here or in server.tls.listen)",
+        );
     }
     let listen: Vec<SocketAddr> = f
         .server
@@ -728,6 +750,15 @@ fn validate(f: File) -> Result<Config, ConfigError> {
         .enumerate()
         .filter_map(|(i, s)| p.addr(&format!("server.listen[{i}]"), s))
         .collect();
+    let (tls_listen, tls) = tls::validate_server(&mut p, f.server.tls.as_ref());
+    for (i, a) in tls_listen.iter().enumerate() {
+        if listen.contains(a) || tls_listen[..i].contains(a) {
+            p.add(
+                &format!("server.tls.listen[{i}]"),
+                format!("{a} is listed twice; a listener speaks TLS or plain HTTP"),
+            );
+        }
+    }
     let threads = p.range("server.threads", f.server.threads, 1, 256) as usize;
     let grace = p.range(
         "server.grace_period_seconds",
@@ -758,12 +789,13 @@ fn validate(f: File) -> Result<Config, ConfigError> {
         .listen
         .as_deref()
         .and_then(|s| p.addr("admin.listen", s));
-    if let Some(a) = admin_listen.filter(|a| listen.contains(a)) {
+    if let Some(a) = admin_listen.filter(|a| listen.contains(a) || tls_listen.contains(a)) {
         p.add(
             "admin.listen",
-            format!("{a} is also in server.listen; the admin listener needs its own address"),
+            format!("{a} is also a proxy listener; the admin listener needs its own address"),
         );
     }
+    let admin_tls = tls::validate_admin(&mut p, f.admin.tls.as_ref(), admin_listen.is_some());
     if let Some(env) = &f.admin.api_key_env {
         if env.is_empty() || env.contains('=') {
             p.add(
@@ -861,12 +893,15 @@ fn validate(f: File) -> Result<Config, ConfigError> {
     };
     Ok(Config {
         listen,
+        tls_listen,
+        tls,
         threads,
         grace_period_seconds: grace,
         keepalive_timeout_seconds,
         header_timeout_seconds,
         max_connections,
         admin_listen,
+        admin_tls,
         admin_key_env: f.admin.api_key_env.clone(),
         admin_key_file: f.admin.api_key_file.clone(),
         upstream,
@@ -1654,6 +1689,81 @@ mod tests {
                 "store",
                 "upstream.ca_file"
             ]
+        );
+    }
+
+    #[test]
+    fn tls_listeners_and_their_files() {
+        let tls = "server:\n  listen: ['127.0.0.1:8080']\n  tls:\n    listen: ['127.0.0.1:8443']\n    \
+                   certificates:\n      - {cert: a.pem, key: a.key}\n      - {cert: b.pem, key: b.key, names: [B.Example.com., '*.b.test']}\n    \
+                   client_ca: ca.pem\nadmin: {listen: '127.0.0.1:9090', tls: {certificates: [{cert: a.pem, key: a.key}], h2: false}}\n\
+                   upstream: {url: 'http://127.0.0.1:3000'}\n";
+        let c = parse(tls).unwrap();
+        assert_eq!(c.listen.len(), 1);
+        assert_eq!(c.tls_listen, ["127.0.0.1:8443".parse().unwrap()]);
+        let t = c.tls.as_ref().unwrap();
+        assert!(t.h2, "h2 is on by default");
+        assert_eq!(t.certificates[1].names, ["b.example.com", "*.b.test"]);
+        assert_eq!(t.client_ca.as_deref(), Some(std::path::Path::new("ca.pem")));
+        assert!(!c.admin_tls.as_ref().unwrap().h2);
+        // TLS listeners alone are enough.
+        let only = "server: {tls: {listen: ['127.0.0.1:8443'], certificates: [{cert: a, key: b}]}}\nupstream: {url: 'http://a'}\n";
+        assert!(parse(only).unwrap().listen.is_empty());
+
+        for (bad, key) in [
+            ("server: {}", "server.listen: at least one address"),
+            ("server: {tls: {certificates: [{cert: a, key: b}]}}", "server.tls.listen"),
+            ("server: {tls: {listen: ['127.0.0.1:1']}}", "server.tls.certificates: at least one"),
+            (
+                "server: {listen: ['127.0.0.1:1'], tls: {listen: ['127.0.0.1:1'], certificates: [{cert: a, key: b}]}}",
+                "server.tls.listen[0]: 127.0.0.1:1 is listed twice",
+            ),
+            (
+                "server: {tls: {listen: ['127.0.0.1:1'], certificates: [{cert: a, key: ''}]}}",
+                "server.tls.certificates[0].key: must not be empty",
+            ),
+            (
+                "server: {tls: {listen: ['127.0.0.1:1'], certificates: [{cert: a, key: b, names: ['*.com']}]}}",
+                "server.tls.certificates[0].names[0]: '*.com' is a wildcard",
+            ),
+            (
+                "server: {tls: {listen: ['127.0.0.1:1'], certificates: [{cert: a, key: b, names: [127.0.0.1]}]}}",
+                "names[0]: '127.0.0.1' is an IP address",
+            ),
+            (
+                "server: {tls: {listen: ['127.0.0.1:1'], certificates: [{cert: a, key: b, names: [a.test]}, {cert: c, key: d, names: [A.test]}]}}",
+                "server.tls.certificates[1].names[0]: 'a.test' is also a name of server.tls.certificates[0]",
+            ),
+            (
+                "server: {tls: {listen: ['127.0.0.1:1'], certificates: [{cert: a, key: b, nmes: [x]}]}}",
+                "nmes",
+            ),
+            (
+                "server: {listen: ['127.0.0.1:1']}\nadmin: {tls: {certificates: [{cert: a, key: b}]}}",
+                "admin.tls: needs admin.listen",
+            ),
+            (
+                "server: {listen: ['127.0.0.1:1']}\nadmin: {listen: '127.0.0.1:2', tls: {listen: ['127.0.0.1:3'], certificates: [{cert: a, key: b}]}}",
+                "admin.tls.listen: the admin listener's address is admin.listen",
+            ),
+        ] {
+            let e = errors(&format!("{bad}\nupstream: {{url: 'http://a'}}\n"));
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+
+        // Certificates, client CA and h2 are reloaded; listeners and
+        // whether they speak TLS are not.
+        let mut changed = c.clone();
+        changed.tls = Some(TlsConfig {
+            h2: false,
+            client_ca: None,
+            ..t.clone()
+        });
+        assert!(fixed_keys_changed(&c, &changed).is_empty());
+        let plain = parse(MINIMAL).unwrap();
+        assert_eq!(
+            fixed_keys_changed(&c, &plain),
+            ["server.tls.listen", "admin.listen", "admin.tls (on or off)"]
         );
     }
 

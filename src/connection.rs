@@ -17,14 +17,24 @@
 //! waiting for the next one, tens of KiB per idle client. Here the wait for
 //! the next request's first bytes happens in a small future of our own, with
 //! the keep-alive timeout, and Pingora's future exists only while a request
-//! is in flight. The listeners are plain TCP without h2c, so every connection
-//! speaks HTTP/1 and the loop is Pingora's HTTP/1 loop, nothing more.
+//! is in flight. Plain listeners have no h2c, so a plain connection speaks
+//! HTTP/1 and the loop is Pingora's HTTP/1 loop, nothing more.
+//!
+//! TLS connections (`serve_tls`) hold a slot from the accept too, and the
+//! header deadline runs from the accept across the handshake: a client that
+//! stalls its handshake is cut like one that stalls its header. The
+//! handshake runs in the connection's own task, never in the accept loop.
+//! One that negotiated HTTP/1.1 (or nothing) joins the same loop; one that
+//! negotiated h2 by ALPN is handed to Pingora's HTTP/2 server, behind the
+//! same deadline for its connection preface, and closed after the keep-alive
+//! timeout with no stream open (`h2_idle_timeout`, set in `server.rs`).
 
 use async_trait::async_trait;
 use bytes::{Buf, Bytes};
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::listeners::DEFAULT_L4_WRITE_BUFFER_SIZE;
 use pingora::protocols::http::ServerSession;
+use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::{
     GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, Ssl, UniqueID, UniqueIDType,
     IO,
@@ -121,7 +131,63 @@ where
             refuse(stream).await;
             return None;
         };
-        let mut conn = Box::new(HeaderDeadline::new(stream, self.limits.header_timeout));
+        let conn = Box::new(HeaderDeadline::new(stream, self.limits.header_timeout));
+        self.http1(conn, shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        self.inner.http_cleanup().await
+    }
+}
+
+impl<A> Guarded<A>
+where
+    A: HttpServerApp + Send + Sync + 'static,
+{
+    /// A connection to a TLS listener: the handshake with `tls`, then HTTP/1
+    /// or, when ALPN chose it, HTTP/2.
+    pub async fn serve_tls(
+        self: &Arc<Self>,
+        stream: L4Stream,
+        tls: &crate::tls::TlsEndpoint,
+        shutdown: &ShutdownWatch,
+    ) {
+        let Some(_slot) = Slot::take(&self.open, self.limits.max_connections, &self.open_gauge)
+        else {
+            // A plain-text 503 means nothing to a TLS client, and a handshake
+            // is the very work an overloaded gateway cannot afford: close.
+            self.refused.inc();
+            return;
+        };
+        let deadline = Instant::now() + self.limits.header_timeout;
+        // Boxed, so that the handshake's state is freed once it is done
+        // rather than kept in this task for the connection's life.
+        let handshake = Box::pin(tls.handshake(stream));
+        let Ok(Some(tls_stream)) = tokio::time::timeout_at(deadline, handshake).await else {
+            return;
+        };
+        let h2 = matches!(tls_stream.selected_alpn_proto(), Some(ALPN::H2));
+        let conn = Box::new(HeaderDeadline::until(
+            Box::new(tls_stream),
+            self.limits.header_timeout,
+            deadline,
+        ));
+        if h2 {
+            // Pingora's HTTP/2 server: it takes h2 from the ALPN of the TLS
+            // digest, which the deadline stream passes through. The h2
+            // preface holds a blank line, so the deadline ends with it.
+            ServerApp::process_new(&self.inner, conn, shutdown).await;
+        } else {
+            self.http1(conn, shutdown).await;
+        }
+    }
+
+    /// The HTTP/1 keep-alive loop of one connection.
+    async fn http1(
+        self: &Arc<Self>,
+        mut conn: Box<HeaderDeadline>,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
         let mut settings: Option<HttpPersistentSettings> = None;
         let mut stopping = shutdown.clone();
         loop {
@@ -152,10 +218,6 @@ where
             // Pingora hands back the stream it was given; it was ours.
             conn = stream.into_any().downcast::<HeaderDeadline>().ok()?;
         }
-    }
-
-    async fn cleanup(&self) {
-        self.inner.http_cleanup().await
     }
 }
 
@@ -230,11 +292,17 @@ pub struct HeaderDeadline {
 impl HeaderDeadline {
     /// The first header's deadline runs from now, the accept.
     pub fn new(inner: Stream, timeout: Duration) -> Self {
+        Self::until(inner, timeout, Instant::now() + timeout)
+    }
+
+    /// The first header is due by `deadline` (set at the accept, before a
+    /// TLS handshake); the next ones each get `timeout`.
+    pub fn until(inner: Stream, timeout: Duration, deadline: Instant) -> Self {
         HeaderDeadline {
             inner: BufWriter::with_capacity(DEFAULT_L4_WRITE_BUFFER_SIZE, inner),
             timeout,
             phase: Phase::Header,
-            deadline: Instant::now() + timeout,
+            deadline,
             timer: None,
             end: HeaderEnd::default(),
             held: Bytes::new(),

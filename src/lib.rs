@@ -18,6 +18,7 @@
 //! - `logging`: the process logger: `RUST_LOG` filtering, every record redacted
 //! - `connection`: per-connection limits: open connections, request header deadline
 //! - `listener`: the proxy listeners' accept loop, one small task per connection
+//! - `tls`:     listener TLS: certificate files, SNI choice, client CA, live reload
 //! - `server`:  assembles the Pingora server from a `Config`
 //! - `cli`:     the `tokengate` command line (serve, check-config, operator commands)
 
@@ -43,5 +44,6 @@ pub mod request_id;
 pub mod routes;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod token;
 pub mod upstreams;

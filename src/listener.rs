@@ -3,15 +3,18 @@
 //! Why not Pingora's listening service: it spawns each connection as one task
 //! whose future holds, inline, the state of its TLS handshake next to the
 //! connection's whole life, about 9 KiB (heaptrack: tokio task cells from
-//! `listening.rs`), for as long as the connection is open, TLS or not. The
-//! proxy listeners are plain TCP, so this loop skips the handshake and spawns
-//! only what [`Guarded`] needs. What Pingora's loop also did is kept: the
+//! `listening.rs`), for as long as the connection is open, TLS or not. This
+//! loop spawns only what [`Guarded`] needs: for a plain listener the HTTP
+//! loop alone; for a TLS listener a task of its own kind, whose handshake
+//! state is boxed and freed once the handshake is done (so plain
+//! connections never carry TLS state). What Pingora's loop also did is kept: the
 //! peer address in the socket digest (the client IP comes from it),
 //! `TCP_NODELAY` (this loop had lost it), a pause
 //! when the process is out of file descriptors, and on shutdown: stop
 //! accepting, then let the app release connections waiting for a request.
 
 use crate::connection::Guarded;
+use crate::tls::TlsEndpoint;
 use async_trait::async_trait;
 use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::protocols::l4::stream::Stream as L4Stream;
@@ -29,7 +32,7 @@ const BACKLOG: u32 = 65535;
 /// A Pingora service that accepts on `addrs` and hands connections to `app`.
 pub struct ProxyListeners<A> {
     name: String,
-    sockets: Vec<(SocketAddr, TcpSocket)>,
+    sockets: Vec<(SocketAddr, TcpSocket, Option<Arc<TlsEndpoint>>)>,
     app: Option<Arc<Guarded<A>>>,
 }
 
@@ -37,9 +40,19 @@ impl<A> ProxyListeners<A> {
     /// Binds every address now, so that a taken port stops the start-up with
     /// its address named instead of leaving a gateway that serves nothing.
     /// Listening starts with the service, inside its runtime.
-    pub fn bind(name: &str, addrs: &[SocketAddr], app: Guarded<A>) -> std::io::Result<Self> {
+    /// `tls` gives its addresses and the endpoint they terminate TLS with.
+    pub fn bind(
+        name: &str,
+        addrs: &[SocketAddr],
+        tls: Option<(&[SocketAddr], Arc<TlsEndpoint>)>,
+        app: Guarded<A>,
+    ) -> std::io::Result<Self> {
+        let plain = addrs.iter().map(|a| (a, None));
+        let secure = tls
+            .iter()
+            .flat_map(|(addrs, endpoint)| addrs.iter().map(|a| (a, Some(endpoint.clone()))));
         let mut sockets = Vec::new();
-        for addr in addrs {
+        for (addr, tls) in plain.chain(secure) {
             let socket = if addr.is_ipv4() {
                 TcpSocket::new_v4()?
             } else {
@@ -49,7 +62,7 @@ impl<A> ProxyListeners<A> {
             socket.bind(*addr).map_err(|e| {
                 std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
             })?;
-            sockets.push((*addr, socket));
+            sockets.push((*addr, socket, tls));
         }
         Ok(ProxyListeners {
             name: name.to_string(),
@@ -59,8 +72,12 @@ impl<A> ProxyListeners<A> {
     }
 }
 
-async fn accept_loop<A>(listener: TcpListener, app: Arc<Guarded<A>>, mut shutdown: ShutdownWatch)
-where
+async fn accept_loop<A>(
+    listener: TcpListener,
+    tls: Option<Arc<TlsEndpoint>>,
+    app: Arc<Guarded<A>>,
+    mut shutdown: ShutdownWatch,
+) where
     A: HttpServerApp + Send + Sync + 'static,
 {
     loop {
@@ -87,10 +104,22 @@ where
                 stream.set_socket_digest(digest);
                 let app = app.clone();
                 let shutdown = shutdown.clone();
-                tokio::spawn(async move {
-                    let stream: Stream = Box::new(stream);
-                    app.process_new(stream, &shutdown).await;
-                });
+                // Two spawns, not one task with a branch: a task is as large
+                // as its largest state, and plain ones must stay small.
+                match &tls {
+                    None => {
+                        tokio::spawn(async move {
+                            let stream: Stream = Box::new(stream);
+                            app.process_new(stream, &shutdown).await;
+                        });
+                    }
+                    Some(tls) => {
+                        let tls = tls.clone();
+                        tokio::spawn(async move {
+                            app.serve_tls(stream, &tls, &shutdown).await;
+                        });
+                    }
+                }
             }
             Err(e) => {
                 log::error!("accept failed: {e}");
@@ -119,11 +148,12 @@ where
             return;
         };
         let mut loops = Vec::new();
-        for (addr, socket) in std::mem::take(&mut self.sockets) {
+        for (addr, socket, tls) in std::mem::take(&mut self.sockets) {
             match socket.listen(BACKLOG) {
                 Ok(listener) => {
                     loops.push(tokio::spawn(accept_loop(
                         listener,
+                        tls,
                         app.clone(),
                         shutdown.clone(),
                     )));

@@ -1,6 +1,7 @@
 //! Live reload: on SIGHUP, or `POST /reload` on the admin listener with the
 //! admin key, the config file is read and validated again and, unless it
-//! changes something that needs a restart, swapped in as a new `Policy`.
+//! changes something that needs a restart, swapped in as a new `Policy`,
+//! with the listeners' TLS files read again (`crate::tls`).
 //! Requests in flight finish on the policy they started with; a refused
 //! reload leaves the old one serving, with a log line and a metric.
 
@@ -9,6 +10,7 @@ use crate::audit::AuditLog;
 use crate::config;
 use crate::metrics::Metrics;
 use crate::proxy::policy::Policy;
+use crate::tls::TlsEndpoint;
 use arc_swap::ArcSwap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -17,16 +19,24 @@ pub struct Reloader {
     path: PathBuf,
     live: Arc<ArcSwap<Policy>>,
     metrics: Arc<Metrics>,
+    /// The TLS of `server.tls` and `admin.tls`, where configured.
+    tls: [Option<Arc<TlsEndpoint>>; 2],
     /// One reload at a time: a signal and an admin call must not interleave.
     one: Mutex<()>,
 }
 
 impl Reloader {
-    pub fn new(path: PathBuf, live: Arc<ArcSwap<Policy>>, metrics: Arc<Metrics>) -> Reloader {
+    pub fn new(
+        path: PathBuf,
+        live: Arc<ArcSwap<Policy>>,
+        metrics: Arc<Metrics>,
+        tls: [Option<Arc<TlsEndpoint>>; 2],
+    ) -> Reloader {
         Reloader {
             path,
             live,
             metrics,
+            tls,
             one: Mutex::new(()),
         }
     }
@@ -64,6 +74,22 @@ impl Reloader {
                 .map(|key| format!("{key} cannot change without a restart"))
                 .collect());
         }
+        // Every certificate is read and checked before anything changes, so
+        // one bad file leaves every listener on its old certificates.
+        let mut tls = Vec::new();
+        let mut problems = Vec::new();
+        for (endpoint, cfg) in self.tls.iter().zip([&new.tls, &new.admin_tls]) {
+            // Whether a listener has TLS is fixed: both are set or neither.
+            if let (Some(endpoint), Some(cfg)) = (endpoint, cfg) {
+                match endpoint.prepare(cfg) {
+                    Ok(acceptor) => tls.push((endpoint, acceptor)),
+                    Err(e) => problems.extend(e),
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
         let access_log = if new.access_log == old.cfg.access_log {
             old.access_log.clone()
         } else {
@@ -82,6 +108,9 @@ impl Reloader {
         let policy =
             Policy::new(Arc::new(new), access_log, audit, Some(&old)).map_err(|e| vec![e])?;
         crate::logging::reconfigure(&log);
+        for (endpoint, acceptor) in tls {
+            endpoint.install(acceptor);
+        }
         self.live.store(Arc::new(policy));
         Ok(())
     }

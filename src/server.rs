@@ -15,8 +15,10 @@ use crate::store::embedded::EmbeddedStore;
 use crate::store::metered::MeteredStore;
 use crate::store::redis::{CacheMetrics, CacheSettings, RedisSettings, RedisStore};
 use crate::store::Store;
+use crate::tls::{TlsEndpoint, TlsFront};
 use anyhow::Context;
 use arc_swap::ArcSwap;
+use pingora::apps::HttpServerOptions;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 use pingora::services::listening::Service;
@@ -73,7 +75,8 @@ fn describe_store(store: &StoreConfig) -> String {
 /// a minute and then lose only that service, leaving a process that looks
 /// healthy but serves nothing.
 fn check_listen_addresses(cfg: &Config) -> anyhow::Result<()> {
-    for addr in cfg.listen.iter().chain(cfg.admin_listen.iter()) {
+    let all = cfg.listen.iter().chain(&cfg.tls_listen);
+    for addr in all.chain(cfg.admin_listen.iter()) {
         std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     }
     Ok(())
@@ -115,9 +118,35 @@ fn keep_running_on_reopen_signals() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The TLS of the proxy listeners (`server.tls`) and of the admin listener.
+type ListenerTls = (Option<Arc<TlsEndpoint>>, Option<Arc<TlsEndpoint>>);
+
+/// The TLS endpoints of `server.tls` and `admin.tls`, their files loaded and
+/// checked (start-up stops on any problem, each named).
+pub fn load_tls(cfg: &Config) -> Result<ListenerTls, Vec<String>> {
+    let load = |key, tls: &Option<crate::config::TlsConfig>| {
+        tls.as_ref()
+            .map(|t| TlsEndpoint::load(key, t).map(Arc::new))
+            .transpose()
+    };
+    match (
+        load("server.tls", &cfg.tls),
+        load("admin.tls", &cfg.admin_tls),
+    ) {
+        (Ok(proxy), Ok(admin)) => Ok((proxy, admin)),
+        (proxy, admin) => Err([proxy.err(), admin.err()]
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect()),
+    }
+}
+
 /// Runs the gateway until it is told to stop (SIGTERM, SIGINT, SIGQUIT).
 pub fn run(cfg: Config, path: &Path) -> anyhow::Result<()> {
     check_listen_addresses(&cfg)?;
+    let (proxy_tls, admin_tls) =
+        load_tls(&cfg).map_err(|e| anyhow::anyhow!("TLS: {}", e.join("; ")))?;
     let admin_key = crate::config::read_admin_key(&cfg).map_err(anyhow::Error::msg)?;
     if let Some(key) = &admin_key {
         crate::logging::register_secret(key);
@@ -170,6 +199,7 @@ pub fn run(cfg: Config, path: &Path) -> anyhow::Result<()> {
         path.to_path_buf(),
         live.clone(),
         metrics.clone(),
+        [proxy_tls.clone(), admin_tls.clone()],
     ));
     crate::reload::on_sighup(reloader.clone()).context("installing the SIGHUP handler")?;
     let gateway = Gateway::new(store.clone(), api, metrics.clone(), live.clone());
@@ -178,8 +208,14 @@ pub fn run(cfg: Config, path: &Path) -> anyhow::Result<()> {
         header_timeout: Duration::from_secs(cfg.header_timeout_seconds),
         keepalive_timeout: Duration::from_secs(cfg.keepalive_timeout_seconds),
     };
+    let mut proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
+    // HTTP/2 (TLS listeners, by ALPN): a connection with no stream open
+    // is closed after the keep-alive timeout, as an idle HTTP/1 one is.
+    let mut options = HttpServerOptions::default();
+    options.h2_idle_timeout = Some(limits.keepalive_timeout);
+    proxy.server_options = Some(options);
     let app = Guarded::new(
-        pingora::proxy::http_proxy(&server.configuration, gateway),
+        proxy,
         limits,
         metrics.open_connections.clone(),
         metrics.connections_refused.clone(),
@@ -189,25 +225,44 @@ pub fn run(cfg: Config, path: &Path) -> anyhow::Result<()> {
     // keep-alive client cost) and no per-connection handshake state. Pingora
     // parses headers in its own buffer and reads bodies in large chunks, so
     // the read buffer saved little.
-    server.add_service(ProxyListeners::bind("tokengate proxy", &cfg.listen, app)?);
+    server.add_service(ProxyListeners::bind(
+        "tokengate proxy",
+        &cfg.listen,
+        proxy_tls.map(|t| (cfg.tls_listen.as_slice(), t)),
+        app,
+    )?);
 
     if let Some(addr) = cfg.admin_listen {
-        let mut admin = Service::new(
-            "tokengate admin".to_string(),
-            AdminApp {
-                store: store.clone(),
-                registry,
-                reloader,
-                admin_key_hash,
-            },
-        );
-        admin.add_tcp(&addr.to_string());
-        server.add_service(admin);
+        let app = AdminApp {
+            store: store.clone(),
+            registry,
+            reloader,
+            admin_key_hash,
+        };
+        let name = "tokengate admin".to_string();
+        match admin_tls {
+            None => {
+                let mut admin = Service::new(name, app);
+                admin.add_tcp(&addr.to_string());
+                server.add_service(admin);
+            }
+            Some(tls) => {
+                let front = TlsFront {
+                    inner: Arc::new(app),
+                    tls,
+                    timeout: limits.header_timeout,
+                };
+                let mut admin = Service::new(name, front);
+                admin.add_tcp(&addr.to_string());
+                server.add_service(admin);
+            }
+        }
     }
     log::info!(
-        "tokengate {} listening on {:?}, upstream {}:{}, store {}",
+        "tokengate {} listening on {:?} and with TLS on {:?}, upstream {}:{}, store {}",
         env!("CARGO_PKG_VERSION"),
         cfg.listen,
+        cfg.tls_listen,
         cfg.upstream.host,
         cfg.upstream.port,
         describe_store(&cfg.store)

@@ -85,6 +85,13 @@ pub fn redis_cache_on() -> bool {
 pub struct GatewayConfig {
     listen_port: u16,
     admin_port: u16,
+    /// `server.tls` without its `listen` (the harness adds `tls_port`).
+    server_tls: Option<String>,
+    /// Raw lines appended to the generated `server` section.
+    server_extra: String,
+    tls_port: u16,
+    /// `admin.tls`, and the CA the readiness probe trusts for it.
+    admin_tls: Option<(String, PathBuf)>,
     threads: u32,
     grace_period_seconds: u32,
     upstream_url: String,
@@ -129,12 +136,31 @@ fn two_free_ports() -> (u16, u16) {
     }
 }
 
+/// A free port other than `a` and `b`.
+fn third_free_port(a: u16, b: u16) -> u16 {
+    loop {
+        let p = free_port();
+        if p != a && p != b {
+            return p;
+        }
+    }
+}
+
+/// `body` indented by `n` spaces, one line at a time.
+fn indent(body: &str, n: usize) -> String {
+    body.lines().map(|l| format!("{:n$}{l}\n", "")).collect()
+}
+
 impl GatewayConfig {
     fn new(store: Store) -> GatewayConfig {
         let (listen_port, admin_port) = two_free_ports();
         GatewayConfig {
             listen_port,
             admin_port,
+            server_tls: None,
+            server_extra: String::new(),
+            tls_port: third_free_port(listen_port, admin_port),
+            admin_tls: None,
             threads: 2,
             grace_period_seconds: 0,
             upstream_url: Upstream::unreachable_url(),
@@ -321,7 +347,33 @@ impl GatewayConfig {
     /// New listen and admin ports, e.g. for a second gateway from a clone.
     pub fn fresh_ports(mut self) -> Self {
         (self.listen_port, self.admin_port) = two_free_ports();
+        self.tls_port = third_free_port(self.listen_port, self.admin_port);
         self
+    }
+
+    /// Adds a TLS proxy listener on its own port: `yaml` is `server.tls`
+    /// without `listen` (certificates, client_ca, h2).
+    pub fn server_tls(mut self, yaml: &str) -> Self {
+        self.server_tls = Some(yaml.to_string());
+        self
+    }
+
+    /// TLS on the admin listener (`admin.tls`); the harness's probes trust
+    /// `ca` and ask for the name `localhost`.
+    pub fn admin_tls(mut self, yaml: &str, ca: &Path) -> Self {
+        self.admin_tls = Some((yaml.to_string(), ca.to_path_buf()));
+        self
+    }
+
+    /// Lines added to the generated `server` section
+    /// (`header_timeout_seconds: 1\n`), which keeps its listeners.
+    pub fn server_extra(mut self, yaml: &str) -> Self {
+        self.server_extra.push_str(yaml);
+        self
+    }
+
+    pub fn tls_port(&self) -> u16 {
+        self.tls_port
     }
 
     pub fn listen_port(&self) -> u16 {
@@ -335,16 +387,33 @@ impl GatewayConfig {
     fn generated_section(&self, key: &str) -> Option<String> {
         let list = |v: &[String]| flow_list(v);
         Some(match key {
-            "server" => format!(
-                "listen: [{}]\nthreads: {}\ngrace_period_seconds: {}\n",
-                q(&format!("127.0.0.1:{}", self.listen_port)),
-                self.threads,
-                self.grace_period_seconds
-            ),
-            "admin" => format!(
-                "listen: {}\napi_key_env: TOKENGATE_ADMIN_KEY\n",
-                q(&format!("127.0.0.1:{}", self.admin_port))
-            ),
+            "server" => {
+                let mut s = format!(
+                    "listen: [{}]\nthreads: {}\ngrace_period_seconds: {}\n",
+                    q(&format!("127.0.0.1:{}", self.listen_port)),
+                    self.threads,
+                    self.grace_period_seconds
+                );
+                s.push_str(&self.server_extra);
+                if let Some(tls) = &self.server_tls {
+                    s.push_str(&format!(
+                        "tls:\n  listen: [{}]\n{}",
+                        q(&format!("127.0.0.1:{}", self.tls_port)),
+                        indent(tls, 2)
+                    ));
+                }
+                s
+            }
+            "admin" => {
+                let mut s = format!(
+                    "listen: {}\napi_key_env: TOKENGATE_ADMIN_KEY\n",
+                    q(&format!("127.0.0.1:{}", self.admin_port))
+                );
+                if let Some((tls, _)) = &self.admin_tls {
+                    s.push_str(&format!("tls:\n{}", indent(tls, 2)));
+                }
+                s
+            }
             "upstream" => {
                 let mut s = format!("url: {}\n", q(&self.upstream_url));
                 if let Some(verify) = self.upstream_tls_verify {
@@ -530,7 +599,7 @@ impl Gateway {
     }
 
     fn ports_free(&self) -> bool {
-        [self.cfg.listen_port, self.cfg.admin_port]
+        [self.cfg.listen_port, self.cfg.admin_port, self.cfg.tls_port]
             .iter()
             .all(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
     }
@@ -575,10 +644,19 @@ impl Gateway {
                     addr_in_use(new_log),
                 ));
             }
-            let healthy = probe_agent()
-                .get(&health)
-                .call()
-                .is_ok_and(|r| r.status() == 200);
+            let healthy = match &self.cfg.admin_tls {
+                None => probe_agent()
+                    .get(&health)
+                    .call()
+                    .is_ok_and(|r| r.status() == 200),
+                Some((_, ca)) => super::tls::Client::trusting(ca)
+                    .request(
+                        &format!("127.0.0.1:{}", self.cfg.admin_port),
+                        "localhost",
+                        "GET /healthz HTTP/1.1\r\nHost: localhost\r\n",
+                    )
+                    .is_ok_and(|r| r.status == 200),
+            };
             if healthy && TcpStream::connect_timeout(&proxy, Duration::from_secs(1)).is_ok() {
                 self.proc = Some(proc);
                 return Ok(());
@@ -600,6 +678,11 @@ impl Gateway {
     /// Proxy base URL, "http://127.0.0.1:P".
     pub fn url(&self) -> String {
         format!("http://{}", self.addr())
+    }
+
+    /// The TLS proxy listener's address, "127.0.0.1:T".
+    pub fn tls_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.cfg.tls_port)
     }
 
     /// Proxy address "127.0.0.1:P", for [`super::raw_http`].

@@ -304,7 +304,7 @@ pub fn exchange(mut stream: TcpStream, raw_request: &str) -> Result<Resp, String
 
 /// Parses one HTTP/1.1 response; None while incomplete. At `eof`, a body
 /// without a length is whatever arrived.
-fn parse_response(buf: &[u8], eof: bool) -> Option<Resp> {
+pub fn parse_response(buf: &[u8], eof: bool) -> Option<Resp> {
     let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&buf[..head_end]);
     let rest = &buf[head_end + 4..];
