@@ -119,10 +119,10 @@ section "cargo fmt --check"
 cargo fmt --all -- --check
 
 section "cargo clippy"
-cargo clippy --all-targets -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
 
 section "cargo build"
-cargo build --all-targets
+cargo build --workspace --all-targets
 
 section "check-config"
 shopt -s nullglob
@@ -147,10 +147,10 @@ if [ -z "${TOKENGATE_TEST_THREADS:-}" ] && [ "$threads" -gt 8 ]; then threads=8;
 
 if cargo nextest --version >/dev/null 2>&1; then
     section "cargo nextest run (test threads: $threads)"
-    cargo nextest run --test-threads "$threads"
+    cargo nextest run --workspace --test-threads "$threads"
 else
     section "cargo test (nextest not installed; test threads: $threads)"
-    cargo test --no-fail-fast -- --test-threads "$threads"
+    cargo test --workspace --no-fail-fast -- --test-threads "$threads"
 fi
 
 # The near cache (store.cache) is on by default for the Redis stores. The

@@ -45,6 +45,10 @@ pub enum Command {
         /// The YAML configuration file.
         #[arg(long, short, value_name = "FILE", env = "TOKENGATE_CONFIG")]
         config: PathBuf,
+        /// Take over from a running gateway: receive its listening sockets
+        /// on `server.upgrade_socket`, then send the old process SIGQUIT.
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Validate configuration files and exit (non-zero if any is invalid).
     CheckConfig {
@@ -132,7 +136,7 @@ pub fn main() -> ExitCode {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Serve { config } => serve(&config),
+        Command::Serve { config, upgrade } => serve(&config, upgrade),
         Command::CheckConfig { files } => check_config(&files),
         Command::Identity { remote, cmd } => call(&remote, cmd.plan()),
         Command::TokenAuth { remote, cmd } => call(&remote, cmd.plan()),
@@ -141,7 +145,7 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn serve(path: &Path) -> ExitCode {
+fn serve(path: &Path, upgrade: bool) -> ExitCode {
     let cfg = match crate::config::load(path) {
         Ok(cfg) => cfg,
         Err(e) => {
@@ -150,7 +154,7 @@ fn serve(path: &Path) -> ExitCode {
         }
     };
     crate::logging::init_with(&cfg.log);
-    match crate::server::run(cfg, path) {
+    match crate::server::run(cfg, path, upgrade) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error(&format!("{e:#}"));

@@ -32,6 +32,9 @@ pub struct Config {
     pub header_timeout_seconds: u64,
     /// Client connections open at once on the proxy listeners.
     pub max_connections: usize,
+    /// Where a new process started with `serve --upgrade` receives the
+    /// listening sockets of the running one.
+    pub upgrade_socket: PathBuf,
     pub admin_listen: Option<SocketAddr>,
     /// `admin.tls`: the admin listener speaks TLS only.
     pub admin_tls: Option<TlsConfig>,
@@ -265,6 +268,7 @@ struct ServerFile {
     header_timeout_seconds: i64,
     #[serde(default = "default_max_connections")]
     max_connections: i64,
+    upgrade_socket: Option<PathBuf>,
 }
 
 /// nginx's `keepalive_timeout`: long enough for a client's next request,
@@ -670,6 +674,10 @@ pub fn fixed_keys_changed(old: &Config, new: &Config) -> Vec<&'static str> {
         "server.max_connections",
         old.max_connections == new.max_connections,
     );
+    check(
+        "server.upgrade_socket",
+        old.upgrade_socket == new.upgrade_socket,
+    );
     check("admin.listen", old.admin_listen == new.admin_listen);
     check(
         "admin.tls (on or off)",
@@ -900,6 +908,11 @@ fn validate(f: File) -> Result<Config, ConfigError> {
         keepalive_timeout_seconds,
         header_timeout_seconds,
         max_connections,
+        upgrade_socket: f
+            .server
+            .upgrade_socket
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/tmp/tokengate-upgrade.sock")),
         admin_listen,
         admin_tls,
         admin_key_env: f.admin.api_key_env.clone(),

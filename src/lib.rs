@@ -43,6 +43,7 @@ pub mod reload;
 pub mod request_id;
 pub mod routes;
 pub mod server;
+pub mod shutdown;
 pub mod store;
 pub mod tls;
 pub mod token;

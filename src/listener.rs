@@ -9,11 +9,14 @@
 //! state is boxed and freed once the handshake is done (so plain
 //! connections never carry TLS state). What Pingora's loop also did is kept: the
 //! peer address in the socket digest (the client IP comes from it),
-//! `TCP_NODELAY` (this loop had lost it), a pause
-//! when the process is out of file descriptors, and on shutdown: stop
+//! `TCP_NODELAY` (this loop had lost it), a pause when the process is out of
+//! file descriptors, the listening sockets in Pingora's table of descriptors
+//! (a graceful upgrade hands them to the new process, which takes them from
+//! there instead of binding), and on shutdown (`shutdown::Drain`): stop
 //! accepting, then let the app release connections waiting for a request.
 
 use crate::connection::Guarded;
+use crate::shutdown::Drain;
 use crate::tls::TlsEndpoint;
 use async_trait::async_trait;
 use pingora::apps::{HttpServerApp, ServerApp};
@@ -32,44 +35,57 @@ const BACKLOG: u32 = 65535;
 /// A Pingora service that accepts on `addrs` and hands connections to `app`.
 pub struct ProxyListeners<A> {
     name: String,
-    sockets: Vec<(SocketAddr, TcpSocket, Option<Arc<TlsEndpoint>>)>,
+    addrs: Vec<(SocketAddr, Option<Arc<TlsEndpoint>>)>,
     app: Option<Arc<Guarded<A>>>,
+    drain: Arc<Drain>,
 }
 
 impl<A> ProxyListeners<A> {
-    /// Binds every address now, so that a taken port stops the start-up with
-    /// its address named instead of leaving a gateway that serves nothing.
-    /// Listening starts with the service, inside its runtime.
-    /// `tls` gives its addresses and the endpoint they terminate TLS with.
-    pub fn bind(
+    /// Listens on `addrs`, and on `tls`'s addresses with the endpoint they
+    /// terminate TLS with, once the service starts (inside its runtime); a
+    /// taken port is found before that, by `server::check_listen_addresses`.
+    pub fn new(
         name: &str,
         addrs: &[SocketAddr],
         tls: Option<(&[SocketAddr], Arc<TlsEndpoint>)>,
         app: Guarded<A>,
-    ) -> std::io::Result<Self> {
-        let plain = addrs.iter().map(|a| (a, None));
+        drain: Arc<Drain>,
+    ) -> Self {
+        let plain = addrs.iter().map(|a| (*a, None));
         let secure = tls
             .iter()
-            .flat_map(|(addrs, endpoint)| addrs.iter().map(|a| (a, Some(endpoint.clone()))));
-        let mut sockets = Vec::new();
-        for (addr, tls) in plain.chain(secure) {
-            let socket = if addr.is_ipv4() {
-                TcpSocket::new_v4()?
-            } else {
-                TcpSocket::new_v6()?
-            };
-            socket.set_reuseaddr(true)?;
-            socket.bind(*addr).map_err(|e| {
-                std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
-            })?;
-            sockets.push((*addr, socket, tls));
-        }
-        Ok(ProxyListeners {
+            .flat_map(|(addrs, endpoint)| addrs.iter().map(|a| (*a, Some(endpoint.clone()))));
+        ProxyListeners {
             name: name.to_string(),
-            sockets,
+            addrs: plain.chain(secure).collect(),
             app: Some(Arc::new(app)),
-        })
+            drain,
+        }
     }
+}
+
+/// The listening socket for `addr`: the one a previous process handed over
+/// (in `fds`, by address) if any, else a new one, entered in `fds` so that a
+/// later upgrade hands it on.
+fn listen(addr: SocketAddr, fds: Option<&ListenFds>) -> std::io::Result<TcpListener> {
+    let key = addr.to_string();
+    let inherited = fds.and_then(|t| t.lock().get(&key).copied());
+    if let Some(fd) = inherited {
+        log::info!("listening on {addr} with the socket the previous process handed over");
+        return TcpListener::from_std(inherit_fd::tcp_listener(fd)?);
+    }
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    let listener = socket.listen(BACKLOG)?;
+    if let Some(t) = fds {
+        t.lock().add(key, listener.as_raw_fd());
+    }
+    Ok(listener)
 }
 
 async fn accept_loop<A>(
@@ -140,16 +156,28 @@ where
 {
     async fn start_service(
         &mut self,
-        _fds: Option<ListenFds>,
-        shutdown: ShutdownWatch,
+        fds: Option<ListenFds>,
+        mut pingora_shutdown: ShutdownWatch,
         _listeners_per_fd: usize,
     ) {
         let Some(app) = self.app.take() else {
             return;
         };
+        // Pingora's own shutdown (after a graceful upgrade's handover, or
+        // a stop signal it handled) drains these listeners too.
+        let drain = self.drain.clone();
+        tokio::spawn(async move {
+            while !*pingora_shutdown.borrow() {
+                if pingora_shutdown.changed().await.is_err() {
+                    return;
+                }
+            }
+            drain.start();
+        });
+        let shutdown = self.drain.watch();
         let mut loops = Vec::new();
-        for (addr, socket, tls) in std::mem::take(&mut self.sockets) {
-            match socket.listen(BACKLOG) {
+        for (addr, tls) in std::mem::take(&mut self.addrs) {
+            match listen(addr, fds.as_ref()) {
                 Ok(listener) => {
                     loops.push(tokio::spawn(accept_loop(
                         listener,

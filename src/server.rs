@@ -11,6 +11,7 @@ use crate::metrics::Metrics;
 use crate::proxy::policy::Policy;
 use crate::proxy::Gateway;
 use crate::reload::Reloader;
+use crate::shutdown::{Drain, Signals};
 use crate::store::embedded::EmbeddedStore;
 use crate::store::metered::MeteredStore;
 use crate::store::redis::{CacheMetrics, CacheSettings, RedisSettings, RedisStore};
@@ -142,9 +143,19 @@ pub fn load_tls(cfg: &Config) -> Result<ListenerTls, Vec<String>> {
     }
 }
 
-/// Runs the gateway until it is told to stop (SIGTERM, SIGINT, SIGQUIT).
-pub fn run(cfg: Config, path: &Path) -> anyhow::Result<()> {
-    check_listen_addresses(&cfg)?;
+/// Runs the gateway until it is told to stop (`shutdown.rs`: SIGTERM,
+/// SIGINT, SIGQUIT). With `upgrade`, the listening sockets come from the
+/// running gateway (Pingora's graceful upgrade) instead of being bound.
+pub fn run(cfg: Config, path: &Path, upgrade: bool) -> anyhow::Result<()> {
+    // The old process holds the ports until it hands them over.
+    if !upgrade {
+        check_listen_addresses(&cfg)?;
+    } else if matches!(cfg.store, StoreConfig::Embedded { .. }) {
+        anyhow::bail!(
+            "serve --upgrade needs the Redis store: the embedded store's file stays locked \
+             by the running gateway until it has drained and exited"
+        );
+    }
     let (proxy_tls, admin_tls) =
         load_tls(&cfg).map_err(|e| anyhow::anyhow!("TLS: {}", e.join("; ")))?;
     let admin_key = crate::config::read_admin_key(&cfg).map_err(anyhow::Error::msg)?;
@@ -178,9 +189,14 @@ pub fn run(cfg: Config, path: &Path) -> anyhow::Result<()> {
             .map(|p| p.display().to_string()),
         grace_period_seconds: Some(cfg.grace_period_seconds),
         graceful_shutdown_timeout_seconds: Some(cfg.grace_period_seconds.max(1)),
+        upgrade_sock: cfg.upgrade_socket.display().to_string(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = pingora::server::configuration::Opt {
+        upgrade,
+        ..Default::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
 
     let cfg = Arc::new(cfg);
@@ -225,12 +241,14 @@ pub fn run(cfg: Config, path: &Path) -> anyhow::Result<()> {
     // keep-alive client cost) and no per-connection handshake state. Pingora
     // parses headers in its own buffer and reads bodies in large chunks, so
     // the read buffer saved little.
-    server.add_service(ProxyListeners::bind(
+    let drain = Arc::new(Drain::default());
+    server.add_service(ProxyListeners::new(
         "tokengate proxy",
         &cfg.listen,
         proxy_tls.map(|t| (cfg.tls_listen.as_slice(), t)),
         app,
-    )?);
+        drain.clone(),
+    ));
 
     if let Some(addr) = cfg.admin_listen {
         let app = AdminApp {
@@ -269,7 +287,13 @@ pub fn run(cfg: Config, path: &Path) -> anyhow::Result<()> {
     );
     // `run` returns once the services have drained, so what the store still
     // holds in memory is written before the process exits.
-    server.run(RunArgs::default());
+    server.run(RunArgs {
+        shutdown_signal: Box::new(Signals {
+            drain,
+            open: metrics.open_connections.clone(),
+            grace: Duration::from_secs(cfg.grace_period_seconds),
+        }),
+    });
     live.load().access_log.finish(Duration::from_secs(2));
     store.flush().context("flushing the store on shutdown")?;
     log::info!("tokengate stopped");

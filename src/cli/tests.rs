@@ -47,7 +47,10 @@ fn the_command_tree_is_consistent() {
 #[test]
 fn serve_and_check_config_take_files() {
     match parse(&["serve", "--config", "gw.yaml"]).command {
-        Command::Serve { config } => assert_eq!(config.to_str(), Some("gw.yaml")),
+        Command::Serve { config, upgrade } => {
+            assert_eq!(config.to_str(), Some("gw.yaml"));
+            assert!(!upgrade);
+        }
         other => panic!("{other:?}"),
     }
     match parse(&["check-config", "a.yaml", "b.yaml"]).command {
