@@ -12,10 +12,12 @@ RUN cargo build --release --locked --bin tokengate
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --home /var/lib/tokengate --create-home tokengate
+    && groupadd --system --gid 10001 tokengate \
+    && useradd --system --uid 10001 --gid tokengate --home /var/lib/tokengate --create-home tokengate
 COPY --from=build /src/target/release/tokengate /usr/local/bin/tokengate
 COPY config/docker.yaml /etc/tokengate/tokengate.yaml
-USER tokengate
+# Numeric, so that Kubernetes' runAsNonRoot can check it (deploy/kubernetes).
+USER 10001:10001
 WORKDIR /var/lib/tokengate
 VOLUME /var/lib/tokengate
 EXPOSE 8080 9090

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A demo upstream for the README walkthrough: answers every request with the
 method, path and headers it received, as JSON. Listens on 127.0.0.1:3000
-(or the port given as the first argument)."""
+(or the port given as the first argument, on the address given as the second:
+0.0.0.0 in a container, deploy/docker-compose.yml)."""
 import json
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,5 +27,6 @@ class Echo(BaseHTTPRequestHandler):
 
 if __name__ == "__main__":
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 3000
-    print(f"echo upstream on http://127.0.0.1:{port}", flush=True)
-    ThreadingHTTPServer(("127.0.0.1", port), Echo).serve_forever()
+    host = sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1"
+    print(f"echo upstream on http://{host}:{port}", flush=True)
+    ThreadingHTTPServer((host, port), Echo).serve_forever()

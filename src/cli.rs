@@ -170,13 +170,16 @@ fn check_config(files: &[PathBuf]) -> ExitCode {
         // The TLS files are read too, as `serve` would: a key that does not
         // match its certificate is found before the deploy, not at it.
         let checked = crate::config::load(file).and_then(|cfg| {
-            crate::server::load_tls(&cfg)
-                .map_err(crate::config::ConfigError)
-                .map(drop)
+            crate::server::load_tls(&cfg).map_err(crate::config::ConfigError)?;
+            store_env_warning(&cfg).map_err(|e| crate::config::ConfigError(vec![e]))
         });
         match checked {
-            Ok(()) => {
+            Ok(warning) => {
                 let _ = writeln!(stdout, "{}: ok", file.display());
+                if let Some(warning) = warning {
+                    let _ = stdout.flush();
+                    let _ = writeln!(io::stderr(), "{}: warning: {warning}", file.display());
+                }
             }
             Err(e) => {
                 failed = true;
@@ -189,6 +192,24 @@ fn check_config(files: &[PathBuf]) -> ExitCode {
         ExitCode::from(EXIT_BAD_CONFIG)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// The Redis address variable (`store.url_env`, `store.nodes_env`) as
+/// `serve` would read it. Unset is only a warning: the file is often checked
+/// where the gateway does not run (CI, a laptop), without the secret; set
+/// but wrong is an error, since this machine has the value `serve` would use.
+fn store_env_warning(cfg: &crate::config::Config) -> Result<Option<String>, String> {
+    use crate::config::{RedisUrlsError, StoreConfig};
+    let StoreConfig::Redis { urls, cluster, .. } = &cfg.store else {
+        return Ok(None);
+    };
+    match urls.resolve(*cluster) {
+        Ok(_) => Ok(None),
+        Err(RedisUrlsError::Unset(e)) => Ok(Some(format!(
+            "{e}; `tokengate serve` refuses to start without it"
+        ))),
+        Err(RedisUrlsError::Invalid(e)) => Err(e),
     }
 }
 

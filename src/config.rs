@@ -117,8 +117,9 @@ pub enum StoreConfig {
         path: PathBuf,
     },
     Redis {
-        /// One URL, or the seed nodes of a cluster.
-        urls: Vec<String>,
+        /// One URL, or the seed nodes of a cluster, or the environment
+        /// variable that holds them.
+        urls: RedisUrls,
         cluster: bool,
         connect_timeout_ms: u64,
         response_timeout_ms: u64,
@@ -126,6 +127,110 @@ pub enum StoreConfig {
         /// The near cache (`store.cache`); `None` when it is off.
         cache: Option<NearCacheConfig>,
     },
+}
+
+/// Where a Redis store's URLs come from. A URL may carry a password, so it
+/// can be left out of the file and read from the environment instead, when
+/// the store is opened: the validated `Config` then holds only the
+/// variable's name, and nothing that logs or compares configurations sees
+/// the URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisUrls {
+    /// `store.url` or `store.nodes`, checked already.
+    Listed(Vec<String>),
+    /// `store.url_env` or `store.nodes_env`: the variable's name.
+    Env(String),
+}
+
+/// Why the URLs of a `url_env` or `nodes_env` store cannot be had. The
+/// message names the key and the variable, never the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RedisUrlsError {
+    /// The variable is missing or empty here.
+    #[error("{0}")]
+    Unset(String),
+    /// The variable is set but does not hold what the store kind needs.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl RedisUrls {
+    /// The URLs to connect to. For `Env`, reads the variable now: one URL
+    /// for kind redis, a comma-separated list of seed nodes for a cluster.
+    pub fn resolve(&self, cluster: bool) -> Result<Vec<String>, RedisUrlsError> {
+        self.resolve_with(cluster, |var| std::env::var(var).ok())
+    }
+
+    /// [`RedisUrls::resolve`] with `lookup` standing in for the environment.
+    fn resolve_with(
+        &self,
+        cluster: bool,
+        lookup: impl FnOnce(&str) -> Option<String>,
+    ) -> Result<Vec<String>, RedisUrlsError> {
+        let var = match self {
+            RedisUrls::Listed(urls) => return Ok(urls.clone()),
+            RedisUrls::Env(var) => var,
+        };
+        let key = if cluster {
+            "store.nodes_env"
+        } else {
+            "store.url_env"
+        };
+        let value = lookup(var).unwrap_or_default();
+        if value.trim().is_empty() {
+            return Err(RedisUrlsError::Unset(format!(
+                "{key}: the environment variable {var} is not set (or empty); it must hold {}",
+                if cluster {
+                    "the cluster's seed node URLs, comma-separated"
+                } else {
+                    "the Redis URL (redis://...)"
+                }
+            )));
+        }
+        let urls: Vec<String> = if cluster {
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(String::from)
+                .collect()
+        } else {
+            vec![value.trim().to_string()]
+        };
+        if urls.is_empty() {
+            return Err(RedisUrlsError::Invalid(format!(
+                "{key}: the environment variable {var} holds no node URL"
+            )));
+        }
+        for (i, url) in urls.iter().enumerate() {
+            if let Some(problem) = redis_url_problem(url) {
+                // The value itself stays out of the message: it may hold a password.
+                let which = if cluster {
+                    format!("{var} (node {})", i + 1)
+                } else {
+                    var.clone()
+                };
+                return Err(RedisUrlsError::Invalid(format!(
+                    "{key}: the environment variable {which} {problem}"
+                )));
+            }
+        }
+        Ok(urls)
+    }
+}
+
+/// What is wrong with a Redis URL, without repeating it; `None` when it is
+/// a redis:// URL with a host.
+fn redis_url_problem(url: &str) -> Option<&'static str> {
+    match url::Url::parse(url) {
+        Ok(u) if u.scheme() == "redis" && u.host_str().is_some() => None,
+        // Refused here rather than failing every request later: the Redis
+        // client is built without TLS.
+        Ok(u) if u.scheme() == "rediss" => {
+            Some("is rediss:// (TLS to Redis), not supported yet; use redis://")
+        }
+        _ => Some("is not a redis:// URL"),
+    }
 }
 
 /// `store.cache`: each gateway's copy of the records requests need, kept
@@ -349,7 +454,9 @@ struct StoreFile {
     kind: String,
     path: Option<PathBuf>,
     url: Option<String>,
+    url_env: Option<String>,
     nodes: Option<Vec<String>>,
+    nodes_env: Option<String>,
     #[serde(default = "default_store_timeout")]
     connect_timeout_ms: i64,
     #[serde(default = "default_store_timeout")]
@@ -383,7 +490,9 @@ impl Default for StoreFile {
             kind: default_kind(),
             path: None,
             url: None,
+            url_env: None,
             nodes: None,
+            nodes_env: None,
             connect_timeout_ms: default_store_timeout(),
             response_timeout_ms: default_store_timeout(),
             retries: default_retries(),
@@ -805,12 +914,7 @@ fn validate(f: File) -> Result<Config, ConfigError> {
     }
     let admin_tls = tls::validate_admin(&mut p, f.admin.tls.as_ref(), admin_listen.is_some());
     if let Some(env) = &f.admin.api_key_env {
-        if env.is_empty() || env.contains('=') {
-            p.add(
-                "admin.api_key_env",
-                format!("'{env}' is not an environment variable name"),
-            );
-        }
+        env_name(&mut p, "admin.api_key_env", env);
     }
 
     let upstream = validate_upstream(&mut p, &f.upstream);
@@ -1095,8 +1199,15 @@ fn validate_store(p: &mut Problems, s: &StoreFile) -> Option<StoreConfig> {
     let retries = p.range("store.retries", s.retries, 0, 10) as usize;
     match s.kind.as_str() {
         "embedded" => {
-            if s.url.is_some() || s.nodes.is_some() {
-                p.add("store.url", "only applies to kind: redis or redis-cluster");
+            for (key, given) in [
+                ("store.url", s.url.is_some()),
+                ("store.url_env", s.url_env.is_some()),
+                ("store.nodes", s.nodes.is_some()),
+                ("store.nodes_env", s.nodes_env.is_some()),
+            ] {
+                if given {
+                    p.add(key, "only applies to kind: redis or redis-cluster");
+                }
             }
             let path = s
                 .path
@@ -1118,58 +1229,10 @@ fn validate_store(p: &mut Problems, s: &StoreFile) -> Option<StoreConfig> {
             if s.path.is_some() {
                 p.add("store.path", "only applies to kind: embedded");
             }
-            let urls: Vec<(String, String)> = match (cluster, &s.url, &s.nodes) {
-                (false, Some(url), None) => vec![("store.url".into(), url.clone())],
-                (false, _, Some(_)) => {
-                    p.add(
-                        "store.nodes",
-                        "only applies to kind: redis-cluster (use url)",
-                    );
-                    return None;
-                }
-                (false, None, None) => {
-                    p.add("store.url", "is required for kind: redis");
-                    return None;
-                }
-                (true, None, Some(nodes)) if !nodes.is_empty() => nodes
-                    .iter()
-                    .enumerate()
-                    .map(|(i, n)| (format!("store.nodes[{i}]"), n.clone()))
-                    .collect(),
-                (true, Some(_), _) => {
-                    p.add("store.url", "kind: redis-cluster takes nodes: [urls]");
-                    return None;
-                }
-                (true, None, _) => {
-                    p.add(
-                        "store.nodes",
-                        "at least one node URL is required for kind: redis-cluster",
-                    );
-                    return None;
-                }
-            };
-            let mut ok = true;
-            for (key, url) in &urls {
-                match url::Url::parse(url) {
-                    Ok(u) if u.scheme() == "redis" && u.host_str().is_some() => {}
-                    // Refused here rather than failing every request later:
-                    // the Redis client is built without TLS.
-                    Ok(u) if u.scheme() == "rediss" => {
-                        p.add(
-                            key,
-                            "rediss:// (TLS to Redis) is not supported yet; use redis://",
-                        );
-                        ok = false;
-                    }
-                    _ => {
-                        p.add(key, format!("'{url}' is not a redis:// URL"));
-                        ok = false;
-                    }
-                }
-            }
+            let urls = validate_redis_urls(p, s, cluster);
             let cache = validate_cache(p, s.cache.as_ref());
-            ok.then(|| StoreConfig::Redis {
-                urls: urls.into_iter().map(|(_, u)| u).collect(),
+            Some(StoreConfig::Redis {
+                urls: urls?,
                 cluster,
                 connect_timeout_ms: connect,
                 response_timeout_ms: response,
@@ -1185,6 +1248,97 @@ fn validate_store(p: &mut Problems, s: &StoreFile) -> Option<StoreConfig> {
             None
         }
     }
+}
+
+/// Where a Redis store's URLs come from: written in the file (`url` for
+/// kind redis, `nodes` for a cluster) or named by an environment variable
+/// (`url_env`, `nodes_env`), exactly one of the two.
+fn validate_redis_urls(p: &mut Problems, s: &StoreFile, cluster: bool) -> Option<RedisUrls> {
+    let (listed, env, list_key, env_key) = if cluster {
+        if s.url.is_some() || s.url_env.is_some() {
+            let key = if s.url.is_some() {
+                "store.url"
+            } else {
+                "store.url_env"
+            };
+            p.add(key, "kind: redis-cluster takes nodes: [urls] or nodes_env");
+            return None;
+        }
+        (
+            s.nodes.clone(),
+            &s.nodes_env,
+            "store.nodes",
+            "store.nodes_env",
+        )
+    } else {
+        if s.nodes.is_some() || s.nodes_env.is_some() {
+            let key = if s.nodes.is_some() {
+                "store.nodes"
+            } else {
+                "store.nodes_env"
+            };
+            p.add(
+                key,
+                "only applies to kind: redis-cluster (use url or url_env)",
+            );
+            return None;
+        }
+        (
+            s.url.clone().map(|u| vec![u]),
+            &s.url_env,
+            "store.url",
+            "store.url_env",
+        )
+    };
+    match (listed, env) {
+        (Some(_), Some(_)) => {
+            p.add(env_key, format!("give {list_key} or {env_key}, not both"));
+            None
+        }
+        (None, None) if cluster => {
+            p.add(
+                list_key,
+                "at least one node URL is required for kind: redis-cluster (or nodes_env)",
+            );
+            None
+        }
+        (None, None) => {
+            p.add(list_key, "is required for kind: redis (or url_env)");
+            None
+        }
+        (None, Some(var)) => env_name(p, env_key, var).then(|| RedisUrls::Env(var.clone())),
+        (Some(urls), None) if urls.is_empty() => {
+            p.add(
+                list_key,
+                "at least one node URL is required for kind: redis-cluster",
+            );
+            None
+        }
+        (Some(urls), None) => {
+            let mut ok = true;
+            for (i, url) in urls.iter().enumerate() {
+                if let Some(problem) = redis_url_problem(url) {
+                    let key = if cluster {
+                        format!("{list_key}[{i}]")
+                    } else {
+                        list_key.to_string()
+                    };
+                    p.add(&key, format!("'{url}' {problem}"));
+                    ok = false;
+                }
+            }
+            ok.then_some(RedisUrls::Listed(urls))
+        }
+    }
+}
+
+/// Whether `name` can name an environment variable; records a problem if not.
+fn env_name(p: &mut Problems, key: &str, name: &str) -> bool {
+    let ok = !name.is_empty() && !name.contains('=') && !name.contains('\0');
+    if !ok {
+        p.add(key, format!("'{name}' is not an environment variable name"));
+    }
+    ok
 }
 
 /// `store.cache` of a Redis store: on unless `enabled: false`.
@@ -1607,7 +1761,7 @@ mod tests {
         ))
         .unwrap();
         assert!(
-            matches!(c.store, StoreConfig::Redis { cluster: true, ref urls, .. } if urls.len() == 2)
+            matches!(c.store, StoreConfig::Redis { cluster: true, urls: RedisUrls::Listed(ref urls), .. } if urls.len() == 2)
         );
         let e = errors(&format!(
             "{MINIMAL}store: {{kind: redis-cluster, nodes: ['http://a:1']}}\n"
@@ -1621,6 +1775,120 @@ mod tests {
             "{MINIMAL}store: {{kind: embedded, url: 'redis://a:1'}}\n"
         ));
         assert!(e.contains("store.url"), "{e}");
+    }
+
+    /// The `store` of a configuration with `store` set to `yaml`.
+    fn store_of(yaml: &str) -> StoreConfig {
+        parse(&format!("{MINIMAL}store: {yaml}\n")).unwrap().store
+    }
+
+    #[test]
+    fn redis_address_from_the_environment() {
+        assert!(matches!(
+            store_of("{kind: redis, url_env: REDIS_URL}"),
+            StoreConfig::Redis { urls: RedisUrls::Env(ref v), cluster: false, .. } if v == "REDIS_URL"
+        ));
+        assert!(matches!(
+            store_of("{kind: redis-cluster, nodes_env: REDIS_NODES}"),
+            StoreConfig::Redis { urls: RedisUrls::Env(ref v), cluster: true, .. } if v == "REDIS_NODES"
+        ));
+        // Exactly one source per kind, and none of them on the embedded store.
+        for (yaml, key) in [
+            (
+                "{kind: redis, url: 'redis://a:1', url_env: R}",
+                "store.url_env",
+            ),
+            ("{kind: redis, nodes_env: R}", "store.nodes_env"),
+            ("{kind: redis-cluster, url_env: R}", "store.url_env"),
+            (
+                "{kind: redis-cluster, nodes: ['redis://a:1'], nodes_env: R}",
+                "store.nodes_env",
+            ),
+            ("{kind: redis-cluster}", "nodes_env"),
+            ("{kind: redis}", "url_env"),
+            ("{kind: embedded, url_env: R}", "store.url_env"),
+            ("{kind: embedded, nodes_env: R}", "store.nodes_env"),
+            ("{kind: redis, url_env: ''}", "store.url_env"),
+            ("{kind: redis, url_env: 'A=B'}", "store.url_env"),
+        ] {
+            let e = errors(&format!("{MINIMAL}store: {yaml}\n"));
+            assert!(e.contains(key), "{yaml}: {e}");
+        }
+    }
+
+    #[test]
+    fn redis_address_variable_is_read_when_resolved() {
+        let single = RedisUrls::Env("REDIS_URL".into());
+        let secret = "redis://:hunter2-password@redis:6379/0";
+        assert_eq!(
+            single.resolve_with(false, |v| (v == "REDIS_URL")
+                .then(|| format!(" {secret}\n"))),
+            Ok(vec![secret.to_string()])
+        );
+        for unset in [None, Some(String::new()), Some("  ".into())] {
+            let e = single.resolve_with(false, |_| unset.clone()).unwrap_err();
+            assert!(matches!(e, RedisUrlsError::Unset(_)), "{e:?}");
+            assert!(
+                e.to_string().contains("store.url_env") && e.to_string().contains("REDIS_URL"),
+                "{e}"
+            );
+        }
+        // A wrong value is named by its variable, and not repeated: it may
+        // carry a password.
+        for bad in [
+            "http://:hunter2-password@redis:6379",
+            "rediss://:hunter2-password@redis:6379",
+            "hunter2-password",
+        ] {
+            let e = single
+                .resolve_with(false, |_| Some(bad.into()))
+                .unwrap_err();
+            assert!(matches!(e, RedisUrlsError::Invalid(_)), "{bad}: {e:?}");
+            let msg = e.to_string();
+            assert!(msg.contains("REDIS_URL"), "{msg}");
+            assert!(!msg.contains("hunter2"), "{msg}");
+        }
+
+        let nodes = RedisUrls::Env("REDIS_NODES".into());
+        assert_eq!(
+            nodes.resolve_with(true, |_| Some("redis://a:1, redis://b:2,".into())),
+            Ok(vec!["redis://a:1".to_string(), "redis://b:2".to_string()])
+        );
+        let e = nodes
+            .resolve_with(true, |_| Some("redis://a:1,http://b:2".into()))
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("store.nodes_env") && e.to_string().contains("(node 2)"),
+            "{e}"
+        );
+        let e = nodes.resolve_with(true, |_| Some(",".into())).unwrap_err();
+        assert!(matches!(e, RedisUrlsError::Invalid(_)), "{e:?}");
+
+        // URLs written in the file need no environment.
+        let listed = RedisUrls::Listed(vec!["redis://a:1".into()]);
+        assert_eq!(
+            listed.resolve_with(false, |_| unreachable!()),
+            Ok(vec!["redis://a:1".to_string()])
+        );
+    }
+
+    #[test]
+    fn redis_address_variable_is_fixed_like_the_store() {
+        let on_url = parse(&format!(
+            "{MINIMAL}store: {{kind: redis, url: 'redis://a:1'}}\n"
+        ))
+        .unwrap();
+        let on_env = parse(&format!(
+            "{MINIMAL}store: {{kind: redis, url_env: REDIS_URL}}\n"
+        ))
+        .unwrap();
+        let other_env = parse(&format!(
+            "{MINIMAL}store: {{kind: redis, url_env: OTHER_REDIS_URL}}\n"
+        ))
+        .unwrap();
+        assert!(fixed_keys_changed(&on_env, &on_env.clone()).is_empty());
+        assert_eq!(fixed_keys_changed(&on_url, &on_env), ["store"]);
+        assert_eq!(fixed_keys_changed(&on_env, &other_env), ["store"]);
     }
 
     #[test]

@@ -4,7 +4,7 @@ use crate::access_log::AccessLog;
 use crate::admin::AdminApp;
 use crate::api::Api;
 use crate::audit::AuditLog;
-use crate::config::{Config, StoreConfig};
+use crate::config::{Config, RedisUrls, StoreConfig};
 use crate::connection::{Guarded, Limits};
 use crate::listener::ProxyListeners;
 use crate::metrics::Metrics;
@@ -27,8 +27,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Opens the configured store. Redis connects lazily, on first use.
-/// `metrics` receives the near cache's figures, when there is one.
+/// Opens the configured store. Redis connects lazily, on first use, but a
+/// `url_env` / `nodes_env` variable is read here: unset or not a redis://
+/// URL, the gateway does not start. `metrics` receives the near cache's
+/// figures, when there is one.
 pub fn open_store(cfg: &StoreConfig, metrics: Option<&Metrics>) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match cfg {
         StoreConfig::Embedded { path } => Arc::new(
@@ -42,7 +44,7 @@ pub fn open_store(cfg: &StoreConfig, metrics: Option<&Metrics>) -> anyhow::Resul
             retries,
             cache,
         } => Arc::new(RedisStore::new(RedisSettings {
-            urls: urls.clone(),
+            urls: urls.resolve(*cluster)?,
             cluster: *cluster,
             connect_timeout: Duration::from_millis(*connect_timeout_ms),
             response_timeout: Duration::from_millis(*response_timeout_ms),
@@ -61,9 +63,18 @@ pub fn open_store(cfg: &StoreConfig, metrics: Option<&Metrics>) -> anyhow::Resul
 fn describe_store(store: &StoreConfig) -> String {
     match store {
         StoreConfig::Embedded { path } => format!("embedded ({})", path.display()),
-        StoreConfig::Redis { cluster, cache, .. } => format!(
-            "{}, near cache {}",
+        StoreConfig::Redis {
+            urls,
+            cluster,
+            cache,
+            ..
+        } => format!(
+            "{}{}, near cache {}",
             if *cluster { "redis-cluster" } else { "redis" },
+            match urls {
+                RedisUrls::Env(var) => format!(" (address from ${var})"),
+                RedisUrls::Listed(_) => String::new(),
+            },
             match cache {
                 Some(c) => format!("on (max age {} s)", c.max_age_seconds),
                 None => "off".into(),
