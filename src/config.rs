@@ -1016,7 +1016,11 @@ fn validate(f: File) -> Result<Config, ConfigError> {
             .server
             .upgrade_socket
             .clone()
-            .unwrap_or_else(|| PathBuf::from("/tmp/tokengate-upgrade.sock")),
+            // In the working directory (the gateway's state directory), not
+            // /tmp: whoever binds this path first receives the listening
+            // sockets at the next upgrade, so it must be where only the
+            // gateway's user can write.
+            .unwrap_or_else(|| PathBuf::from("tokengate-upgrade.sock")),
         admin_listen,
         admin_tls,
         admin_key_env: f.admin.api_key_env.clone(),
