@@ -40,6 +40,17 @@ use std::time::{Duration, Instant};
 /// Management requests are small JSON documents; anything bigger is refused.
 const MAX_MANAGEMENT_BODY: usize = 1 << 20;
 
+/// Body fields frameworks read as the request's method, matched as project
+/// fields are (case, `_`, `-` and `.` ignored, so `method` is one of them).
+static METHOD_OVERRIDES: std::sync::LazyLock<names::NameSet> = std::sync::LazyLock::new(|| {
+    names::NameSet::new([
+        "_method",
+        "x_http_method_override",
+        "method_override",
+        "http_method",
+    ])
+});
+
 /// How long one write to a client may wait for it to read, as nginx's `send_timeout`.
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -256,16 +267,17 @@ impl Gateway {
     /// The project claims of the request body: none when no source could be
     /// in a body, the route declares its bodies carry none, or there is no
     /// body; otherwise the body is read (and kept for forwarding) and parsed.
+    /// With `no_override`, the body is also read for a method override
+    /// field, which refuses the request.
     async fn body_claims(
         p: &Policy,
         session: &mut Session,
         rule: BodyRule,
+        no_override: bool,
     ) -> std::result::Result<Vec<String>, (u16, &'static str)> {
         let mut claims = Vec::new();
-        if !p.projects.reads_body()
-            || rule == BodyRule::NoProject
-            || session.as_downstream_mut().is_body_empty()
-        {
+        let for_project = p.projects.reads_body() && rule != BodyRule::NoProject;
+        if !(for_project || no_override) || session.as_downstream_mut().is_body_empty() {
             return Ok(claims);
         }
         let body =
@@ -290,7 +302,20 @@ impl Gateway {
             content_type: &content_type,
             content_encoding: &content_encoding,
         };
-        body::claims(heads, &body, p.projects.names(), &mut claims).map_err(|why| (415, why))?;
+        if no_override {
+            let mut found = Vec::new();
+            body::claims(heads, &body, &METHOD_OVERRIDES, &mut found).map_err(|why| (415, why))?;
+            if !found.is_empty() {
+                return Err((
+                    400,
+                    "method override fields (_method) are not accepted on this route",
+                ));
+            }
+        }
+        if for_project {
+            body::claims(heads, &body, p.projects.names(), &mut claims)
+                .map_err(|why| (415, why))?;
+        }
         Ok(claims)
     }
 
@@ -467,17 +492,43 @@ impl ProxyHttp for Gateway {
         if Api::is_management_path(path) {
             return self.serve_management(session, ctx, &span).await;
         }
-        let host = session
-            .req_header()
+        // HTTP/2 names the host in `:authority`, often without a Host header.
+        let h = session.req_header();
+        let host = h
             .headers
             .get(http::header::HOST)
             .and_then(|v| v.to_str().ok())
+            .or_else(|| h.uri.authority().map(|a| a.as_str()))
             .map(crate::routes::request_host);
         let route = p.cfg.routes.select(host.as_deref(), path);
         ctx.pool = p.pool(route.upstream.as_deref()).cloned();
         if route.auth == Auth::Public {
             ctx.outcome = Outcome::Public;
             return Ok(false);
+        }
+
+        // Where the needs differ by method, the method must be one every
+        // server reads alike: an exact uppercase token (some servers
+        // upper-case `delete`), and never replaced by a body field
+        // (`_method`, read by Rails, Laravel and Spring).
+        let by_method = route.require.by_method();
+        if by_method
+            && !session
+                .req_header()
+                .method
+                .as_str()
+                .bytes()
+                .all(|b| b.is_ascii_uppercase())
+        {
+            ctx.outcome = Outcome::BadRequest;
+            return self
+                .reject(
+                    session,
+                    ctx,
+                    400,
+                    "method must be an uppercase name on this route",
+                )
+                .await;
         }
 
         // 2. The token, checked for shape before anything else.
@@ -502,7 +553,7 @@ impl ProxyHttp for Gateway {
         // 5 (resolved early so the store sees it in the same atomic step as 4).
         //   Every claim is read: the request head, and the body unless the
         //   route declares its bodies carry no project.
-        let body_claims = match Self::body_claims(&p, session, route.body).await {
+        let body_claims = match Self::body_claims(&p, session, route.body, by_method).await {
             Ok(claims) => claims,
             Err((status, why)) => {
                 ctx.outcome = Outcome::BadRequest;

@@ -51,6 +51,12 @@ pub struct Requirements {
 }
 
 impl Requirements {
+    /// Do the needs differ by method? Then the method a request carries
+    /// must be one the upstream reads the same way (`proxy.rs`).
+    pub fn by_method(&self) -> bool {
+        !self.methods.is_empty()
+    }
+
     /// Does any method need a project role (so requests must name a project)?
     pub fn needs_project_role(&self) -> bool {
         self.project_role.is_some() || self.methods.iter().any(|(_, _, p)| p.is_some())
@@ -128,7 +134,10 @@ impl Route {
     /// The roles a `method` request on this route needs.
     pub fn needs(&self, method: &str) -> Needs<'_> {
         let r = &self.require;
-        let over = r.methods.iter().find(|(m, _, _)| m == method);
+        // A HEAD request runs the GET handler in most servers: it needs
+        // what GET needs unless the route says otherwise.
+        let entry = |m: &str| r.methods.iter().find(|(name, _, _)| name == m);
+        let over = entry(method).or_else(|| (method == "HEAD").then(|| entry("GET")).flatten());
         Needs {
             org_role: over
                 .and_then(|(_, o, _)| o.as_deref())
@@ -405,6 +414,17 @@ mod tests {
         );
         assert!(r.require.needs_project_role());
         assert_eq!(Route::new("/y").unwrap().needs("DELETE"), Needs::ANY);
+        // HEAD needs what GET needs, unless it is listed itself.
+        let get_only = Route {
+            require: Requirements {
+                methods: vec![("GET".into(), Some("admin".into()), None)],
+                ..Requirements::default()
+            },
+            ..Route::new("/z").unwrap()
+        };
+        assert_eq!(get_only.needs("HEAD").org_role, Some("admin"));
+        assert_eq!(get_only.needs("POST").org_role, None);
+        assert!(get_only.require.by_method());
     }
 
     #[test]

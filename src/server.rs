@@ -23,7 +23,7 @@ use pingora::apps::HttpServerOptions;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 use pingora::services::listening::Service;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -154,6 +154,26 @@ pub fn load_tls(cfg: &Config) -> Result<ListenerTls, Vec<String>> {
     }
 }
 
+/// Whoever binds `server.upgrade_socket` first receives the listening
+/// sockets at the next upgrade (SIGQUIT): a directory other users can write
+/// to (such as /tmp) lets one of them take the gateway's traffic.
+fn warn_if_others_can_bind(socket: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = match socket.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if let Ok(meta) = std::fs::metadata(&dir) {
+        if meta.permissions().mode() & 0o022 != 0 {
+            log::warn!(
+                "server.upgrade_socket is in {}, which other users can write to: one of them \
+                 could receive the listening sockets at the next upgrade; use a private directory",
+                dir.display()
+            );
+        }
+    }
+}
+
 /// Runs the gateway until it is told to stop (`shutdown.rs`: SIGTERM,
 /// SIGINT, SIGQUIT). With `upgrade`, the listening sockets come from the
 /// running gateway (Pingora's graceful upgrade) instead of being bound.
@@ -203,6 +223,7 @@ pub fn run(cfg: Config, path: &Path, upgrade: bool) -> anyhow::Result<()> {
         upgrade_sock: cfg.upgrade_socket.display().to_string(),
         ..ServerConf::default()
     };
+    warn_if_others_can_bind(&cfg.upgrade_socket);
     let opt = pingora::server::configuration::Opt {
         upgrade,
         ..Default::default()

@@ -496,3 +496,36 @@ fn the_readme_tls_example_passes_check_config() {
         "{out}"
     );
 }
+
+/// HTTP/2 names the host in `:authority` (clients send no Host header):
+/// host routes match it as they match Host over HTTP/1.1.
+#[test]
+fn http2_requests_match_host_routes_by_authority() {
+    let pki = Pki::new("tokengate test CA");
+    let cert = pki.server("gw", "gateway", &["DNS:gateway.test", "DNS:open.test"]);
+    let main = Upstream::echo();
+    let open = Upstream::echo();
+    let gw = Gateway::start(
+        GatewayConfig::embedded_temp()
+            .upstream(&main.url())
+            .server_tls(&tls_yaml(&[&cert], ""))
+            .section("upstreams", &format!("open:\n  urls: ['{}']\n", open.url()))
+            .section(
+                "routes",
+                "- {path: /pub, host: open.test, auth: public, upstream: open}\n",
+            ),
+    );
+    let client = Client::trusting(&pki.ca());
+    let addr = gw.tls_addr();
+    let get = |authority: &str| {
+        let req = ::http::Request::get(format!("https://{authority}/pub/x"))
+            .body(())
+            .unwrap();
+        h2_request(&client, &addr, authority, req).unwrap().1
+    };
+    assert_eq!(get("open.test").status, 200);
+    assert_eq!((open.count(), main.count()), (1, 0));
+    // Another authority: the host route does not apply, a token is needed.
+    assert_eq!(get("gateway.test").status, 401);
+    assert_eq!((open.count(), main.count()), (1, 0));
+}

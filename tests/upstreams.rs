@@ -258,3 +258,90 @@ fn a_routes_role_requirements_hold_per_method_without_spending_uses() {
         .metric("tokengate_auth_denied_total{reason=\"project_role\"}")
         .is_some_and(|n| n == 1.0));
 }
+
+#[test]
+fn the_method_a_route_checks_is_the_one_every_server_reads() {
+    let upstream = Upstream::echo();
+    let gw = Gateway::start(
+        GatewayConfig::embedded_temp()
+            .upstream(&upstream.url())
+            .section(
+                "routes",
+                "- path: /v1/things\n  require:\n    org_role: [member, admin]\n    \
+                 methods: {DELETE: {org_role: admin}, GET: {org_role: admin}}\n\
+                 - {path: /open, auth: public}\n",
+            ),
+    );
+    let (_, token) = gw.admin().identity_with_token("member", json!({}));
+    let auth = format!("Bearer {}", token.access_token);
+    let url = format!("{}/v1/things/1", gw.url());
+    let send = |method: &str, target: &str, headers: &[(&str, &str)], body: Option<&str>| {
+        let mut all = vec![("Authorization", auth.as_str())];
+        all.extend_from_slice(headers);
+        let raw = raw_request(method, target, &all, body);
+        raw_http_resp(&gw.addr(), &raw)
+    };
+
+    // Spellings some servers upper-case are refused where needs differ by method.
+    for method in ["delete", "Delete", "get"] {
+        let resp = send(method, "/v1/things/1", &[], None);
+        assert_eq!(resp.status, 400, "{method}: {}", resp.body);
+    }
+    // HEAD runs the GET handler in most servers: it needs what GET needs.
+    assert_eq!(
+        http("HEAD", &url, &[("Authorization", &auth)], None).status,
+        403
+    );
+    // A method override field in a form, multipart or JSON body.
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let json_body = [("Content-Type", "application/json")];
+    let multipart = [("Content-Type", "multipart/form-data; boundary=b")];
+    for (headers, body) in [
+        (&form[..], "_method=DELETE&a=1"),
+        (&json_body[..], r#"{"_method": "DELETE"}"#),
+        (
+            &multipart[..],
+            "--b\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n--b--\r\n",
+        ),
+    ] {
+        let resp = send("POST", "/v1/things/1", headers, Some(body));
+        assert_eq!(resp.status, 400, "{body}: {}", resp.body);
+    }
+    // In the query, on any route.
+    for target in [
+        "/v1/things/1?_method=DELETE",
+        "/open/x?_METHOD=delete",
+        "/open/x?x-http-method-override=DELETE",
+    ] {
+        let resp = send("POST", target, &[], Some(""));
+        assert_eq!(resp.status, 400, "{target}: {}", resp.body);
+    }
+    assert_eq!(upstream.count(), 0, "nothing reached the upstream");
+
+    // What the route allows still goes through, and other routes keep bodies as they are.
+    http(
+        "POST",
+        &url,
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        Some("a=1"),
+    )
+    .expect_status(200);
+    http(
+        "POST",
+        &format!("{}/open/x", gw.url()),
+        &[("Content-Type", "application/json")],
+        Some(r#"{"method": "card"}"#),
+    )
+    .expect_status(200);
+    http(
+        "GET",
+        &format!("{}/open/x?method=card", gw.url()),
+        &[],
+        None,
+    )
+    .expect_status(200);
+    assert_eq!(upstream.count(), 3);
+}

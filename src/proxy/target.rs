@@ -122,6 +122,15 @@ pub fn check_query(query: &str) -> Result<(), &'static str> {
     if query.bytes().any(|b| b < b' ' || b == 0x7f) {
         return Err("query string contains a control character");
     }
+    for pair in query.split('&') {
+        let name = pair.split('=').next().unwrap_or("");
+        let decoded = decode(name.as_bytes(), true, true).unwrap_or_default();
+        if overrides_method(&decoded) {
+            return Err(
+                "method override parameters (_method) are not accepted: send the method itself",
+            );
+        }
+    }
     // Each name and value is checked decoded, as the upstream will see it.
     // Raw text was checked above; only escapes can bring in other bytes.
     for part in query.split(['&', '=']).filter(|p| p.contains('%')) {
@@ -135,6 +144,27 @@ pub fn check_query(query: &str) -> Result<(), &'static str> {
         }
     }
     Ok(())
+}
+
+/// Is `name` a parameter some frameworks read as the request's method
+/// (Rails' and Laravel's `_method`, Express's `method-override` set up on a
+/// query key, `X-HTTP-Method-Override` sent as a parameter)? Folded: case
+/// ignored, `-` and `.` read as `_`. The gateway would have checked the
+/// method it saw and the upstream run another.
+pub fn overrides_method(name: &[u8]) -> bool {
+    let folded: String = String::from_utf8_lossy(name)
+        .trim()
+        .chars()
+        .map(|c| match c {
+            '-' | '.' | ' ' => '_',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect();
+    let bare = folded.trim_start_matches('_');
+    (folded.starts_with('_') && bare == "method")
+        || bare.ends_with("method_override")
+        || bare.ends_with("methodoverride")
+        || bare == "http_method"
 }
 
 /// Headers some frameworks let replace the request's URL or method (IIS and
@@ -194,6 +224,36 @@ pub fn check_headers<'h>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn method_override_names_in_any_spelling() {
+        for name in [
+            "_method",
+            "_METHOD",
+            "__method",
+            "-method",
+            " _method ",
+            "x-http-method-override",
+            "X_Method_Override",
+            "http_method",
+            "methodOverride",
+        ] {
+            assert!(overrides_method(name.as_bytes()), "{name}");
+        }
+        for name in [
+            "method",
+            "Method",
+            "payment_method",
+            "methods",
+            "_methods",
+            "x",
+        ] {
+            assert!(!overrides_method(name.as_bytes()), "{name}");
+        }
+        assert!(check_query("a=1&_method=DELETE").is_err());
+        assert!(check_query("a=1&%5Fmethod=DELETE").is_err());
+        assert!(check_query("method=card&payment_method=x").is_ok());
+    }
+
     use super::*;
 
     fn local() -> SocketAddr {
