@@ -494,12 +494,15 @@ impl ProxyHttp for Gateway {
         }
         // HTTP/2 names the host in `:authority`, often without a Host header.
         let h = session.req_header();
-        let host = h
-            .headers
-            .get(http::header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .or_else(|| h.uri.authority().map(|a| a.as_str()))
-            .map(crate::routes::request_host);
+        let host = if p.cfg.routes.by_host() {
+            h.headers
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .or_else(|| h.uri.authority().map(|a| a.as_str()))
+                .map(crate::routes::request_host)
+        } else {
+            None
+        };
         let route = p.cfg.routes.select(host.as_deref(), path);
         ctx.pool = p.pool(route.upstream.as_deref()).cloned();
         if route.auth == Auth::Public {

@@ -252,6 +252,12 @@ impl Routes {
         &self.routes
     }
 
+    /// Does any route name a host? If none does, the request's host is
+    /// not needed (and not worked out) to choose one.
+    pub fn by_host(&self) -> bool {
+        self.routes.iter().any(|r| r.host.is_some())
+    }
+
     /// The route for a (checked) request path on `host` (`request_host`).
     pub fn select(&self, host: Option<&str>, path: &str) -> &Route {
         let mut best: Option<&Route> = None;

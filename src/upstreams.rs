@@ -15,6 +15,7 @@ use pingora::lb::{Backend, Backends, LoadBalancer};
 use pingora::prelude::HttpPeer;
 use std::collections::{BTreeSet, HashMap};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,9 @@ pub struct Pool {
     selection: Selection,
     eject_for: Duration,
     ejected: Mutex<HashMap<SocketAddr, Instant>>,
+    /// Whether `ejected` may hold anything: the request path takes its
+    /// lock only then.
+    any_ejected: AtomicBool,
     /// Requests in flight per address, for least connections.
     in_flight: Mutex<HashMap<SocketAddr, usize>>,
     /// The configuration it was built from: a reload that keeps it keeps the pool.
@@ -230,6 +234,7 @@ impl Pool {
             selection: cfg.selection,
             eject_for: Duration::from_secs(cfg.eject_seconds),
             ejected: Mutex::new(HashMap::new()),
+            any_ejected: AtomicBool::new(false),
             in_flight: Mutex::new(HashMap::new()),
             config: cfg.clone(),
         });
@@ -246,6 +251,9 @@ impl Pool {
     }
 
     fn is_ejected(&self, addr: &SocketAddr) -> bool {
+        if !self.any_ejected.load(Ordering::Relaxed) {
+            return false;
+        }
         let ejected = lock(&self.ejected);
         ejected
             .get(addr)
@@ -266,7 +274,11 @@ impl Pool {
             Selection::LeastConnections => self.least_connections(),
         }
         .or_else(|| self.lb.backends().get_backend().iter().next().cloned())?;
-        let index = chosen.ext.get::<Target>().map_or(0, |t| t.index);
+        let index = if self.targets.len() == 1 {
+            0
+        } else {
+            chosen.ext.get::<Target>().map_or(0, |t| t.index)
+        };
         let addr = to_std(&chosen.addr);
         if self.selection == Selection::LeastConnections {
             *lock(&self.in_flight).entry(addr).or_insert(0) += 1;
@@ -307,6 +319,7 @@ impl Pool {
             return false;
         }
         lock(&self.ejected).insert(picked.addr, Instant::now() + self.eject_for);
+        self.any_ejected.store(true, Ordering::Relaxed);
         log::warn!(
             "upstream {}: {} refused a connection; left out for {:?}",
             self.name,

@@ -17,6 +17,8 @@ pub struct Policy {
     pub cfg: Arc<Config>,
     /// Every upstream by name, `default` (the `upstream` section) included.
     pub pools: HashMap<String, Arc<Pool>>,
+    /// The `default` pool, which most routes use, without a lookup.
+    default_pool: Arc<Pool>,
     pub injected: Injected,
     pub projects: ProjectRules,
     pub access_log: Arc<AccessLog>,
@@ -44,6 +46,7 @@ impl Policy {
             Some(pool) => pool,
             None => Pool::start(&default)?,
         };
+        let default_pool = pool.clone();
         pools.insert(DEFAULT.to_string(), pool);
         for wanted in &cfg.upstreams {
             let pool = match keep(&wanted.name, wanted) {
@@ -57,6 +60,7 @@ impl Policy {
             projects: ProjectRules::new(&cfg.project_sources),
             cfg,
             pools,
+            default_pool,
             access_log,
             audit,
         })
@@ -64,6 +68,9 @@ impl Policy {
 
     /// The pool a route sends to.
     pub fn pool(&self, name: Option<&str>) -> Option<&Arc<Pool>> {
-        self.pools.get(name.unwrap_or(DEFAULT))
+        match name {
+            None => Some(&self.default_pool),
+            Some(name) => self.pools.get(name),
+        }
     }
 }
