@@ -85,6 +85,11 @@ impl<'a> Call<'a> {
         self
     }
 
+    pub fn from(mut self, ip_text: &str) -> Self {
+        self.ip = ip(ip_text);
+        self
+    }
+
     pub fn at(mut self, now: Millis) -> Self {
         self.now = now;
         self

@@ -199,17 +199,34 @@ async fn renewal_refusals() {
 }
 
 #[tokio::test]
-async fn renewal_ignores_client_ip_and_use_limit() {
-    // As `auth::check_renewable` specifies: renewal grants no access by itself.
+async fn renewal_checks_the_client_ip_but_not_the_use_limit() {
+    // A token used from outside its trusted IPs cannot reach the upstream,
+    // and must not keep itself alive from there either; renewal grants no
+    // access by itself, so it spends no use and a spent token still renews.
     let h = H::new();
-    let (_, secret, _) = h
+    let (_, secret, tid) = h
         .with_token(
             "member",
-            json!({"accessTokenNumUsesLimit": 1, "accessTokenTrustedIps": [{"ipAddress": "192.168.0.0/16"}]}),
+            json!({"accessTokenNumUsesLimit": 1, "accessTokenTrustedIps": [{"ipAddress": "10.1.0.0/16"}]}),
         )
         .await;
-    let r = renew(&h, &secret, NOW + S).await;
+    let outside = Call::new(
+        "POST",
+        "/api/v1/auth/token/renew",
+        json!({"accessToken": secret}),
+    )
+    .at(NOW + S)
+    .from("192.168.7.7");
+    let r = h.send(outside).await;
+    assert_eq!(
+        (r.status, r.json["message"].as_str()),
+        (403, Some("IP 192.168.7.7 is not in the token's trusted IPs")),
+    );
+    assert_eq!(token_view(&h, &tid).await["accessTokenLastRenewedAt"], Value::Null);
+    assert!(h.authenticate(&secret, NOW + S, None).await.is_ok(), "the one use");
+    let r = renew(&h, &secret, NOW + 2 * S).await;
     assert_eq!(r.status, 200, "{:?}", r.json);
+    assert_eq!(token_view(&h, &tid).await["accessTokenNumUses"], 1);
 }
 
 #[tokio::test]
