@@ -96,6 +96,24 @@ pub fn check_token(
     client_ip: IpAddr,
     now: Millis,
 ) -> Result<(), Deny> {
+    check_renewable(token, presented, client_ip, now)?;
+    if token.num_uses_limit > 0 && token.num_uses >= token.num_uses_limit {
+        return Err(Deny::UsageLimitReached);
+    }
+    Ok(())
+}
+
+/// May this token be renewed at `now` by `client_ip`? Every check of a
+/// request but the use limit: it must match, not be revoked, not be expired
+/// (a token past its MaxTTL never renews), and be presented from one of its
+/// trusted IPs, or a token stolen and used from elsewhere could keep itself
+/// alive for ever. Renewal spends no use, so a spent token still renews.
+pub fn check_renewable(
+    token: &TokenRecord,
+    presented: &SecretHash,
+    client_ip: IpAddr,
+    now: Millis,
+) -> Result<(), Deny> {
     if !bool::from(token.secret_hash.ct_eq(presented)) {
         return Err(Deny::UnknownToken);
     }
@@ -115,34 +133,7 @@ pub fn check_token(
     if !token.trusted_ips.iter().any(|net| net.contains(&ip)) {
         return Err(Deny::IpNotTrusted(ip));
     }
-    if token.num_uses_limit > 0 && token.num_uses >= token.num_uses_limit {
-        return Err(Deny::UsageLimitReached);
-    }
     Ok(())
-}
-
-/// May this token be renewed at `now`? It must match, not be revoked and not
-/// be expired (a token past its MaxTTL never renews). IP and use limit do not
-/// apply: renewal grants no access by itself.
-pub fn check_renewable(
-    token: &TokenRecord,
-    presented: &SecretHash,
-    now: Millis,
-) -> Result<(), Deny> {
-    if !bool::from(token.secret_hash.ct_eq(presented)) {
-        return Err(Deny::UnknownToken);
-    }
-    if token.revoked {
-        return Err(Deny::Revoked);
-    }
-    match token.expiry() {
-        Some(e) if now >= e.at => Err(if e.by_max_ttl {
-            Deny::MaxTtlReached
-        } else {
-            Deny::Expired
-        }),
-        _ => Ok(()),
-    }
 }
 
 /// The roles a request needs, each a comma-separated list of which any one
@@ -519,19 +510,19 @@ mod tests {
     #[test]
     fn renewal_rules() {
         let t = token();
-        assert!(check_renewable(&t, &HASH, t.created_at + 59_000).is_ok());
+        assert!(check_renewable(&t, &HASH, ip("1.1.1.1"), t.created_at + 59_000).is_ok());
         assert_eq!(
-            check_renewable(&t, &HASH, t.created_at + 60_000),
+            check_renewable(&t, &HASH, ip("1.1.1.1"), t.created_at + 60_000),
             Err(Deny::Expired)
         );
         assert_eq!(
-            check_renewable(&t, &[0; 32], t.created_at),
+            check_renewable(&t, &[0; 32], ip("1.1.1.1"), t.created_at),
             Err(Deny::UnknownToken)
         );
         let mut r = t.clone();
         r.last_renewed_at = Some(r.created_at + 100_000);
         assert_eq!(
-            check_renewable(&r, &HASH, r.created_at + 120_000),
+            check_renewable(&r, &HASH, ip("1.1.1.1"), r.created_at + 120_000),
             Err(Deny::MaxTtlReached)
         );
     }

@@ -48,14 +48,15 @@ async fn presented(
 
 /// Renewal sets `lastRenewedAt = now`; the expiry rules (TTL capped by MaxTTL,
 /// or the period) live in `TokenRecord::expiry`. Per `auth::check_renewable`
-/// the client IP and use limit do not apply: renewal grants no access itself.
+/// the trusted IPs apply and the use limit does not: renewal grants no
+/// access itself.
 pub(crate) async fn renew(
     store: &dyn Store,
     req: &ApiRequest<'_>,
     changes: &Changes,
 ) -> Result<ApiResponse, ApiError> {
     let (token, mut record) = presented(store, req).await?;
-    auth::check_renewable(&record, &token.secret_hash(), req.now)?;
+    auth::check_renewable(&record, &token.secret_hash(), req.client_ip, req.now)?;
     if !store.set_renewed(record.id, req.now).await? {
         return Err(Deny::UnknownToken.into());
     }

@@ -220,10 +220,19 @@ async fn renewal_checks_the_client_ip_but_not_the_use_limit() {
     let r = h.send(outside).await;
     assert_eq!(
         (r.status, r.json["message"].as_str()),
-        (403, Some("IP 192.168.7.7 is not in the token's trusted IPs")),
+        (
+            403,
+            Some("IP 192.168.7.7 is not in the token's trusted IPs")
+        ),
     );
-    assert_eq!(token_view(&h, &tid).await["accessTokenLastRenewedAt"], Value::Null);
-    assert!(h.authenticate(&secret, NOW + S, None).await.is_ok(), "the one use");
+    assert_eq!(
+        token_view(&h, &tid).await["accessTokenLastRenewedAt"],
+        Value::Null
+    );
+    assert!(
+        h.authenticate(&secret, NOW + S, None).await.is_ok(),
+        "the one use"
+    );
     let r = renew(&h, &secret, NOW + 2 * S).await;
     assert_eq!(r.status, 200, "{:?}", r.json);
     assert_eq!(token_view(&h, &tid).await["accessTokenNumUses"], 1);
