@@ -1005,8 +1005,13 @@ fn case_config_is_copied_at_creation(cfg: GatewayConfig) {
     let (left, _) =
         expires_in(json!({"accessTokenTTL": 10, "accessTokenMaxTTL": 50, "accessTokenPeriod": 40}));
     assert!((39..=40).contains(&left), "period 40: expiresIn {left}");
-    let (left, capped) =
-        expires_in(json!({"accessTokenTTL": 30, "accessTokenMaxTTL": 30, "accessTokenPeriod": 0}));
+    // Trusted from anywhere again: renewal checks the client IP like a request.
+    let (left, capped) = expires_in(json!({
+        "accessTokenTTL": 30,
+        "accessTokenMaxTTL": 30,
+        "accessTokenPeriod": 0,
+        "accessTokenTrustedIps": [{"ipAddress": "0.0.0.0/0"}, {"ipAddress": "::/0"}]
+    }));
     assert!((29..=30).contains(&left), "TTL 30: expiresIn {left}");
     // A second later, a renewal reports what MaxTTL leaves (under 29 s),
     // not the configured TTL (30).

@@ -13,8 +13,12 @@
 //!   and advanced under the same lock as the rest of the decision.
 //!
 //! Every commit holds a second, disk mutex, taken before the state mutex, so
-//! commits reach the file in the order their changes were made; the periodic
-//! flush holds only the disk mutex while it waits for fsync.
+//! commits reach the file in the order their changes were made. A management
+//! change decides under the state mutex, lets it go for the fsync (holding
+//! only the disk mutex, which every writer takes) and applies its change in
+//! memory after; the periodic flush holds only the disk mutex too. So the
+//! request path never waits for a disk: requests are answered while an
+//! operator's change commits, and see it once it is durable.
 
 use super::{
     AuthOutcome, AuthRequest, Deletion, MembershipWrite, OwnerChange, Page, PutMode, Store,
@@ -76,6 +80,9 @@ struct Inner {
     pending: Mutex<Pending>,
     /// Wakes the group-commit thread.
     wake: Condvar,
+    /// Tests hold a management commit here until told to go on.
+    #[cfg(test)]
+    hold: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
 }
 
 /// Uses waiting to be made durable, and the requests waiting on them.
@@ -244,6 +251,8 @@ impl EmbeddedStore {
             disk: Mutex::new(()),
             pending: Mutex::new(Pending::default()),
             wake: Condvar::new(),
+            #[cfg(test)]
+            hold: Mutex::new(None),
         });
         let weak = Arc::downgrade(&inner);
         std::thread::Builder::new()
@@ -260,6 +269,31 @@ impl EmbeddedStore {
 
     fn lock(&self) -> Result<MutexGuard<'_, State>, StoreError> {
         self.inner.lock()
+    }
+
+    /// Commits `writes` without holding the state mutex (the caller holds the
+    /// disk mutex, so no other change can come in between), then takes it
+    /// again for the caller to apply the change in memory.
+    fn commit_unlocked<'s>(
+        &'s self,
+        st: MutexGuard<'s, State>,
+        writes: &[Write<'_>],
+    ) -> Result<MutexGuard<'s, State>, StoreError> {
+        drop(st);
+        #[cfg(test)]
+        {
+            let held = self
+                .inner
+                .hold
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            if let Some(go_on) = held {
+                let _ = go_on.recv();
+            }
+        }
+        blocking(|| commit(&self.inner.db, writes))?;
+        self.lock()
     }
 
     /// The disk mutex, then the state mutex: for changes that are committed.
@@ -467,8 +501,8 @@ impl Store for EmbeddedStore {
     }
 
     async fn create_identity(&self, identity: &Identity) -> Result<(), StoreError> {
-        let (_disk, mut st) = self.lock_for_write()?;
-        blocking(|| commit(&self.inner.db, &[Write::Identity(identity)]))?;
+        let (_disk, st) = self.lock_for_write()?;
+        let mut st = self.commit_unlocked(st, &[Write::Identity(identity)])?;
         st.identities.insert(identity.id, identity.clone());
         Ok(())
     }
@@ -478,7 +512,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn update_identity(&self, identity: &Identity) -> Result<bool, StoreError> {
-        let (_disk, mut st) = self.lock_for_write()?;
+        let (_disk, st) = self.lock_for_write()?;
         let Some(stored) = st.identities.get(&identity.id) else {
             return Ok(false);
         };
@@ -486,13 +520,13 @@ impl Store for EmbeddedStore {
             org_id: stored.org_id.clone(),
             ..identity.clone()
         };
-        blocking(|| commit(&self.inner.db, &[Write::Identity(&identity)]))?;
+        let mut st = self.commit_unlocked(st, &[Write::Identity(&identity)])?;
         st.identities.insert(identity.id, identity);
         Ok(true)
     }
 
     async fn delete_identity(&self, id: Id) -> Result<Deletion, StoreError> {
-        let (_disk, mut st) = self.lock_for_write()?;
+        let (_disk, st) = self.lock_for_write()?;
         let Some(identity) = st.identities.get(&id).cloned() else {
             return Ok(Deletion::NotFound);
         };
@@ -518,7 +552,7 @@ impl Store for EmbeddedStore {
                 .iter()
                 .map(|(p, i)| Write::DeleteMembership(p, *i)),
         );
-        blocking(|| commit(&self.inner.db, &writes))?;
+        let mut st = self.commit_unlocked(st, &writes)?;
         drop(writes);
         st.identities.remove(&id);
         st.configs.remove(&id);
@@ -554,14 +588,14 @@ impl Store for EmbeddedStore {
         cfg: &TokenAuthConfig,
         mode: PutMode,
     ) -> Result<bool, StoreError> {
-        let (_disk, mut st) = self.lock_for_write()?;
+        let (_disk, st) = self.lock_for_write()?;
         let exists = st.configs.contains_key(&cfg.identity_id);
         let ok = match mode {
             PutMode::Create => !exists && st.identities.contains_key(&cfg.identity_id),
             PutMode::Update => exists,
         };
         if ok {
-            blocking(|| commit(&self.inner.db, &[Write::Config(cfg)]))?;
+            let mut st = self.commit_unlocked(st, &[Write::Config(cfg)])?;
             st.configs.insert(cfg.identity_id, cfg.clone());
         }
         Ok(ok)
@@ -572,7 +606,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn remove_token_auth(&self, identity: Id) -> Result<Option<TokenAuthConfig>, StoreError> {
-        let (_disk, mut st) = self.lock_for_write()?;
+        let (_disk, st) = self.lock_for_write()?;
         let Some(cfg) = st.configs.get(&identity).cloned() else {
             return Ok(None);
         };
@@ -587,22 +621,25 @@ impl Store for EmbeddedStore {
             .collect();
         let mut writes = vec![Write::DeleteConfig(identity)];
         writes.extend(revoked.iter().map(Write::Token));
-        blocking(|| commit(&self.inner.db, &writes))?;
+        let mut st = self.commit_unlocked(st, &writes)?;
         drop(writes);
         st.configs.remove(&identity);
+        // Onto the records as they are now: uses counted during the commit
+        // stay counted (and, if only in memory, are flushed with the flag).
         for t in revoked {
-            st.dirty.remove(&t.id);
-            st.tokens.insert(t.id, t);
+            if let Some(current) = st.tokens.get_mut(&t.id) {
+                current.revoked = true;
+            }
         }
         Ok(Some(cfg))
     }
 
     async fn create_token(&self, token: &TokenRecord) -> Result<bool, StoreError> {
-        let (_disk, mut st) = self.lock_for_write()?;
+        let (_disk, st) = self.lock_for_write()?;
         if !st.configs.contains_key(&token.identity_id) {
             return Ok(false);
         }
-        blocking(|| commit(&self.inner.db, &[Write::Token(token)]))?;
+        let mut st = self.commit_unlocked(st, &[Write::Token(token)])?;
         st.tokens.insert(token.id, token.clone());
         Ok(true)
     }
@@ -649,7 +686,7 @@ impl Store for EmbeddedStore {
     async fn put_membership(&self, m: &Membership) -> Result<MembershipWrite, StoreError> {
         // The owner check, the claim and the write happen under one lock and
         // in one transaction, so two organizations cannot both claim a project.
-        let (_disk, mut st) = self.lock_for_write()?;
+        let (_disk, st) = self.lock_for_write()?;
         let Some(org) = st.identities.get(&m.identity_id).map(|i| i.org_id.clone()) else {
             return Ok(MembershipWrite::NoIdentity);
         };
@@ -662,7 +699,7 @@ impl Store for EmbeddedStore {
         if claim {
             writes.push(Write::Owner(&m.project_id, &org));
         }
-        blocking(|| commit(&self.inner.db, &writes))?;
+        let mut st = self.commit_unlocked(st, &writes)?;
         if claim {
             st.owners.insert(m.project_id.clone(), org);
         }
@@ -688,17 +725,12 @@ impl Store for EmbeddedStore {
         project: &str,
         identity: Id,
     ) -> Result<Option<Membership>, StoreError> {
-        let (_disk, mut st) = self.lock_for_write()?;
+        let (_disk, st) = self.lock_for_write()?;
         let key = (project.to_string(), identity);
         if !st.memberships.contains_key(&key) {
             return Ok(None);
         }
-        blocking(|| {
-            commit(
-                &self.inner.db,
-                &[Write::DeleteMembership(project, identity)],
-            )
-        })?;
+        let mut st = self.commit_unlocked(st, &[Write::DeleteMembership(project, identity)])?;
         Ok(st.memberships.remove(&key))
     }
 
@@ -733,7 +765,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn set_project_owner(&self, project: &str, org: &str) -> Result<OwnerChange, StoreError> {
-        let (_disk, mut st) = self.lock_for_write()?;
+        let (_disk, st) = self.lock_for_write()?;
         let foreign = st
             .memberships
             .range((project.to_string(), Id([0; 16]))..=(project.to_string(), Id([0xff; 16])))
@@ -741,7 +773,7 @@ impl Store for EmbeddedStore {
         if foreign {
             return Ok(OwnerChange::MembersOfAnotherOrganization);
         }
-        blocking(|| commit(&self.inner.db, &[Write::Owner(project, org)]))?;
+        let mut st = self.commit_unlocked(st, &[Write::Owner(project, org)])?;
         let previous = st.owners.insert(project.to_string(), org.to_string());
         Ok(OwnerChange::Set { previous })
     }
@@ -763,14 +795,136 @@ impl EmbeddedStore {
         token_id: Id,
         change: impl FnOnce(&mut TokenRecord),
     ) -> Result<Option<TokenRecord>, StoreError> {
-        let (_disk, mut st) = self.lock_for_write()?;
-        let Some(mut t) = st.tokens.get(&token_id).cloned() else {
+        let (_disk, st) = self.lock_for_write()?;
+        let Some(mut changed) = st.tokens.get(&token_id).cloned() else {
             return Ok(None);
         };
-        change(&mut t);
-        blocking(|| commit(&self.inner.db, &[Write::Token(&t)]))?;
-        st.dirty.remove(&token_id);
-        st.tokens.insert(token_id, t.clone());
-        Ok(Some(t))
+        change(&mut changed);
+        let mut st = self.commit_unlocked(st, &[Write::Token(&changed)])?;
+        // Onto the record as it is now: the fields a management change makes
+        // (name, revocation, renewal) come from `changed`, while uses counted
+        // during the commit stay counted (if only in memory, the flush writes
+        // them with the change).
+        let Some(current) = st.tokens.get_mut(&token_id) else {
+            return Ok(Some(changed));
+        };
+        current.name = changed.name;
+        current.revoked = changed.revoked;
+        current.last_renewed_at = changed.last_renewed_at;
+        Ok(Some(current.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Needs;
+    use crate::model::default_trusted_ips;
+    use crate::token::AccessToken;
+    use std::sync::mpsc;
+
+    fn identity(id: Id) -> Identity {
+        Identity {
+            id,
+            name: "i".into(),
+            org_id: "org".into(),
+            role: "member".into(),
+            has_delete_protection: false,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    /// A management change holding its commit open does not hold requests:
+    /// one is answered meanwhile (before the fix it waited for the fsync).
+    #[test]
+    fn requests_are_answered_while_a_management_change_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(EmbeddedStore::open(&dir.path().join("s.redb")).unwrap());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let iid = Id::random();
+        let token = AccessToken::generate(iid);
+        let record = TokenRecord {
+            id: token.token_id,
+            identity_id: iid,
+            name: "t".into(),
+            secret_hash: token.secret_hash(),
+            created_at: 0,
+            last_renewed_at: None,
+            last_used_at: None,
+            num_uses: 0,
+            num_uses_limit: 0,
+            ttl: 0,
+            max_ttl: 0,
+            period: 0,
+            trusted_ips: default_trusted_ips(),
+            revoked: false,
+        };
+        rt.block_on(async {
+            store.create_identity(&identity(iid)).await.unwrap();
+            let cfg = TokenAuthConfig {
+                id: Id::random(),
+                identity_id: iid,
+                ttl: 0,
+                max_ttl: 0,
+                num_uses_limit: 0,
+                trusted_ips: default_trusted_ips(),
+                period: 0,
+                created_at: 0,
+                updated_at: 0,
+                rate_limit: None,
+            };
+            assert!(store.put_token_auth(&cfg, PutMode::Create).await.unwrap());
+            assert!(store.create_token(&record).await.unwrap());
+        });
+
+        // The next management change stops inside its commit until told.
+        let (go_on, held) = mpsc::channel();
+        *store.inner.hold.lock().unwrap() = Some(held);
+        let writer = {
+            let store = store.clone();
+            let handle = rt.handle().clone();
+            std::thread::spawn(move || {
+                handle.block_on(store.create_identity(&identity(Id::random())))
+            })
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while store.inner.hold.lock().unwrap().is_some() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the change never committed"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+
+        let (answered, answer) = mpsc::channel();
+        {
+            let store = store.clone();
+            let handle = rt.handle().clone();
+            std::thread::spawn(move || {
+                let outcome = handle.block_on(store.authenticate(&AuthRequest {
+                    token: &token,
+                    client_ip: "10.0.0.1".parse().unwrap(),
+                    now: 1,
+                    project: None,
+                    needs: Needs::ANY,
+                    route_rate_limit: None,
+                }));
+                let _ = answered.send(outcome.map(|o| o.is_ok()));
+            });
+        }
+        let outcome = answer.recv_timeout(Duration::from_secs(5));
+        assert!(!writer.is_finished(), "the change was still committing");
+        go_on.send(()).unwrap();
+        assert_eq!(
+            outcome.ok().map(|o| o.ok()),
+            Some(Some(true)),
+            "the request was not answered while the change committed"
+        );
+        writer.join().unwrap().unwrap();
     }
 }
