@@ -8,7 +8,8 @@
 //!   `lastUsedAt`); it is kept in memory and flushed to disk within
 //!   `FLUSH_EVERY` (the window a kill -9 can lose; no security decision is in it);
 //! - a use of a limited token, and every management change, is committed
-//!   durably (fsync) before the answer, so it survives kill -9;
+//!   durably (fsync) before the answer, so it survives kill -9; a use whose
+//!   commit fails is refused (503) and taken back, so it is not spent;
 //! - rate-limit state (one number per bucket) lives in memory only, checked
 //!   and advanced under the same lock as the rest of the decision.
 //!
@@ -83,12 +84,16 @@ struct Inner {
     /// Tests hold a management commit here until told to go on.
     #[cfg(test)]
     hold: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+    /// Tests make the group commit fail while this is set.
+    #[cfg(test)]
+    fail_commits: std::sync::atomic::AtomicBool,
 }
 
-/// Uses waiting to be made durable, and the requests waiting on them.
+/// Uses waiting to be made durable (how many per token), and the requests
+/// waiting on them.
 #[derive(Default)]
 struct Pending {
-    tokens: HashSet<Id>,
+    tokens: HashMap<Id, u64>,
     waiters: Vec<oneshot::Sender<Result<(), StoreError>>>,
 }
 
@@ -253,6 +258,8 @@ impl EmbeddedStore {
             wake: Condvar::new(),
             #[cfg(test)]
             hold: Mutex::new(None),
+            #[cfg(test)]
+            fail_commits: std::sync::atomic::AtomicBool::new(false),
         });
         let weak = Arc::downgrade(&inner);
         std::thread::Builder::new()
@@ -351,19 +358,28 @@ impl Inner {
         }
         let result = self.lock().and_then(|st| {
             let snapshot: Vec<TokenRecord> = tokens
-                .iter()
+                .keys()
                 .filter_map(|id| st.tokens.get(id))
                 .cloned()
                 .collect();
             drop(st);
+            #[cfg(test)]
+            if self.fail_commits.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(StoreError::Unavailable("injected commit failure".into()));
+            }
             let writes: Vec<Write<'_>> = snapshot.iter().map(Write::Token).collect();
             commit(&self.db, &writes)
         });
         if result.is_err() {
-            // The uses stay counted in memory (their requests are refused);
-            // the periodic flush retries writing them.
+            // Their requests are refused (503), so their uses are not
+            // spent: take them back, leaving the uses counted since (the
+            // next batch's) as they are. Nothing of this batch is on disk.
             if let Ok(mut st) = self.lock() {
-                st.dirty.extend(tokens);
+                for (id, n) in &tokens {
+                    if let Some(t) = st.tokens.get_mut(id) {
+                        t.num_uses = t.num_uses.saturating_sub(*n);
+                    }
+                }
             }
         }
         for w in waiters {
@@ -488,7 +504,7 @@ impl Store for EmbeddedStore {
             // writes every use that arrived meanwhile with one fsync.
             let (tx, rx) = oneshot::channel();
             let mut p = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
-            p.tokens.insert(tid);
+            *p.tokens.entry(tid).or_insert(0) += 1;
             p.waiters.push(tx);
             self.inner.wake.notify_one();
             (decision, rx)
@@ -926,5 +942,89 @@ mod tests {
             "the request was not answered while the change committed"
         );
         writer.join().unwrap().unwrap();
+    }
+
+    /// A limited token's use whose commit fails is refused and not spent:
+    /// the token still has its whole limit after (before the fix the failed
+    /// attempt kept one use counted).
+    #[test]
+    fn a_use_whose_commit_fails_is_refused_and_not_spent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("s.redb")).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let iid = Id::random();
+        let token = AccessToken::generate(iid);
+        rt.block_on(async {
+            store.create_identity(&identity(iid)).await.unwrap();
+            let cfg = TokenAuthConfig {
+                id: Id::random(),
+                identity_id: iid,
+                ttl: 0,
+                max_ttl: 0,
+                num_uses_limit: 2,
+                trusted_ips: default_trusted_ips(),
+                period: 0,
+                created_at: 0,
+                updated_at: 0,
+                rate_limit: None,
+            };
+            assert!(store.put_token_auth(&cfg, PutMode::Create).await.unwrap());
+            let record = TokenRecord {
+                id: token.token_id,
+                identity_id: iid,
+                name: "t".into(),
+                secret_hash: token.secret_hash(),
+                created_at: 0,
+                last_renewed_at: None,
+                last_used_at: None,
+                num_uses: 0,
+                num_uses_limit: 2,
+                ttl: 0,
+                max_ttl: 0,
+                period: 0,
+                trusted_ips: default_trusted_ips(),
+                revoked: false,
+            };
+            assert!(store.create_token(&record).await.unwrap());
+        });
+        let ask = || AuthRequest {
+            token: &token,
+            client_ip: "10.0.0.1".parse().unwrap(),
+            now: 1,
+            project: None,
+            needs: Needs::ANY,
+            route_rate_limit: None,
+        };
+        let uses = || {
+            rt.block_on(store.get_token(token.token_id))
+                .unwrap()
+                .unwrap()
+                .num_uses
+        };
+
+        store
+            .inner
+            .fail_commits
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            rt.block_on(store.authenticate(&ask())).is_err(),
+            "refused: 503"
+        );
+        assert_eq!(uses(), 0, "the refused use is not spent");
+        store
+            .inner
+            .fail_commits
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        for _ in 0..2 {
+            assert!(rt.block_on(store.authenticate(&ask())).unwrap().is_ok());
+        }
+        assert_eq!(
+            rt.block_on(store.authenticate(&ask())).unwrap(),
+            Err(Deny::UsageLimitReached)
+        );
+        assert_eq!(uses(), 2);
     }
 }
