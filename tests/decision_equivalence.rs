@@ -616,7 +616,7 @@ fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(6000)
+        .unwrap_or(8000)
 }
 
 /// One redis-server and one embedded store for a whole run, with the
