@@ -182,6 +182,17 @@ impl RedisStore {
     }
 }
 
+/// The roles a request needs as the check script reads them: "" is "any
+/// role", so a list naming no role at all (`Some("")`, which `auth::decide`
+/// refuses) goes as "," (a list whose every member is empty: no role matches).
+fn needed(roles: Option<&str>) -> &str {
+    match roles {
+        None => "",
+        Some("") => ",",
+        Some(r) => r,
+    }
+}
+
 #[async_trait]
 impl Store for RedisStore {
     async fn authenticate(&self, req: &AuthRequest<'_>) -> Result<AuthOutcome, StoreError> {
@@ -237,11 +248,11 @@ impl Store for RedisStore {
             .arg(&pack_ip(req.client_ip)[..])
             .arg(req.now)
             .arg(if req.project.is_some() { "1" } else { "0" })
-            .arg(req.needs.org_role.unwrap_or(""))
+            .arg(needed(req.needs.org_role))
             .arg(if ticket.is_some() { "1" } else { "0" })
             .arg(&tid.0[..])
             .arg(req.route_rate_limit.map(|l| l.encode()).unwrap_or_default())
-            .arg(req.needs.project_role.unwrap_or(""));
+            .arg(needed(req.needs.project_role));
         let answer: Vec<Value> = self.script(&inv).await?;
         let code = match answer.first() {
             Some(Value::Int(c)) => *c,
