@@ -254,8 +254,7 @@ fn net_spec() -> impl Strategy<Value = NetSpec> {
 fn trusted() -> impl Strategy<Value = Trusted> {
     prop_oneof![
         3 => Just(Trusted::Default),
-        // Trusted::Empty drifts (see `drift_empty_trusted_ips`): left out
-        // here so the property keeps guarding everything else.
+        1 => Just(Trusted::Empty),
         6 => proptest::collection::vec(net_spec(), 1..4).prop_map(Trusted::List),
     ]
 }
@@ -669,15 +668,15 @@ fn decide_redis_and_embedded_agree() {
     }
 }
 
-/// Drift found by the property: a token whose trusted-IP list is empty.
-/// `auth::decide` (and so the embedded store) trusts no client at all; the
-/// Redis record writes the default list ("anywhere") as no entries and the
-/// empty list the same way, so the script admits every client. The API never
-/// writes such a token (a Token Auth configuration needs at least one trusted
-/// IP), but the `Store` trait accepts one, and the Redis side fails open.
+/// Drift the property found (and the Redis record now closes with a flag):
+/// a token whose trusted-IP list is empty. `auth::decide` (and so the
+/// embedded store) trusts no client at all; the Redis record wrote the
+/// default list ("anywhere") as no entries and the empty list the same way,
+/// so the script admitted every client. The API never writes such a token
+/// (a Token Auth configuration needs at least one trusted IP), but the
+/// `Store` trait accepts one.
 #[test]
-#[ignore = "drift: empty trusted IPs: decide and embedded refuse (IpNotTrusted), Redis allows"]
-fn drift_empty_trusted_ips() {
+fn empty_trusted_ips_refuse_every_client_on_every_store() {
     let c = Case {
         presented: Presented::Right,
         revoked: false,

@@ -54,8 +54,10 @@ else
   if cap ~= nil and now >= cap then return {DENY.max_ttl, ''} end
 end
 
--- Trusted IPs: none means anywhere; else 18-byte entries from byte 89 of
--- family (1), address (16), prefix length (1). Families must match.
+-- Trusted IPs: flag 2 of byte 34 means nowhere (an empty list); else no
+-- entries means anywhere, and 18-byte entries from byte 89 are family (1),
+-- address (16), prefix length (1). Families must match.
+if math.floor(string.byte(rec, 34) / 2) % 2 == 1 then return {DENY.ip_not_trusted, ''} end
 if entries > 0 then
   local client = ARGV[2]
   local fam = string.byte(client, 1)

@@ -8,7 +8,7 @@
 //! | --- | --- |
 //! | 1 | format version: 1 |
 //! | 2-33 | SHA-256 of the secret |
-//! | 34 | flags: 1 = revoked |
+//! | 34 | flags: 1 = revoked, 2 = trusted nowhere (an empty trusted IP list) |
 //! | 35-42 | created at (ms) |
 //! | 43-50 | last renewed at (ms), 0: never |
 //! | 51-58 | last used at (ms), 0: never |
@@ -17,7 +17,7 @@
 //! | 75-78 | TTL (s), 0: none |
 //! | 79-82 | max TTL (s), 0: no cap |
 //! | 83-86 | period (s), 0: not periodic |
-//! | 87-88 | number of trusted IP entries, 0: anywhere |
+//! | 87-88 | number of trusted IP entries, 0: anywhere (unless flag 2) |
 //! | then | 18 bytes per entry: family (4 or 6), address (16), prefix length |
 //! | then | the name (UTF-8), to the end |
 //!
@@ -102,6 +102,10 @@ const VERSION: u8 = 1;
 /// Bytes before the trusted IP entries.
 const FIXED: usize = 88;
 const REVOKED: u8 = 1;
+/// An empty trusted IP list: no client may use the token. Without this
+/// flag no entries means "anywhere", the default, and an empty list would
+/// read back as the default (Redis would let in what the others refuse).
+const NOWHERE: u8 = 2;
 
 /// The token's record (see the table above).
 pub fn encode_token(t: &TokenRecord) -> Vec<u8> {
@@ -114,7 +118,11 @@ pub fn encode_token(t: &TokenRecord) -> Vec<u8> {
     let mut out = Vec::with_capacity(FIXED + nets.len() * 18 + t.name.len());
     out.push(VERSION);
     out.extend_from_slice(&t.secret_hash);
-    out.push(if t.revoked { REVOKED } else { 0 });
+    let mut flags = if t.revoked { REVOKED } else { 0 };
+    if t.trusted_ips.is_empty() {
+        flags |= NOWHERE;
+    }
+    out.push(flags);
     for v in [
         t.created_at,
         t.last_renewed_at.unwrap_or(0),
@@ -151,7 +159,9 @@ pub fn decode_token(iid: Id, tid: Id, b: &[u8]) -> Result<TokenRecord, StoreErro
     if b.len() < nets_end {
         return Err(corrupt("token record"));
     }
-    let trusted_ips = if entries == 0 {
+    let trusted_ips = if b[33] & NOWHERE != 0 {
+        Vec::new()
+    } else if entries == 0 {
         crate::model::default_trusted_ips()
     } else {
         unpack_nets(&b[FIXED..nets_end]).ok_or_else(|| corrupt("trusted ips"))?
@@ -325,6 +335,16 @@ mod tests {
             TokenRecord {
                 trusted_ips: crate::model::default_trusted_ips(),
                 name: String::new(),
+                revoked: false,
+                ..token()
+            },
+            // Trusted nowhere is not "anywhere", revoked or not.
+            TokenRecord {
+                trusted_ips: Vec::new(),
+                ..token()
+            },
+            TokenRecord {
+                trusted_ips: Vec::new(),
                 revoked: false,
                 ..token()
             },
