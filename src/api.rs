@@ -53,6 +53,7 @@ mod views;
 mod tests;
 
 use crate::audit::{Actor, AuditLog, AuditRecord};
+use crate::lockout::{Lockout, LockoutConfig};
 use crate::model::Millis;
 use crate::store::Store;
 use caller::Caller;
@@ -68,6 +69,9 @@ pub struct Api {
     /// SHA-256 of the admin key: comparing fixed-width digests in constant
     /// time hides the key's length as well as its content.
     admin_key_hash: Option<[u8; 32]>,
+    lockout: Lockout,
+    /// Counts each address locked out.
+    lockouts: prometheus::IntCounter,
 }
 
 impl std::fmt::Debug for Api {
@@ -395,10 +399,34 @@ fn under(rest: &str, prefix: &str) -> bool {
 impl Api {
     /// An empty admin key counts as none: it must never match an empty bearer.
     pub fn new(store: Arc<dyn Store>, admin_key: Option<String>) -> Api {
+        Api::with_lockout(
+            store,
+            admin_key,
+            LockoutConfig {
+                threshold: 0,
+                window_ms: 1,
+                duration_ms: 1,
+            },
+            None,
+        )
+    }
+
+    /// With failed authentications from one address locked out as `lockout`
+    /// says, each lockout counted in `lockouts`.
+    pub fn with_lockout(
+        store: Arc<dyn Store>,
+        admin_key: Option<String>,
+        lockout: LockoutConfig,
+        lockouts: Option<prometheus::IntCounter>,
+    ) -> Api {
         let admin_key_hash = admin_key.as_deref().and_then(admin_key_hash);
         Api {
             store,
             admin_key_hash,
+            lockout: Lockout::new(lockout),
+            lockouts: lockouts.unwrap_or_else(|| {
+                prometheus::IntCounter::new("unregistered", "-").expect("static name")
+            }),
         }
     }
 
@@ -428,6 +456,14 @@ impl Api {
     /// Answers one management request and writes its audit records. Never
     /// panics and never answers 500.
     pub async fn handle(&self, req: &ApiRequest<'_>, audit: &AuditLog) -> ApiResponse {
+        if let Err(wait_ms) = self.lockout.check(req.client_ip, req.now) {
+            let secs = wait_ms.div_ceil(1000);
+            return ApiError::Status(
+                429,
+                format!("too many failed authentications from this address; try again in {secs} s"),
+            )
+            .into_response(req.req_id);
+        }
         let changes = Changes::new(audit.is_on());
         let (resp, refusal) = match self.dispatch(req, &changes, audit).await {
             Ok(r) => (r, None),
@@ -449,6 +485,19 @@ impl Api {
                 c.after.as_ref(),
             )
             .is_ok();
+        }
+        // Only failed authentication counts (a 403 is an authenticated caller).
+        if resp.status == 401 {
+            if self.lockout.failed(req.client_ip, req.now) {
+                self.lockouts.inc();
+                log::warn!(
+                    "{}: {} locked out of the management API after repeated failed authentication",
+                    req.req_id,
+                    req.client_ip
+                );
+            }
+        } else if lock(&changes.caller).is_some() {
+            self.lockout.succeeded(req.client_ip);
         }
         if let Some((status, msg)) = refusal {
             let actor = lock(&changes.caller)

@@ -39,6 +39,8 @@ pub struct Config {
     /// `admin.tls`: the admin listener speaks TLS only.
     pub admin_tls: Option<TlsConfig>,
     pub admin_key_env: Option<String>,
+    /// `admin.lockout`: addresses that keep failing management authentication.
+    pub lockout: crate::lockout::LockoutConfig,
     pub admin_key_file: Option<PathBuf>,
     /// The default upstream: routes that name none send here.
     pub upstream: Upstream,
@@ -406,6 +408,38 @@ struct AdminFile {
     api_key_env: Option<String>,
     api_key_file: Option<PathBuf>,
     tls: Option<tls::TlsFile>,
+    #[serde(default)]
+    lockout: LockoutFile,
+}
+
+/// `admin.lockout`: failed management authentications from one address.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LockoutFile {
+    #[serde(default = "default_lockout_threshold")]
+    threshold: i64,
+    #[serde(default = "default_lockout_seconds")]
+    window_seconds: i64,
+    #[serde(default = "default_lockout_seconds")]
+    duration_seconds: i64,
+}
+
+impl Default for LockoutFile {
+    fn default() -> Self {
+        LockoutFile {
+            threshold: default_lockout_threshold(),
+            window_seconds: default_lockout_seconds(),
+            duration_seconds: default_lockout_seconds(),
+        }
+    }
+}
+
+/// Ten failures within five minutes lock an address for five minutes.
+fn default_lockout_threshold() -> i64 {
+    10
+}
+fn default_lockout_seconds() -> i64 {
+    300
 }
 
 impl Default for AdminFile {
@@ -415,6 +449,7 @@ impl Default for AdminFile {
             api_key_env: default_key_env(),
             api_key_file: None,
             tls: None,
+            lockout: LockoutFile::default(),
         }
     }
 }
@@ -788,6 +823,7 @@ pub fn fixed_keys_changed(old: &Config, new: &Config) -> Vec<&'static str> {
         old.upgrade_socket == new.upgrade_socket,
     );
     check("admin.listen", old.admin_listen == new.admin_listen);
+    check("admin.lockout", old.lockout == new.lockout);
     check(
         "admin.tls (on or off)",
         old.admin_tls.is_some() == new.admin_tls.is_some(),
@@ -1024,6 +1060,28 @@ fn validate(f: File) -> Result<Config, ConfigError> {
         admin_listen,
         admin_tls,
         admin_key_env: f.admin.api_key_env.clone(),
+        lockout: crate::lockout::LockoutConfig {
+            threshold: p.range(
+                "admin.lockout.threshold",
+                f.admin.lockout.threshold,
+                0,
+                1_000_000,
+            ) as u32,
+            window_ms: 1000
+                * p.range(
+                    "admin.lockout.window_seconds",
+                    f.admin.lockout.window_seconds,
+                    1,
+                    86_400,
+                ),
+            duration_ms: 1000
+                * p.range(
+                    "admin.lockout.duration_seconds",
+                    f.admin.lockout.duration_seconds,
+                    1,
+                    86_400,
+                ),
+        },
         admin_key_file: f.admin.api_key_file.clone(),
         upstream,
         upstreams,

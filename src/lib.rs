@@ -32,6 +32,7 @@ pub mod config;
 pub mod connection;
 pub mod error;
 pub mod listener;
+pub mod lockout;
 pub mod log_sink;
 pub mod logging;
 pub mod metrics;

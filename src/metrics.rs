@@ -81,6 +81,8 @@ pub struct Metrics {
     /// The access log's and the audit log's losses.
     pub access_log: RecordLogMetrics,
     pub audit_log: RecordLogMetrics,
+    /// Client addresses locked out of the management API (`lockout.rs`).
+    pub lockouts: IntCounter,
     /// Configuration reloads that took effect, and those refused.
     pub reloads_ok: IntCounter,
     pub reloads_failed: IntCounter,
@@ -234,7 +236,12 @@ impl Metrics {
             audit_log,
             reloads_ok,
             reloads_failed,
+            lockouts: IntCounter::new(
+                "tokengate_management_lockouts_total",
+                "Client addresses locked out of the management API after repeated failed authentication",
+            )?,
         };
+        registry.register(Box::new(m.lockouts.clone()))?;
         registry.register(Box::new(dropped))?;
         registry.register(Box::new(write_errors))?;
         registry.register(Box::new(m.cache.hits.clone()))?;

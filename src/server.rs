@@ -236,7 +236,12 @@ pub fn run(cfg: Config, path: &Path, upgrade: bool) -> anyhow::Result<()> {
         AuditLog::start(&cfg.audit, metrics.audit_log.clone()).context("audit: cannot start")?,
     );
     let admin_key_hash = admin_key.as_deref().and_then(crate::api::admin_key_hash);
-    let api = Api::new(store.clone(), admin_key);
+    let api = Api::with_lockout(
+        store.clone(),
+        admin_key,
+        cfg.lockout,
+        Some(metrics.lockouts.clone()),
+    );
     let access_log = Arc::new(
         AccessLog::start(&cfg.access_log, metrics.access_log.clone())
             .context("access_log: cannot start")?,

@@ -89,6 +89,7 @@ pub struct GatewayConfig {
     server_tls: Option<String>,
     /// Raw lines appended to the generated `server` section.
     server_extra: String,
+    admin_extra: String,
     tls_port: u16,
     /// `admin.tls`, and the CA the readiness probe trusts for it.
     admin_tls: Option<(String, PathBuf)>,
@@ -159,6 +160,7 @@ impl GatewayConfig {
             admin_port,
             server_tls: None,
             server_extra: String::new(),
+            admin_extra: String::new(),
             tls_port: third_free_port(listen_port, admin_port),
             admin_tls: None,
             threads: 2,
@@ -367,6 +369,12 @@ impl GatewayConfig {
 
     /// Lines added to the generated `server` section
     /// (`header_timeout_seconds: 1\n`), which keeps its listeners.
+    /// Lines added to the generated `admin` section (`lockout: {threshold: 0}\n`).
+    pub fn admin_extra(mut self, yaml: &str) -> Self {
+        self.admin_extra.push_str(yaml);
+        self
+    }
+
     pub fn server_extra(mut self, yaml: &str) -> Self {
         self.server_extra.push_str(yaml);
         self
@@ -412,6 +420,7 @@ impl GatewayConfig {
                 if let Some((tls, _)) = &self.admin_tls {
                     s.push_str(&format!("tls:\n{}", indent(tls, 2)));
                 }
+                s.push_str(&self.admin_extra);
                 s
             }
             "upstream" => {
