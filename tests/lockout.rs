@@ -22,12 +22,18 @@ fn repeated_failed_authentication_locks_the_address_out_for_a_while() {
     let (_, token) = gw.admin().identity_with_token("member", json!({}));
     let guesser = Admin::with_token(&gw.url(), "not-the-admin-key");
     for _ in 0..3 {
-        guesser.call("GET", "/api/v1/identities", None).expect_status(401);
+        guesser
+            .call("GET", "/api/v1/identities", None)
+            .expect_status(401);
     }
     // Locked out: even the right key is refused, before it is checked.
     let resp = gw.admin().call("GET", "/api/v1/identities", None);
     assert_eq!(resp.status, 429, "{}", resp.body);
-    assert!(resp.body.contains("too many failed authentications"), "{}", resp.body);
+    assert!(
+        resp.body.contains("too many failed authentications"),
+        "{}",
+        resp.body
+    );
     // Renewals from the address too: guessing tokens is the same attack.
     assert_eq!(gw.admin().renew(&token.access_token).status, 429);
     // The proxied API is not the management API: it is not locked.
@@ -39,10 +45,18 @@ fn repeated_failed_authentication_locks_the_address_out_for_a_while() {
     eventually(Duration::from_secs(10), || {
         gw.admin().call("GET", "/api/v1/identities", None).status == 200
     });
-    guesser.call("GET", "/api/v1/identities", None).expect_status(401);
-    gw.admin().call("GET", "/api/v1/identities", None).expect_status(200);
-    guesser.call("GET", "/api/v1/identities", None).expect_status(401);
-    guesser.call("GET", "/api/v1/identities", None).expect_status(401);
+    guesser
+        .call("GET", "/api/v1/identities", None)
+        .expect_status(401);
+    gw.admin()
+        .call("GET", "/api/v1/identities", None)
+        .expect_status(200);
+    guesser
+        .call("GET", "/api/v1/identities", None)
+        .expect_status(401);
+    guesser
+        .call("GET", "/api/v1/identities", None)
+        .expect_status(401);
     gw.admin()
         .call("GET", "/api/v1/identities", None)
         .expect_status(200);
