@@ -1,0 +1,96 @@
+//! Faults around the gateway: an upstream that hangs (504 within the read
+//! timeout), one that closes connections without answering or is not there
+//! (502), and the gateway itself killed with SIGKILL again and again while a
+//! client spends a use-limited token: exactly the limit gets through, on
+//! both stores, and the upstream never sees more.
+
+#![allow(clippy::unwrap_used)]
+
+#[macro_use]
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::io::Read;
+use std::net::TcpListener;
+use std::time::Duration;
+
+#[test]
+fn a_hung_upstream_is_a_504_and_a_failing_one_a_502() {
+    let upstream = Upstream::echo();
+    let gw = Gateway::start(
+        GatewayConfig::embedded_temp()
+            .upstream(&upstream.url())
+            .upstream_timeouts(500, 300)
+            .public_routes(&["/open"]),
+    );
+    upstream.set_delay(Duration::from_secs(3));
+    let resp = get(&format!("{}/open/slow", gw.url()));
+    assert_eq!(resp.expect_error(504), "upstream timed out");
+    upstream.set_delay(Duration::ZERO);
+
+    // An upstream that accepts and closes without a word.
+    let closer = TcpListener::bind("127.0.0.1:0").unwrap();
+    let closer_url = format!("http://{}", closer.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in closer.incoming().take(20) {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            drop(s);
+        }
+    });
+    let gw2 = Gateway::start(
+        GatewayConfig::embedded_temp()
+            .upstream(&closer_url)
+            .public_routes(&["/open"]),
+    );
+    let resp = get(&format!("{}/open/x", gw2.url()));
+    assert_eq!(resp.expect_error(502), "upstream unreachable or failed");
+
+    // Nothing listening at all.
+    let gw3 = Gateway::start(
+        GatewayConfig::embedded_temp()
+            .upstream(&Upstream::unreachable_url())
+            .public_routes(&["/open"]),
+    );
+    let resp = get(&format!("{}/open/x", gw3.url()));
+    assert_eq!(resp.expect_error(502), "upstream unreachable or failed");
+    for g in [&gw, &gw2, &gw3] {
+        assert!(g.metric("tokengate_upstream_errors_total").unwrap() >= 1.0);
+    }
+}
+
+/// Sequential requests, with the gateway killed (SIGKILL) and restarted
+/// every few of them: every answered use was durable before its answer.
+fn case_kill_9_never_lets_more_than_the_limit_through(cfg: GatewayConfig) {
+    const LIMIT: u64 = 12;
+    let upstream = Upstream::echo();
+    let mut gw = Gateway::start(cfg.upstream(&upstream.url()));
+    let (_, token) = gw
+        .admin()
+        .identity_with_token("member", json!({"accessTokenNumUsesLimit": LIMIT}));
+    let mut allowed = 0;
+    let mut refused = 0;
+    for round in 0..6 {
+        for _ in 0..4 {
+            let resp = get_with_token(&format!("{}/v1/things", gw.url()), &token.access_token);
+            match resp.status {
+                200 => allowed += 1,
+                401 => refused += 1,
+                other => panic!("round {round}: unexpected {other}: {}", resp.body),
+            }
+        }
+        gw.restart();
+    }
+    assert_eq!(allowed, LIMIT, "exactly the limit got through");
+    assert_eq!(refused, 24 - LIMIT);
+    assert_eq!(upstream.count() as u64, LIMIT, "the upstream saw no more");
+    assert_eq!(gw.admin().uses(&token.token_id), LIMIT);
+}
+
+on_both_stores!(
+    case_kill_9_never_lets_more_than_the_limit_through,
+    kill_9_never_lets_more_than_the_limit_through_redis,
+    kill_9_never_lets_more_than_the_limit_through_embedded
+);
