@@ -28,6 +28,7 @@ pub fn error_name(status: u16) -> &'static str {
         415 => "UnsupportedMediaType",
         422 => "ValidationFailure",
         429 => "RateLimitExceeded",
+        431 => "RequestHeaderFieldsTooLarge",
         502 => "BadGateway",
         503 => "ServiceUnavailable",
         504 => "GatewayTimeout",

@@ -51,6 +51,11 @@ static METHOD_OVERRIDES: std::sync::LazyLock<names::NameSet> = std::sync::LazyLo
     ])
 });
 
+/// The most a request's target and header fields may take together, as
+/// nginx's default (`large_client_header_buffers 4 8k`) allows about: more
+/// is refused with 431, never forwarded (Pingora itself reads far more).
+const MAX_HEADER_BYTES: usize = 32 * 1024;
+
 /// How long one write to a client may wait for it to read, as nginx's `send_timeout`.
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -467,6 +472,19 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let h = session.req_header();
+        let header_bytes = h.raw_path().len()
+            + h.headers
+                .iter()
+                .map(|(n, v)| n.as_str().len() + v.len() + 4)
+                .sum::<usize>();
+        if header_bytes > MAX_HEADER_BYTES {
+            ctx.outcome = Outcome::BadRequest;
+            return self
+                .reject(session, ctx, 431, "request header fields too large")
+                .await;
+        }
+
         // 1. Only a request the gateway fully understands goes on: a target
         //    it can read, a path and query every server reads the same way,
         //    header text without control characters. This holds on every route.

@@ -61,6 +61,29 @@ fn a_hung_upstream_is_a_504_and_a_failing_one_a_502() {
     }
 }
 
+#[test]
+fn header_fields_over_their_limit_are_a_431_and_never_forwarded() {
+    let upstream = Upstream::echo();
+    let gw = Gateway::start(
+        GatewayConfig::embedded_temp()
+            .upstream(&upstream.url())
+            .public_routes(&["/open"]),
+    );
+    let url = format!("{}/open/x", gw.url());
+    let big = "a".repeat(40 * 1024);
+    let resp = http("GET", &url, &[("X-Big", &big)], None);
+    assert_eq!(resp.expect_error(431), "request header fields too large");
+    // Many small ones add up the same way.
+    let piece = "b".repeat(1024);
+    let names: Vec<String> = (0..40).map(|i| format!("x-part-{i}")).collect();
+    let many: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), piece.as_str())).collect();
+    assert_eq!(http("GET", &url, &many, None).status, 431);
+    assert_eq!(upstream.count(), 0);
+    // Under the limit, as before.
+    http("GET", &url, &[("X-Ok", &"c".repeat(16 * 1024))], None).expect_status(200);
+    assert_eq!(upstream.count(), 1);
+}
+
 /// Sequential requests, with the gateway killed (SIGKILL) and restarted
 /// every few of them: every answered use was durable before its answer.
 fn case_kill_9_never_lets_more_than_the_limit_through(cfg: GatewayConfig) {
