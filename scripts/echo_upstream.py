@@ -29,4 +29,7 @@ if __name__ == "__main__":
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 3000
     host = sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1"
     print(f"echo upstream on http://{host}:{port}", flush=True)
+    # The standard library's listen backlog is 5: under load (scripts/soak.py)
+    # new connections would wait out a connect timeout.
+    ThreadingHTTPServer.request_queue_size = 1024
     ThreadingHTTPServer((host, port), Echo).serve_forever()
