@@ -1206,7 +1206,12 @@ pub(crate) fn validate_upstream(p: &mut Problems, u: &UpstreamFile) -> Option<Up
     let url = match url::Url::parse(&u.url) {
         Ok(url) => url,
         Err(e) => {
-            p.add("upstream.url", format!("'{}' is not a URL: {e}", u.url));
+            // What comes before an `@` (user info) is not shown: it may be a password.
+            let shown = match u.url.rsplit_once('@') {
+                Some((_, host)) => format!("[REDACTED]@{host}"),
+                None => u.url.clone(),
+            };
+            p.add("upstream.url", format!("'{shown}' is not a URL: {e}"));
             return None;
         }
     };
@@ -1385,7 +1390,9 @@ fn validate_redis_urls(p: &mut Problems, s: &StoreFile, cluster: bool) -> Option
                     } else {
                         list_key.to_string()
                     };
-                    p.add(&key, format!("'{url}' {problem}"));
+                    // The value stays out of the message, as for `url_env`:
+                    // it may carry a password, and a refused reload logs it.
+                    p.add(&key, format!("the URL {problem}"));
                     ok = false;
                 }
             }
@@ -1895,6 +1902,11 @@ mod tests {
                 "{e}"
             );
         }
+        // A wrong URL written in the file is not repeated either.
+        let e = errors(&format!(
+            "{MINIMAL}store: {{kind: redis, url: 'rediss://:hunter2-password@redis:6379'}}\n"
+        ));
+        assert!(e.contains("store.url") && !e.contains("hunter2"), "{e}");
         // A wrong value is named by its variable, and not repeated: it may
         // carry a password.
         for bad in [
