@@ -7,15 +7,46 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+/// Set by SIGHUP and SIGUSR1, whose handlers are installed once
+/// (`watch_reopen_signals`), however many sinks reloads open.
+static REQUESTED: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+/// Bumped once per request to reopen; each sink reopens when it has not
+/// seen the current number.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// Installs the SIGHUP and SIGUSR1 handlers (once): they ask every file sink
+/// to reopen its file, and neither signal can end the process any more,
+/// which is their default action.
+pub fn watch_reopen_signals() -> io::Result<()> {
+    let flag = Arc::new(AtomicBool::new(false));
+    if REQUESTED.set(flag.clone()).is_ok() {
+        for signal in [signal_hook::consts::SIGHUP, signal_hook::consts::SIGUSR1] {
+            signal_hook::flag::register(signal, flag.clone())?;
+        }
+    }
+    Ok(())
+}
+
+/// The reopen generation now, first turning a pending request into one.
+fn generation() -> u64 {
+    if REQUESTED
+        .get()
+        .is_some_and(|f| f.swap(false, Ordering::Relaxed))
+    {
+        GENERATION.fetch_add(1, Ordering::Relaxed);
+    }
+    GENERATION.load(Ordering::Relaxed)
+}
 
 /// One open destination. Writes whole buffers of whole lines, so lines from
 /// the access and audit logs never interleave on a shared stdout.
 pub struct Sink {
     out: Out,
-    /// Set by SIGHUP and SIGUSR1; the next write reopens the file first.
-    reopen: Arc<AtomicBool>,
+    /// The reopen generation the file was opened at (`generation`).
+    opened_at: u64,
 }
 
 enum Out {
@@ -37,7 +68,6 @@ impl Sink {
     /// Opens the destination now, so a path that cannot be written stops
     /// the gateway at start-up rather than losing records later.
     pub fn open(destination: &Destination) -> io::Result<Sink> {
-        let reopen = Arc::new(AtomicBool::new(false));
         let out = match destination {
             Destination::Off => Out::Off,
             Destination::Stdout => Out::Stdout,
@@ -45,23 +75,23 @@ impl Sink {
                 let file = open_append(path).map_err(|e| {
                     io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display()))
                 })?;
-                for signal in [signal_hook::consts::SIGHUP, signal_hook::consts::SIGUSR1] {
-                    signal_hook::flag::register(signal, reopen.clone())?;
-                }
                 Out::File {
                     path: path.clone(),
                     file,
                 }
             }
         };
-        Ok(Sink { out, reopen })
+        Ok(Sink {
+            out,
+            opened_at: generation(),
+        })
     }
 
     /// Writes nothing.
     pub fn off() -> Sink {
         Sink {
             out: Out::Off,
-            reopen: Arc::new(AtomicBool::new(false)),
+            opened_at: 0,
         }
     }
 
@@ -79,7 +109,9 @@ impl Sink {
                 out.flush()
             }
             Out::File { path, file } => {
-                if self.reopen.swap(false, Ordering::Relaxed) {
+                let now = generation();
+                if now != self.opened_at {
+                    self.opened_at = now;
                     // Failing to reopen keeps the old file: records still
                     // land somewhere (the rotated file) instead of nowhere.
                     match open_append(path) {
@@ -107,7 +139,7 @@ mod tests {
         let rotated = dir.path().join("a.log.1");
         std::fs::rename(&path, &rotated).unwrap();
         sink.write_lines(b"two\n").unwrap();
-        sink.reopen.store(true, Ordering::Relaxed);
+        GENERATION.fetch_add(1, Ordering::Relaxed);
         sink.write_lines(b"three\n").unwrap();
         assert_eq!(
             std::fs::read_to_string(&rotated).unwrap(),

@@ -118,18 +118,6 @@ fn connection_limit(cfg: &Config) -> usize {
     cfg.max_connections.min(room)
 }
 
-/// SIGHUP and SIGUSR1 ask the access and audit logs to reopen their files
-/// (`log_sink`); whatever the logs write to, neither signal may end the
-/// process, which is their default action.
-fn keep_running_on_reopen_signals() -> anyhow::Result<()> {
-    let ignored = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGHUP, signal_hook::consts::SIGUSR1] {
-        signal_hook::flag::register(signal, ignored.clone())
-            .context("installing the SIGHUP and SIGUSR1 handlers")?;
-    }
-    Ok(())
-}
-
 /// The TLS of the proxy listeners (`server.tls`) and of the admin listener.
 type ListenerTls = (Option<Arc<TlsEndpoint>>, Option<Arc<TlsEndpoint>>);
 
@@ -198,7 +186,8 @@ pub fn run(cfg: Config, path: &Path, upgrade: bool) -> anyhow::Result<()> {
             "no admin key configured: only admin identities' tokens can use the management API"
         );
     }
-    keep_running_on_reopen_signals()?;
+    crate::log_sink::watch_reopen_signals()
+        .context("installing the SIGHUP and SIGUSR1 handlers")?;
     let registry = prometheus::Registry::new();
     let metrics = Arc::new(Metrics::register(&registry)?);
     let store: Arc<dyn Store> = Arc::new(MeteredStore::new(
