@@ -851,6 +851,57 @@ mod tests {
         }
     }
 
+    /// An identity with Token Auth and one token (`limit` uses, 0: none),
+    /// written through the store.
+    async fn with_token(store: &EmbeddedStore, limit: u64) -> AccessToken {
+        let iid = Id::random();
+        let token = AccessToken::generate(iid);
+        store.create_identity(&identity(iid)).await.unwrap();
+        let cfg = TokenAuthConfig {
+            id: Id::random(),
+            identity_id: iid,
+            ttl: 0,
+            max_ttl: 0,
+            num_uses_limit: limit,
+            trusted_ips: default_trusted_ips(),
+            period: 0,
+            created_at: 0,
+            updated_at: 0,
+            rate_limit: None,
+        };
+        assert!(store.put_token_auth(&cfg, PutMode::Create).await.unwrap());
+        let record = TokenRecord {
+            id: token.token_id,
+            identity_id: iid,
+            name: "t".into(),
+            secret_hash: token.secret_hash(),
+            created_at: 0,
+            last_renewed_at: None,
+            last_used_at: None,
+            num_uses: 0,
+            num_uses_limit: limit,
+            ttl: 0,
+            max_ttl: 0,
+            period: 0,
+            trusted_ips: default_trusted_ips(),
+            revoked: false,
+        };
+        assert!(store.create_token(&record).await.unwrap());
+        token
+    }
+
+    /// A request with `token` from a trusted address, needing nothing.
+    fn ask(token: &AccessToken) -> AuthRequest<'_> {
+        AuthRequest {
+            token,
+            client_ip: "10.0.0.1".parse().unwrap(),
+            now: 1,
+            project: None,
+            needs: Needs::ANY,
+            route_rate_limit: None,
+        }
+    }
+
     /// A management change holding its commit open does not hold requests:
     /// one is answered meanwhile (before the fix it waited for the fsync).
     #[test]
@@ -862,41 +913,7 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let iid = Id::random();
-        let token = AccessToken::generate(iid);
-        let record = TokenRecord {
-            id: token.token_id,
-            identity_id: iid,
-            name: "t".into(),
-            secret_hash: token.secret_hash(),
-            created_at: 0,
-            last_renewed_at: None,
-            last_used_at: None,
-            num_uses: 0,
-            num_uses_limit: 0,
-            ttl: 0,
-            max_ttl: 0,
-            period: 0,
-            trusted_ips: default_trusted_ips(),
-            revoked: false,
-        };
-        rt.block_on(async {
-            store.create_identity(&identity(iid)).await.unwrap();
-            let cfg = TokenAuthConfig {
-                id: Id::random(),
-                identity_id: iid,
-                ttl: 0,
-                max_ttl: 0,
-                num_uses_limit: 0,
-                trusted_ips: default_trusted_ips(),
-                period: 0,
-                created_at: 0,
-                updated_at: 0,
-                rate_limit: None,
-            };
-            assert!(store.put_token_auth(&cfg, PutMode::Create).await.unwrap());
-            assert!(store.create_token(&record).await.unwrap());
-        });
+        let token = rt.block_on(with_token(&store, 0));
 
         // The next management change stops inside its commit until told.
         let (go_on, held) = mpsc::channel();
@@ -922,14 +939,7 @@ mod tests {
             let store = store.clone();
             let handle = rt.handle().clone();
             std::thread::spawn(move || {
-                let outcome = handle.block_on(store.authenticate(&AuthRequest {
-                    token: &token,
-                    client_ip: "10.0.0.1".parse().unwrap(),
-                    now: 1,
-                    project: None,
-                    needs: Needs::ANY,
-                    route_rate_limit: None,
-                }));
+                let outcome = handle.block_on(store.authenticate(&ask(&token)));
                 let _ = answered.send(outcome.map(|o| o.is_ok()));
             });
         }
@@ -955,49 +965,7 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let iid = Id::random();
-        let token = AccessToken::generate(iid);
-        rt.block_on(async {
-            store.create_identity(&identity(iid)).await.unwrap();
-            let cfg = TokenAuthConfig {
-                id: Id::random(),
-                identity_id: iid,
-                ttl: 0,
-                max_ttl: 0,
-                num_uses_limit: 2,
-                trusted_ips: default_trusted_ips(),
-                period: 0,
-                created_at: 0,
-                updated_at: 0,
-                rate_limit: None,
-            };
-            assert!(store.put_token_auth(&cfg, PutMode::Create).await.unwrap());
-            let record = TokenRecord {
-                id: token.token_id,
-                identity_id: iid,
-                name: "t".into(),
-                secret_hash: token.secret_hash(),
-                created_at: 0,
-                last_renewed_at: None,
-                last_used_at: None,
-                num_uses: 0,
-                num_uses_limit: 2,
-                ttl: 0,
-                max_ttl: 0,
-                period: 0,
-                trusted_ips: default_trusted_ips(),
-                revoked: false,
-            };
-            assert!(store.create_token(&record).await.unwrap());
-        });
-        let ask = || AuthRequest {
-            token: &token,
-            client_ip: "10.0.0.1".parse().unwrap(),
-            now: 1,
-            project: None,
-            needs: Needs::ANY,
-            route_rate_limit: None,
-        };
+        let token = rt.block_on(with_token(&store, 2));
         let uses = || {
             rt.block_on(store.get_token(token.token_id))
                 .unwrap()
@@ -1010,7 +978,7 @@ mod tests {
             .fail_commits
             .store(true, std::sync::atomic::Ordering::Relaxed);
         assert!(
-            rt.block_on(store.authenticate(&ask())).is_err(),
+            rt.block_on(store.authenticate(&ask(&token))).is_err(),
             "refused: 503"
         );
         assert_eq!(uses(), 0, "the refused use is not spent");
@@ -1019,10 +987,13 @@ mod tests {
             .fail_commits
             .store(false, std::sync::atomic::Ordering::Relaxed);
         for _ in 0..2 {
-            assert!(rt.block_on(store.authenticate(&ask())).unwrap().is_ok());
+            assert!(rt
+                .block_on(store.authenticate(&ask(&token)))
+                .unwrap()
+                .is_ok());
         }
         assert_eq!(
-            rt.block_on(store.authenticate(&ask())).unwrap(),
+            rt.block_on(store.authenticate(&ask(&token))).unwrap(),
             Err(Deny::UsageLimitReached)
         );
         assert_eq!(uses(), 2);
