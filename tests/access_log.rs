@@ -20,22 +20,12 @@ fn with_access_file(cfg: GatewayConfig, path: &Path) -> GatewayConfig {
     )
 }
 
-/// The records in the file, one per line, each a JSON object.
-#[track_caller]
-fn records(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
-
 /// The record of request `id`, waiting for the writer to get to it.
 #[track_caller]
 fn record_of(path: &Path, id: &str) -> Value {
     let mut found = None;
     eventually(Duration::from_secs(10), || {
-        found = records(path).into_iter().find(|r| r["reqId"] == id);
+        found = json_lines(path).into_iter().find(|r| r["reqId"] == id);
         found.is_some()
     });
     found.unwrap_or_else(|| panic!("no access record for {id} in {}", path.display()))
@@ -169,7 +159,7 @@ fn every_request_gets_one_line_with_its_fields() {
     assert_eq!(r["status"], 401);
 
     // One line per request, the management calls above included; no secret.
-    let all = records(&path);
+    let all = json_lines(&path);
     let ours = all
         .iter()
         .filter(|r| r["reqId"].as_str().unwrap_or("").starts_with("al-"))
@@ -205,12 +195,14 @@ fn the_file_is_reopened_after_sighup_and_sigusr1() {
         record_of(&path, &id);
         assert!(gw.is_running(), "SIGUSR1 or SIGHUP ended the gateway");
         assert!(
-            records(&rotated).iter().all(|r| r["reqId"] != id.as_str()),
+            json_lines(&rotated)
+                .iter()
+                .all(|r| r["reqId"] != id.as_str()),
             "{id} went to the rotated file"
         );
     }
     assert_eq!(
-        records(&dir.path().join("access.log.2"))[0]["reqId"],
+        json_lines(&dir.path().join("access.log.2"))[0]["reqId"],
         "rot-1"
     );
 }

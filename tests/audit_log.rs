@@ -21,15 +21,6 @@ fn with_audit_file(cfg: GatewayConfig, path: &Path, required: bool) -> GatewayCo
     )
 }
 
-#[track_caller]
-fn records(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
-
 /// The records of `event` whose target has `key` = `value`.
 fn find<'a>(all: &'a [Value], event: &str, key: &str, value: &str) -> Vec<&'a Value> {
     all.iter()
@@ -102,7 +93,7 @@ fn every_change_is_recorded_with_its_actor_and_before_and_after() {
         .call("DELETE", &format!("/api/v1/identities/{made}"), None)
         .expect_status(403);
 
-    let all = records(&path);
+    let all = json_lines(&path);
     for r in &all {
         assert_eq!(r["log"], "audit", "{r}");
         assert_eq!(r["clientIp"], "127.0.0.1", "{r}");

@@ -122,3 +122,15 @@ macro_rules! on_both_stores {
     };
 }
 pub(crate) use on_both_stores;
+
+/// The lines of a JSON-lines file (an access or audit log), each parsed;
+/// none when the file does not exist yet. A line that is not JSON fails the
+/// test with the line.
+#[track_caller]
+pub fn json_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
