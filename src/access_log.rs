@@ -177,9 +177,7 @@ impl AccessLog {
             self.metrics.write_errors.inc();
             return;
         };
-        let mut line = crate::logging::redact(&json).into_owned().into_bytes();
-        line.push(b'\n');
-        match queue.try_send(line) {
+        match queue.try_send(crate::log_sink::line(&json)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => self.metrics.dropped.inc(),
             Err(TrySendError::Disconnected(_)) => self.metrics.write_errors.inc(),

@@ -110,8 +110,7 @@ impl AuditLog {
         let result = serde_json::to_string(record)
             .map_err(io::Error::other)
             .and_then(|json| {
-                let mut line = crate::logging::redact(&json).into_owned().into_bytes();
-                line.push(b'\n');
+                let line = crate::log_sink::line(&json);
                 self.sink
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)

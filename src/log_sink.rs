@@ -41,6 +41,14 @@ fn generation() -> u64 {
     GENERATION.load(Ordering::Relaxed)
 }
 
+/// A record's JSON as the line written: redacted as every log line is
+/// (token-shaped and registered secrets hidden), ending in a newline.
+pub fn line(json: &str) -> Vec<u8> {
+    let mut line = crate::logging::redact(json).into_owned().into_bytes();
+    line.push(b'\n');
+    line
+}
+
 /// One open destination. Writes whole buffers of whole lines, so lines from
 /// the access and audit logs never interleave on a shared stdout.
 pub struct Sink {

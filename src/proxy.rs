@@ -170,7 +170,8 @@ impl Gateway {
         if ctx.outcome == Outcome::Other {
             ctx.outcome = Outcome::Denied;
         }
-        if ctx.reason.is_none() {
+        // Kept for the access record only: no copy when nobody reads it.
+        if ctx.reason.is_none() && ctx.policy.access_log.is_on() {
             ctx.reason = Some(message.to_string());
         }
         // The target as received, not Pingora's placeholder path for forms it
@@ -614,7 +615,9 @@ impl ProxyHttp for Gateway {
             Ok(Ok(grant)) => grant,
             Ok(Err(deny)) => {
                 self.metrics.denied.with_label_values(&[deny.code()]).inc();
-                ctx.reason = Some(deny.code().to_string());
+                if ctx.policy.access_log.is_on() {
+                    ctx.reason = Some(deny.code().to_string());
+                }
                 let headers = match &deny {
                     Deny::RateLimited(r) => r.headers().to_vec(),
                     _ => Vec::new(),
