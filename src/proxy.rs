@@ -46,6 +46,7 @@ static METHOD_OVERRIDES: std::sync::LazyLock<names::NameSet> = std::sync::LazyLo
     names::NameSet::new([
         "_method",
         "x_http_method_override",
+        "x_http_method",
         "method_override",
         "http_method",
     ])

@@ -298,6 +298,7 @@ fn the_method_a_route_checks_is_the_one_every_server_reads() {
     let multipart = [("Content-Type", "multipart/form-data; boundary=b")];
     for (headers, body) in [
         (&form[..], "_method=DELETE&a=1"),
+        (&form[..], "a=1&X-HTTP-Method=DELETE"),
         (&json_body[..], r#"{"_method": "DELETE"}"#),
         (
             &multipart[..],

@@ -164,7 +164,7 @@ pub fn overrides_method(name: &[u8]) -> bool {
     (folded.starts_with('_') && bare == "method")
         || bare.ends_with("method_override")
         || bare.ends_with("methodoverride")
-        || bare == "http_method"
+        || bare.ends_with("http_method")
 }
 
 /// Headers some frameworks let replace the request's URL or method (IIS and
@@ -236,6 +236,8 @@ mod tests {
             "X_Method_Override",
             "http_method",
             "methodOverride",
+            "X-HTTP-Method",
+            "x.http.method",
         ] {
             assert!(overrides_method(name.as_bytes()), "{name}");
         }
