@@ -31,6 +31,19 @@ struct Entry {
     locked_until: Millis,
 }
 
+/// The address a failure is counted against: an IPv4 address, or the /64
+/// an IPv6 address is in (one host usually holds a whole /64, and could
+/// otherwise try from a fresh address each time). v4-mapped is IPv4.
+fn key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
+}
+
 pub struct Lockout {
     cfg: LockoutConfig,
     entries: Mutex<HashMap<IpAddr, Entry>>,
@@ -55,7 +68,7 @@ impl Lockout {
         if self.cfg.threshold == 0 {
             return Ok(());
         }
-        match self.entries().get(&ip) {
+        match self.entries().get(&key(ip)) {
             Some(e) if e.locked_until > now => Err(e.locked_until - now),
             _ => Ok(()),
         }
@@ -66,6 +79,7 @@ impl Lockout {
         if self.cfg.threshold == 0 {
             return false;
         }
+        let ip = key(ip);
         let mut entries = self.entries();
         if entries.len() >= MAX_ADDRESSES && !entries.contains_key(&ip) {
             let cfg = self.cfg;
@@ -96,7 +110,7 @@ impl Lockout {
     /// `ip` authenticated: its failures are forgiven.
     pub fn succeeded(&self, ip: IpAddr) {
         if self.cfg.threshold > 0 {
-            self.entries().remove(&ip);
+            self.entries().remove(&key(ip));
         }
     }
 }
@@ -139,6 +153,15 @@ mod tests {
         l.succeeded(a);
         assert!(!l.failed(a, 60_002));
         assert!(l.check(a, 60_002).is_ok());
+        // One IPv6 /64 is one address; a mapped IPv4 is that IPv4.
+        let v6 = Lockout::new(cfg(2));
+        v6.failed("2001:db8::1".parse().unwrap(), 0);
+        assert!(v6.failed("2001:db8::ffff:2".parse().unwrap(), 1));
+        assert!(v6.check("2001:db8::3".parse().unwrap(), 2).is_err());
+        assert!(v6.check("2001:db8:0:1::3".parse().unwrap(), 2).is_ok());
+        let v4 = Lockout::new(cfg(2));
+        v4.failed("10.0.0.9".parse().unwrap(), 0);
+        assert!(v4.failed("::ffff:10.0.0.9".parse().unwrap(), 1));
         let off = Lockout::new(cfg(0));
         for t in 0..10 {
             assert!(!off.failed(a, t));
