@@ -19,7 +19,6 @@ use crate::api::{Api, ApiRequest};
 use crate::auth::{Deny, Grant};
 use crate::error::error_json;
 use crate::metrics::{Metrics, Outcome};
-use crate::model::now_millis;
 use crate::request_id;
 use crate::routes::{Auth, BodyRule};
 use crate::store::{AuthRequest, Store};
@@ -353,7 +352,7 @@ impl Gateway {
                 .and_then(|v| v.to_str().ok()),
             body: &body,
             client_ip,
-            now: now_millis(),
+            now: self.store.now(),
             req_id: &req_id,
         };
         let resp = self.api.handle(&req, &p.audit).await;
@@ -603,7 +602,7 @@ impl ProxyHttp for Gateway {
             .authenticate(&AuthRequest {
                 token: &token,
                 client_ip,
-                now: now_millis(),
+                now: self.store.now(),
                 project: project.as_deref(),
                 needs: route.needs(session.req_header().method.as_str()),
                 route_rate_limit: route.rate_limit,

@@ -14,7 +14,7 @@ use crate::reload::Reloader;
 use crate::shutdown::{Drain, Signals};
 use crate::store::embedded::EmbeddedStore;
 use crate::store::metered::MeteredStore;
-use crate::store::redis::{CacheMetrics, CacheSettings, RedisSettings, RedisStore};
+use crate::store::redis::{CacheMetrics, CacheSettings, Clock, RedisSettings, RedisStore};
 use crate::store::Store;
 use crate::tls::{TlsEndpoint, TlsFront};
 use anyhow::Context;
@@ -54,6 +54,7 @@ pub fn open_store(cfg: &StoreConfig, metrics: Option<&Metrics>) -> anyhow::Resul
                 max_identities: c.max_identities,
                 metrics: metrics.map_or_else(CacheMetrics::unregistered, |m| m.cache.clone()),
             }),
+            clock: Clock::Redis,
         })?),
     })
 }

@@ -185,6 +185,13 @@ pub trait Store: Send + Sync {
     /// organization.
     async fn set_project_owner(&self, project: &str, org: &str) -> Result<OwnerChange, StoreError>;
 
+    /// The time the gateway stamps what it writes (created, renewed, updated
+    /// at) and decides by: the wall clock, or for Redis its clock as last
+    /// measured, so gateways whose clocks disagree still stamp alike.
+    fn now(&self) -> Millis {
+        crate::model::now_millis()
+    }
+
     /// A cheap liveness probe for health endpoints.
     async fn ping(&self) -> Result<(), StoreError>;
 

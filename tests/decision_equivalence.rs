@@ -15,7 +15,7 @@ use tokengate::model::{
     default_trusted_ips, Identity, Membership, Millis, RoleGrant, TokenAuthConfig, TokenRecord,
 };
 use tokengate::store::embedded::EmbeddedStore;
-use tokengate::store::redis::{RedisSettings, RedisStore};
+use tokengate::store::redis::{Clock, RedisSettings, RedisStore};
 use tokengate::store::{AuthOutcome, AuthRequest, MembershipWrite, PutMode, Store};
 use tokengate::token::{AccessToken, Id};
 
@@ -639,6 +639,7 @@ fn harness() -> (Redis, tempfile::TempDir, tokio::runtime::Runtime, Stores) {
             retries: 1,
             // Near cache off: the Lua script decides every request.
             cache: None,
+            clock: Clock::Caller,
         })
         .unwrap();
         redis.ping().await.unwrap();

@@ -16,7 +16,7 @@ use tokengate::model::{
 };
 use tokengate::rate_limit::{Per, RateLimit, Refusal};
 use tokengate::store::embedded::EmbeddedStore;
-use tokengate::store::redis::{CacheMetrics, CacheSettings, RedisSettings, RedisStore};
+use tokengate::store::redis::{CacheMetrics, CacheSettings, Clock, RedisSettings, RedisStore};
 use tokengate::store::{
     AuthOutcome, AuthRequest, Deletion, MembershipWrite, OwnerChange, PutMode, Store,
 };
@@ -66,6 +66,7 @@ async fn redis_subject(cache: bool) -> Subject {
         response_timeout: std::time::Duration::from_secs(2),
         retries: 1,
         cache: near_cache(cache),
+        clock: Clock::Caller,
     })
     .unwrap();
     Subject {
@@ -173,6 +174,7 @@ async fn cluster_subject(cache: bool) -> ClusterSubject {
         response_timeout: std::time::Duration::from_secs(2),
         retries: 2,
         cache: near_cache(cache),
+        clock: Clock::Caller,
     })
     .unwrap();
     assert_eq!(cluster.nodes.len(), 3);
@@ -1518,6 +1520,7 @@ async fn cached_pair() -> (Redis, Arc<dyn Store>, Arc<dyn Store>) {
             response_timeout: std::time::Duration::from_secs(2),
             retries: 1,
             cache: near_cache(true),
+            clock: Clock::Caller,
         })
         .unwrap()
     };
@@ -1637,4 +1640,67 @@ async fn near_cache_never_decides_a_rate_limited_request() {
         3,
         "the rest still from the cache"
     );
+}
+
+// Time, on Redis: every gateway in front of one Redis must decide alike, so
+// the check script reads Redis's clock, and what a gateway stamps comes from
+// Redis's clock as it last measured it. `Clock::Caller` (every case above)
+// exists only so those cases can choose their instants.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_decides_expiry_by_its_own_clock_whatever_the_gateway_says() {
+    let redis = Redis::start();
+    let store = ready(
+        RedisStore::new(RedisSettings {
+            urls: vec![redis.url()],
+            cluster: false,
+            connect_timeout: std::time::Duration::from_secs(2),
+            response_timeout: std::time::Duration::from_secs(2),
+            retries: 1,
+            cache: None,
+            clock: Clock::Redis,
+        })
+        .unwrap(),
+    )
+    .await;
+    // Same machine: Redis's clock and ours agree to within a round trip.
+    let now = store.now();
+    assert!(now.abs_diff(tokengate::model::now_millis()) < 1000);
+    let hour = 3600 * 1000;
+
+    // Young by Redis's clock, asked by a gateway three hours ahead.
+    let (young, young_rec) = setup(&*store, |r| r.created_at = now).await;
+    assert!(auth(&*store, &young, "10.0.0.1", now + 3 * hour, None)
+        .await
+        .is_ok());
+
+    // Expired by Redis's clock, asked by a gateway whose clock says it was
+    // made a second ago.
+    let (old, rec) = setup(&*store, |r| r.created_at = now - 2 * hour).await;
+    assert_eq!(
+        auth(&*store, &old, "10.0.0.1", rec.created_at + 1000, None).await,
+        Err(Deny::Expired)
+    );
+
+    // A membership window too: started by Redis's clock, though not yet by
+    // the asking gateway's.
+    let project = "clock-project";
+    let m = Membership {
+        id: Id::random(),
+        identity_id: young_rec.identity_id,
+        project_id: project.into(),
+        roles: vec![grant("viewer", Some((now - hour, now + hour)))],
+        created_at: now,
+        updated_at: now,
+    };
+    assert_eq!(
+        store.put_membership(&m).await.unwrap(),
+        MembershipWrite::Written
+    );
+    assert!(
+        auth(&*store, &young, "10.0.0.1", now - 2 * hour, Some(project))
+            .await
+            .is_ok()
+    );
+    assert_eq!(uses(&*store, &young).await, 2);
 }

@@ -257,6 +257,10 @@ impl Store for MeteredStore {
         self.timed("ping", self.inner.ping()).await
     }
 
+    fn now(&self) -> Millis {
+        self.inner.now()
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         let started = Instant::now();
         let result = self.inner.flush();

@@ -33,7 +33,7 @@ mod tracking;
 mod uses;
 
 pub use cache::{CacheMetrics, CacheSettings};
-pub use conn::RedisSettings;
+pub use conn::{Clock, RedisSettings};
 pub use record::pack_ip;
 
 use super::{
@@ -41,7 +41,7 @@ use super::{
     StoreError,
 };
 use crate::auth::Grant;
-use crate::model::{Identity, Membership, Millis, TokenAuthConfig, TokenRecord};
+use crate::model::{now_millis, Identity, Membership, Millis, TokenAuthConfig, TokenRecord};
 use crate::rate_limit::{Bucket, RateLimit, Refusal};
 use crate::token::Id;
 use async_trait::async_trait;
@@ -52,6 +52,7 @@ use record::*;
 use redis::{Cmd, Value};
 use scripts::{Detail, *};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::OnceCell;
@@ -65,6 +66,9 @@ pub struct RedisStore {
     cache: Option<Arc<NearCache>>,
     /// The cache's invalidation channel (with the cache).
     channel: Option<Arc<tracking::Channel>>,
+    /// Redis's clock minus this machine's, in milliseconds, as last
+    /// measured (`follow_clock`); 0 until then.
+    clock_offset: Arc<AtomicI64>,
 }
 
 impl RedisStore {
@@ -79,6 +83,7 @@ impl RedisStore {
             cache,
             settings,
             conn: OnceCell::new(),
+            clock_offset: Arc::new(AtomicI64::new(0)),
         })
     }
 
@@ -87,6 +92,11 @@ impl RedisStore {
             .conn
             .get_or_try_init(|| async {
                 let conn = self.client.connect(&self.settings).await?;
+                if self.settings.clock == Clock::Redis {
+                    let offset = self.clock_offset.clone();
+                    measure_clock(&mut conn.clone(), &offset).await;
+                    tokio::spawn(follow_clock(conn.clone(), offset));
+                }
                 if let (Some(cache), Some(channel)) = (&self.cache, &self.channel) {
                     self.start_cache_tasks(cache.clone(), channel.clone(), conn.clone());
                 }
@@ -151,6 +161,55 @@ impl RedisStore {
         inv.invoke_async(&mut c).await.map_err(unavailable)
     }
 
+    /// Runs the check script. When its reply is lost (a dropped connection,
+    /// a timeout: the script may have run), the same check goes again with
+    /// the same nonce, which the script answers from memory rather than
+    /// counting a second use; the cluster client does so by itself
+    /// (`retries`). When no reply comes at all, the client is refused (503)
+    /// and `give_back` undoes whatever the script counted.
+    async fn check(
+        &self,
+        inv: &redis::ScriptInvocation<'_>,
+        iid: Id,
+        tid: Id,
+        nonce: &str,
+    ) -> Result<Vec<Value>, StoreError> {
+        let mut c = self.conn().await?;
+        let tries = if self.settings.cluster {
+            1
+        } else {
+            1 + self.settings.retries
+        };
+        let mut lost = None;
+        for _ in 0..tries {
+            match inv.invoke_async(&mut c).await {
+                Ok(answer) => return Ok(answer),
+                // Redis answered with an error: the script did not count.
+                Err(e) if !e.is_io_error() => return Err(unavailable(e)),
+                Err(e) => lost = Some(e),
+            }
+        }
+        tokio::spawn(give_back(
+            c,
+            check_key(iid, nonce),
+            tokens_key(iid),
+            tid,
+            self.remember_ms(),
+        ));
+        Err(lost.map_or_else(|| corrupt("no attempt made"), unavailable))
+    }
+
+    /// How long an allowed check's answer is remembered (`check_key`):
+    /// longer than every attempt at it can take, so a check sent again finds
+    /// it, and short enough that remembering every counted request of a busy
+    /// gateway stays small.
+    fn remember_ms(&self) -> u64 {
+        let s = &self.settings;
+        let attempt = s.connect_timeout + s.response_timeout;
+        let budget = attempt.as_millis() as u64 * (1 + s.retries as u64);
+        (2 * budget).max(10_000)
+    }
+
     /// The identity a token id belongs to (see `keys.rs`): the identity
     /// its first 8 bytes name, if that identity has the token, else the
     /// index of tokens whose ids do not name their identity.
@@ -182,6 +241,74 @@ impl RedisStore {
     }
 }
 
+/// How often the gateway measures Redis's clock against its own.
+const CLOCK_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Measures Redis's clock against this machine's (`TIME`, the midpoint of
+/// the round trip), for `Store::now`; keeps the last offset on failure.
+async fn measure_clock(c: &mut Conn, offset: &AtomicI64) {
+    let before = now_millis();
+    let Ok((secs, micros)) = redis::cmd("TIME").query_async::<(u64, u64)>(c).await else {
+        return;
+    };
+    let after = now_millis();
+    let redis_ms = secs * 1000 + micros / 1000;
+    let local_ms = before + (after.saturating_sub(before)) / 2;
+    offset.store(redis_ms as i64 - local_ms as i64, Ordering::Relaxed);
+}
+
+/// Keeps `offset` current for as long as the process runs.
+async fn follow_clock(mut c: Conn, offset: Arc<AtomicI64>) {
+    loop {
+        tokio::time::sleep(CLOCK_EVERY).await;
+        measure_clock(&mut c, &offset).await;
+    }
+}
+
+/// A check's own key: 16 random bytes, hex.
+fn new_nonce() -> String {
+    let mut b = [0u8; 16];
+    crate::token::fill_random(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Undoes a check whose answer never came back (see `cancel_check.lua`),
+/// trying for as long as the answer is remembered: after that, a use the
+/// script counted stays counted, the one window where a refused request
+/// spends a use.
+async fn give_back(mut c: Conn, check: String, tokens: String, tid: Id, remember_ms: u64) {
+    let until = Instant::now() + std::time::Duration::from_millis(remember_ms);
+    let mut pause = std::time::Duration::from_millis(50);
+    loop {
+        let mut inv = CANCEL_CHECK.prepare_invoke();
+        inv.key(&check)
+            .key(&tokens)
+            .arg(&tid.0[..])
+            .arg(remember_ms);
+        match inv.invoke_async::<i64>(&mut c).await {
+            Ok(n) => {
+                log::warn!(
+                    "store: the answer to a check of token {} was lost; the client was refused (503){}",
+                    tid.hex(),
+                    if n == 1 { " and its use given back" } else { "" }
+                );
+                return;
+            }
+            Err(e) if Instant::now() + pause >= until => {
+                log::error!(
+                    "store: the answer to a check of token {} was lost and Redis could not be reached to give its use back ({e}); the use stays counted",
+                    tid.hex()
+                );
+                return;
+            }
+            Err(_) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(1));
+            }
+        }
+    }
+}
+
 /// The roles a request needs as the check script reads them: "" is "any
 /// role", so a list naming no role at all (`Some("")`, which `auth::decide`
 /// refuses) goes as "," (a list whose every member is empty: no role matches).
@@ -195,6 +322,11 @@ fn needed(roles: Option<&str>) -> &str {
 
 #[async_trait]
 impl Store for RedisStore {
+    fn now(&self) -> Millis {
+        let offset = self.clock_offset.load(Ordering::Relaxed);
+        now_millis().saturating_add_signed(offset)
+    }
+
     async fn authenticate(&self, req: &AuthRequest<'_>) -> Result<AuthOutcome, StoreError> {
         let (iid, tid) = (req.token.identity_id, req.token.token_id);
         let presented = req.token.secret_hash();
@@ -237,6 +369,7 @@ impl Store for RedisStore {
             Some(l) => rate_key(&Bucket::of(l, iid, tid, true)),
             None => own(None),
         };
+        let nonce = new_nonce();
         let mut inv = CHECK_AND_CONSUME.prepare_invoke();
         inv.key(tokens_key(iid))
             .key(identity_key(iid))
@@ -244,16 +377,21 @@ impl Store for RedisStore {
             .key(own(None))
             .key(own(Some(tid)))
             .key(route_bucket)
+            .key(check_key(iid, &nonce))
             .arg(&presented[..])
             .arg(&pack_ip(req.client_ip)[..])
-            .arg(req.now)
+            .arg(match self.settings.clock {
+                Clock::Redis => String::new(),
+                Clock::Caller => req.now.to_string(),
+            })
             .arg(if req.project.is_some() { "1" } else { "0" })
             .arg(needed(req.needs.org_role))
             .arg(if ticket.is_some() { "1" } else { "0" })
             .arg(&tid.0[..])
             .arg(req.route_rate_limit.map(|l| l.encode()).unwrap_or_default())
-            .arg(needed(req.needs.project_role));
-        let answer: Vec<Value> = self.script(&inv).await?;
+            .arg(needed(req.needs.project_role))
+            .arg(self.remember_ms());
+        let answer = self.check(&inv, iid, tid, &nonce).await?;
         let code = match answer.first() {
             Some(Value::Int(c)) => *c,
             _ => return Err(corrupt("unexpected script answer")),

@@ -8,15 +8,17 @@
 -- KEYS[4] rate-limit bucket of the identity's own limit, per identity   tg:rl{IID}:i
 -- KEYS[5] the same, per token                                         tg:rl{IID}:t:TID
 -- KEYS[6] the bucket of the route's default limit (ARGV[8]); unused without one
+-- KEYS[7] this check's remembered answer   tg:rq{IID}:NONCE (keys.rs)
 -- ARGV[1] SHA-256 of the presented secret (32 bytes)
 -- ARGV[2] client IP: family byte (4 or 6) + 16 address bytes
--- ARGV[3] now, milliseconds since the epoch
+-- ARGV[3] now, milliseconds since the epoch, or '' for Redis's own clock
 -- ARGV[4] "1" when the request names a project
 -- ARGV[5] the org roles the request needs (comma-separated, any one), or "" for any
 -- ARGV[6] "1" when the gateway keeps the records in its near cache
 -- ARGV[7] the token id (16 bytes)
 -- ARGV[8] the route's default rate limit ("requests,window,burst,i|t") or ""
 -- ARGV[9] the project roles the request needs (comma-separated, any one), or ""
+-- ARGV[10] how long an allowed answer is remembered under KEYS[7], milliseconds
 -- Returns {0, identity name, org role, project roles} when allowed (and counted),
 -- followed, when ARGV[6] == "1" and the token has no use limit, by its
 -- record, the membership's grants ('' without a project) and this Redis
@@ -30,6 +32,24 @@
 -- wait, the limit that applied}. DENY is not defined here: the gateway prepends it
 -- from the one table of deny codes (src/store/redis/scripts.rs), which is also
 -- how it reads the answer back.
+--
+-- The gateway sends a check again when its reply is lost (a dropped
+-- connection, a timeout: the script may have run). An allowed answer is
+-- therefore remembered under the request's own nonce and given again
+-- instead of counting a second use; a refusal writes nothing, so deciding
+-- it again is harmless. When the gateway gives up, cancel_check.lua gives
+-- the use back and leaves 'x' here, so a copy of this check that reaches
+-- Redis even later counts nothing.
+
+local seen = redis.call('GET', KEYS[7])
+if seen then
+  if seen == 'x' then return redis.error_reply('tokengate: check cancelled') end
+  return cmsgpack.unpack(string.sub(seen, 2))
+end
+local function remember(kind, answer)
+  redis.call('SET', KEYS[7], kind .. cmsgpack.pack(answer), 'PX', ARGV[10])
+  return answer
+end
 
 local rec = redis.call('HGET', KEYS[1], ARGV[7])
 if not rec or #rec < 88 or string.byte(rec, 1) ~= 1 then return {DENY.unknown_token, ''} end
@@ -40,7 +60,15 @@ if string.byte(rec, 34) % 2 == 1 then return {DENY.revoked, ''} end
 
 local created, renewed, _, uses, limit, ttl, maxttl, period, entries =
   struct.unpack('>I8I8I8I8I8I4I4I4I2', rec, 35)
-local now = tonumber(ARGV[3])
+-- Redis's clock, so every gateway decides alike (effects replication, the
+-- default since Redis 5, lets a script write after reading TIME).
+local now
+if ARGV[3] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+else
+  now = tonumber(ARGV[3])
+end
 local base = created
 if renewed > 0 then base = renewed end
 if period > 0 then
@@ -150,7 +178,7 @@ end
 step()
 if ARGV[6] == '1' and limit == 0 and not own then
   local node = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or ''
-  return {0, ident[1], ident[2], roles, rec, grants or '', node}
+  return remember('f', {0, ident[1], ident[2], roles, rec, grants or '', node})
 end
 count()
-return {0, ident[1], ident[2], roles}
+return remember('c', {0, ident[1], ident[2], roles})

@@ -17,6 +17,21 @@ pub struct RedisSettings {
     pub retries: usize,
     /// The near cache; `None` turns it off.
     pub cache: Option<super::cache::CacheSettings>,
+    /// Whose clock the check script decides expiry, membership windows and
+    /// rate limits by.
+    pub clock: Clock,
+}
+
+/// Whose clock decides time in the check script.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Clock {
+    /// Redis's own (`TIME`, on the node that holds the identity), so every
+    /// gateway in front of one Redis decides alike whatever its own clock
+    /// says. What the gateway runs on.
+    Redis,
+    /// The `now` of each request, as given: for tests that decide at
+    /// chosen instants.
+    Caller,
 }
 
 pub enum Client {

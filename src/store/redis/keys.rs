@@ -18,6 +18,12 @@
 //! changes on every request and would otherwise drop the identity from
 //! every gateway's cache each time.
 //!
+//! A check's answer is remembered for a few seconds under
+//! `tg:rq{IID}:NONCE` (string), NONCE being the request's own random key,
+//! so a check sent again after its reply was lost is answered, not counted
+//! twice (`check_and_consume.lua`, `cancel_check.lua`). Outside `tg:{` too:
+//! one is written by every counted request.
+//!
 //! Global indexes, touched only by the management API: `tg:identities`
 //! (sorted set of identity ids), `tg:p:PROJECT` (set of member identity ids),
 //! and per organization `tg:o:ORG` and `tg:p:PROJECT:o:ORG` (sorted sets of
@@ -75,6 +81,9 @@ pub fn rate_key(b: &Bucket) -> String {
         None => k.push('i'),
     }
     k
+}
+pub fn check_key(iid: Id, nonce: &str) -> String {
+    format!("tg:rq{{{}}}:{nonce}", iid.hex())
 }
 pub fn project_key(project: &str) -> String {
     format!("tg:p:{project}")

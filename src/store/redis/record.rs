@@ -21,7 +21,7 @@
 //! | then | 18 bytes per entry: family (4 or 6), address (16), prefix length |
 //! | then | the name (UTF-8), to the end |
 //!
-//! `check_and_consume.lua`, `add_uses.lua` and `update_token.lua` read and
+//! `check_and_consume.lua`, `add_uses.lua`, `cancel_check.lua` and `update_token.lua` read and
 //! write it with these offsets.
 //!
 //! Identity hash (`tg:{IID}:i`): `n` name, `r` org role, `o` organization,

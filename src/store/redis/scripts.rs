@@ -70,6 +70,10 @@ pub static CHECK_AND_CONSUME: LazyLock<redis::Script> = LazyLock::new(|| {
     ))
 });
 
+/// Gives back the use of a check whose answer was lost (see the script).
+pub static CANCEL_CHECK: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("cancel_check.lua")));
+
 /// Uses of unlimited tokens counted by the near cache, written in batches.
 pub static ADD_USES: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("add_uses.lua")));
