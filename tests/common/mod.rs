@@ -18,6 +18,7 @@ pub mod net;
 pub mod paths;
 pub mod process;
 pub mod redis;
+pub mod relay;
 pub mod tls;
 pub mod upstream;
 
