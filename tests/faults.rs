@@ -1,8 +1,9 @@
 //! Faults around the gateway: an upstream that hangs (504 within the read
 //! timeout), one that closes connections without answering or is not there
-//! (502), and the gateway itself killed with SIGKILL again and again while a
-//! client spends a use-limited token: exactly the limit gets through, on
-//! both stores, and the upstream never sees more.
+//! (502), and the gateway itself killed with SIGKILL again and again while
+//! clients spend a use-limited token, between requests and in the middle of
+//! them: never more than the limit gets through, on both stores, and the
+//! upstream never sees more.
 
 #![allow(clippy::unwrap_used)]
 
@@ -116,4 +117,83 @@ on_both_stores!(
     case_kill_9_never_lets_more_than_the_limit_through,
     kill_9_never_lets_more_than_the_limit_through_redis,
     kill_9_never_lets_more_than_the_limit_through_embedded
+);
+
+/// Clients spending a limited token in parallel while the gateway is killed
+/// (SIGKILL) in the middle of their requests and restarted, again and
+/// again: the upstream never sees more than the limit, no client gets a
+/// 200 that was not forwarded, and no forwarded request goes uncounted. A
+/// request whose gateway died after counting its use and before forwarding
+/// it spends that use (the client saw the connection fail, not a refusal).
+fn case_kill_9_mid_request_never_lets_more_than_the_limit_through(cfg: GatewayConfig) {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    const LIMIT: u64 = 40;
+    let upstream = Upstream::echo();
+    let mut gw = Gateway::start(cfg.upstream(&upstream.url()));
+    let (_, token) = gw
+        .admin()
+        .identity_with_token("member", json!({"accessTokenNumUsesLimit": LIMIT}));
+    let url = format!("{}/v1/things", gw.url());
+    let auth = format!("Bearer {}", token.access_token);
+    let stop = Arc::new(AtomicBool::new(false));
+    let allowed = Arc::new(AtomicU64::new(0));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, auth) = (url.clone(), auth.clone());
+            let (stop, allowed) = (stop.clone(), allowed.clone());
+            std::thread::spawn(move || {
+                let mut unexpected = Vec::new();
+                // Bounded: the kills below end in a few seconds.
+                for _ in 0..5_000 {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    match try_http("GET", &url, &[("Authorization", &auth)], None) {
+                        Ok(r) if r.status == 200 => {
+                            allowed.fetch_add(1, Ordering::SeqCst);
+                        }
+                        // Past the limit, or the store not reachable yet.
+                        Ok(r) if r.status == 401 || r.status == 503 => {}
+                        Ok(r) => unexpected.push(format!("{}: {}", r.status, r.body)),
+                        // Killed mid-request, or not listening yet.
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+                unexpected
+            })
+        })
+        .collect();
+    for round in 0..5 {
+        std::thread::sleep(Duration::from_millis(150 + 50 * round));
+        gw.restart();
+    }
+    stop.store(true, Ordering::SeqCst);
+    for c in clients {
+        let unexpected = c.join().unwrap();
+        assert!(unexpected.is_empty(), "unexpected answers: {unexpected:?}");
+    }
+    // Spend what is left, then nothing more passes.
+    for _ in 0..LIMIT {
+        let resp = get_with_token(&url, &token.access_token);
+        match resp.status {
+            200 => allowed.fetch_add(1, Ordering::SeqCst),
+            401 => break,
+            other => panic!("unexpected {other}: {}", resp.body),
+        };
+    }
+    assert_eq!(get_with_token(&url, &token.access_token).status, 401);
+    let forwarded = upstream.count() as u64;
+    let allowed = allowed.load(Ordering::SeqCst);
+    let uses = gw.admin().uses(&token.token_id);
+    eprintln!("allowed {allowed}, forwarded {forwarded}, uses {uses} of {LIMIT}");
+    assert!(forwarded <= LIMIT, "the upstream saw {forwarded} > {LIMIT}");
+    assert!(allowed <= forwarded, "a 200 that was not forwarded");
+    assert_eq!(uses, LIMIT, "every use spent, none beyond the limit");
+}
+
+on_both_stores!(
+    case_kill_9_mid_request_never_lets_more_than_the_limit_through,
+    kill_9_mid_request_never_lets_more_than_the_limit_through_redis,
+    kill_9_mid_request_never_lets_more_than_the_limit_through_embedded
 );
