@@ -30,7 +30,7 @@ fn a_check_whose_reply_was_lost_is_sent_again_and_counted_once() {
     let relay = Relay::start(&redis.addr());
     let upstream = Upstream::echo();
     let gw = gateway(&relay, &upstream, 1000, 2);
-    let (_, token) = gw
+    let (id, token) = gw
         .admin()
         .identity_with_token("member", json!({"accessTokenNumUsesLimit": LIMIT}));
     for i in 0..LIMIT {
@@ -39,6 +39,13 @@ fn a_check_whose_reply_was_lost_is_sent_again_and_counted_once() {
         }
         let resp = get_with_token(&format!("{}/v1/things", gw.url()), &token.access_token);
         assert_eq!(resp.status, 200, "request {i}: {}", resp.body);
+        // A repeat is answered from memory, with the identity as first found.
+        let seen = upstream.last();
+        assert_eq!(seen.header("x-tokengate-identity-id"), Some(id.as_str()));
+        assert!(seen
+            .header("x-tokengate-identity-name")
+            .is_some_and(|n| n.starts_with("identity-")));
+        assert_eq!(seen.header("x-tokengate-org-role"), Some("member"));
     }
     assert_eq!(relay.lost(), 2, "two replies were lost on the way back");
     let over = get_with_token(&format!("{}/v1/things", gw.url()), &token.access_token);

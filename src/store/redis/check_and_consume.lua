@@ -44,10 +44,24 @@
 local seen = redis.call('GET', KEYS[7])
 if seen then
   if seen == 'x' then return redis.error_reply('tokengate: check cancelled') end
-  return cmsgpack.unpack(string.sub(seen, 2))
+  local rest = string.sub(seen, 2)
+  if string.sub(seen, 1, 1) == 'f' then return cmsgpack.unpack(rest) end
+  local a = string.find(rest, '\0', 1, true)
+  local b = string.find(rest, '\0', a + 1, true)
+  return {0, string.sub(rest, 1, a - 1), string.sub(rest, a + 1, b - 1), string.sub(rest, b + 1)}
 end
+-- 'c' (the use was counted here): name, org role and project roles, NUL
+-- between them (neither names nor roles hold control characters), cheaper
+-- than a general encoding on the path every counted request takes; 'f'
+-- (the cache's fill, the use left to the gateway): the whole answer.
 local function remember(kind, answer)
-  redis.call('SET', KEYS[7], kind .. cmsgpack.pack(answer), 'PX', ARGV[10])
+  local v
+  if kind == 'c' then
+    v = 'c' .. answer[2] .. '\0' .. answer[3] .. '\0' .. answer[4]
+  else
+    v = 'f' .. cmsgpack.pack(answer)
+  end
+  redis.call('SET', KEYS[7], v, 'PX', ARGV[10])
   return answer
 end
 
