@@ -54,6 +54,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub headers: HeaderNames,
     pub forward_authorization: bool,
+    /// `forward_auth.path`: where other gateways ask whether a request may
+    /// pass (`proxy::forward_auth`); `None` turns forward-auth mode off.
+    pub forward_auth: Option<String>,
     /// Process logs (`log`).
     pub log: LogConfig,
     /// One JSON line per proxied request (`access_log`).
@@ -321,6 +324,15 @@ struct File {
     access_log: RecordLogFile,
     #[serde(default)]
     audit: RecordLogFile,
+    forward_auth: Option<ForwardAuthFile>,
+}
+
+/// `forward_auth`: the endpoint other gateways ask (README, "Using tokengate
+/// as a plugin for your gateway").
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForwardAuthFile {
+    path: String,
 }
 
 /// `access_log` and `audit` share a shape; `queue` is the access log's,
@@ -887,6 +899,35 @@ impl Problems {
     }
 }
 
+/// The forward-auth endpoint: a path of its own, which every server reads
+/// alike, away from the management API (whose requests it would shadow).
+fn validate_forward_auth(p: &mut Problems, path: &str) -> Option<String> {
+    let key = "forward_auth.path";
+    if !path.starts_with('/') || path.len() < 2 || path.ends_with('/') {
+        p.add(
+            key,
+            "must be a path such as /_tokengate/auth (not / and no trailing /)",
+        );
+        return None;
+    }
+    if path.contains(['*', '?', '#', '{', '}']) {
+        p.add(key, "must be a plain path: no *, ?, # or braces");
+        return None;
+    }
+    if let Err(why) = crate::proxy::path::check(path) {
+        p.add(key, why);
+        return None;
+    }
+    if crate::api::Api::is_management_path(path) || path.starts_with("/api/") {
+        p.add(
+            key,
+            "must not be under /api/, where the management API and the upstream's API live",
+        );
+        return None;
+    }
+    Some(path.to_string())
+}
+
 fn validate(f: File) -> Result<Config, ConfigError> {
     let mut p = Problems(Vec::new());
 
@@ -1031,6 +1072,10 @@ fn validate(f: File) -> Result<Config, ConfigError> {
         }
     }
 
+    let forward_auth = f
+        .forward_auth
+        .as_ref()
+        .and_then(|fa| validate_forward_auth(&mut p, &fa.path));
     let log = validate_log(&mut p, &f.log);
     let access_log = validate_access_log(&mut p, &f.access_log);
     let audit = validate_audit(&mut p, &f.audit);
@@ -1092,6 +1137,7 @@ fn validate(f: File) -> Result<Config, ConfigError> {
         max_body_bytes,
         headers,
         forward_authorization: h.forward_authorization,
+        forward_auth,
         log,
         access_log,
         audit,

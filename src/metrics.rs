@@ -18,18 +18,21 @@ pub enum Outcome {
     Management,
     Public,
     Forwarded,
+    /// Allowed in forward-auth mode: answered, not forwarded.
+    Allowed,
     StoreError,
     UpstreamError,
 }
 
 impl Outcome {
-    const ALL: [Outcome; 8] = [
+    const ALL: [Outcome; 9] = [
         Outcome::Other,
         Outcome::Denied,
         Outcome::BadRequest,
         Outcome::Management,
         Outcome::Public,
         Outcome::Forwarded,
+        Outcome::Allowed,
         Outcome::StoreError,
         Outcome::UpstreamError,
     ];
@@ -43,6 +46,7 @@ impl Outcome {
             Outcome::Management => "management",
             Outcome::Public => "public",
             Outcome::Forwarded => "forwarded",
+            Outcome::Allowed => "allowed",
             Outcome::StoreError => "store_error",
             Outcome::UpstreamError => "upstream_error",
         }

@@ -6,6 +6,7 @@
 
 pub mod body;
 pub mod client_ip;
+pub mod forward_auth;
 pub mod headers;
 pub mod multipart;
 pub mod names;
@@ -127,6 +128,67 @@ struct Authenticated {
     grant: Grant,
     project: Option<String>,
     client_ip: IpAddr,
+}
+
+/// What a decision is about: the request itself, or the original request
+/// an auth subrequest describes (`proxy::forward_auth`). Either way its
+/// path and query are read through a `Span` of an accepted target.
+enum Asked {
+    Itself(target::Span),
+    Described {
+        original: forward_auth::Original,
+        span: target::Span,
+    },
+}
+
+impl Asked {
+    /// The method, path and query asked about.
+    fn parts<'a>(&'a self, session: &'a Session) -> (&'a str, &'a str, Option<&'a str>) {
+        match self {
+            Asked::Itself(span) => {
+                let h = session.req_header();
+                let raw = h.raw_path();
+                (h.method.as_str(), span.path(raw), span.query(raw))
+            }
+            Asked::Described { original, span } => {
+                let raw = original.target.as_bytes();
+                (original.method.as_str(), span.path(raw), span.query(raw))
+            }
+        }
+    }
+
+    /// The host routes by host match: `Host`, or HTTP/2's `:authority`.
+    fn host<'a>(&'a self, session: &'a Session) -> Option<&'a str> {
+        match self {
+            Asked::Itself(_) => {
+                let h = session.req_header();
+                h.headers
+                    .get(http::header::HOST)
+                    .and_then(|v| v.to_str().ok())
+                    .or_else(|| h.uri.authority().map(|a| a.as_str()))
+            }
+            Asked::Described { original, .. } => original.host.as_deref(),
+        }
+    }
+}
+
+/// The outcome of `Gateway::decide`.
+enum Decision {
+    /// A public route: no token needed.
+    Public,
+    Allowed(Authenticated),
+    /// Status, message and extra headers (a 429's) of the refusal.
+    Refused(
+        u16,
+        std::borrow::Cow<'static, str>,
+        Vec<(&'static str, String)>,
+    ),
+}
+
+impl Decision {
+    fn refused(status: u16, why: &'static str) -> Decision {
+        Decision::Refused(status, why.into(), Vec::new())
+    }
 }
 
 impl Gateway {
@@ -325,6 +387,221 @@ impl Gateway {
         Ok(claims)
     }
 
+    /// Steps 2 to 5 for what is asked: the route's policy, the token, who is
+    /// asking, the project, and one atomic check-and-consume. The same for a
+    /// request to forward and for an auth subrequest's original request.
+    async fn decide(&self, session: &mut Session, ctx: &mut Ctx, asked: &Asked) -> Decision {
+        let p = Arc::clone(&ctx.policy);
+        // HTTP/2 names the host in `:authority`, often without a Host header.
+        let route = {
+            let (_, path, _) = asked.parts(session);
+            let host = if p.cfg.routes.by_host() {
+                asked.host(session).map(crate::routes::request_host)
+            } else {
+                None
+            };
+            p.cfg.routes.select(host.as_deref(), path)
+        };
+        ctx.pool = p.pool(route.upstream.as_deref()).cloned();
+        if route.auth == Auth::Public {
+            ctx.outcome = Outcome::Public;
+            return Decision::Public;
+        }
+
+        // Where the needs differ by method, the method must be one every
+        // server reads alike: an exact uppercase token (some servers
+        // upper-case `delete`), and never replaced by a body field
+        // (`_method`, read by Rails, Laravel and Spring).
+        let by_method = route.require.by_method();
+        if by_method
+            && !asked
+                .parts(session)
+                .0
+                .bytes()
+                .all(|b| b.is_ascii_uppercase())
+        {
+            ctx.outcome = Outcome::BadRequest;
+            return Decision::refused(400, "method must be an uppercase name on this route");
+        }
+
+        // 2. The token, checked for shape before anything else.
+        let token = match bearer_token(session.req_header()) {
+            Ok(t) => t,
+            Err(msg) => {
+                // Counted with the store's refusals, so the reasons add up to every denial.
+                let reason = if msg == MISSING_AUTHORIZATION {
+                    "missing_token"
+                } else {
+                    "malformed_token"
+                };
+                self.metrics.denied.with_label_values(&[reason]).inc();
+                return Decision::refused(401, msg);
+            }
+        };
+        ctx.token_ids = Some((token.identity_id, token.token_id));
+
+        // 3. Who is asking, seen through trusted proxies only.
+        let client_ip = Self::client_ip(&p, session);
+
+        // 5 (resolved early so the store sees it in the same atomic step as 4).
+        //   Every claim is read: the request head, and the body unless the
+        //   route declares its bodies carry no project. An auth subrequest
+        //   never shows the original's body, so where that body could name
+        //   the project or the method, it is refused rather than decided
+        //   without it.
+        let body_claims = match asked {
+            Asked::Itself(_) => Self::body_claims(&p, session, route.body, by_method).await,
+            Asked::Described { .. } => {
+                Self::unseen_body(&p, route.body, by_method).map(|()| Vec::new())
+            }
+        };
+        let body_claims = match body_claims {
+            Ok(claims) => claims,
+            Err((status, why)) => {
+                ctx.outcome = Outcome::BadRequest;
+                return Decision::refused(status, why);
+            }
+        };
+        let (method, path, query) = asked.parts(session);
+        let resolution =
+            p.projects
+                .resolve(path, query, &session.req_header().headers, &body_claims);
+        let project = match project::decide(resolution, route.project) {
+            Ok(p) => p,
+            Err(why) => {
+                ctx.outcome = Outcome::BadRequest;
+                return Decision::refused(400, why);
+            }
+        };
+
+        // 4. One atomic check-and-consume, project membership included.
+        let started = Instant::now();
+        let outcome = self
+            .store
+            .authenticate(&AuthRequest {
+                token: &token,
+                client_ip,
+                now: self.store.now(),
+                project: project.as_deref(),
+                needs: route.needs(method),
+                route_rate_limit: route.rate_limit,
+            })
+            .await;
+        self.metrics
+            .auth_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match outcome {
+            Ok(Ok(grant)) => Decision::Allowed(Authenticated {
+                identity_id: token.identity_id,
+                token_id: token.token_id,
+                grant,
+                project,
+                client_ip,
+            }),
+            Ok(Err(deny)) => {
+                self.metrics.denied.with_label_values(&[deny.code()]).inc();
+                if ctx.policy.access_log.is_on() {
+                    ctx.reason = Some(deny.code().to_string());
+                }
+                let headers = match &deny {
+                    Deny::RateLimited(r) => r.headers().to_vec(),
+                    _ => Vec::new(),
+                };
+                Decision::Refused(deny.status(), deny.message().into(), headers)
+            }
+            Err(e) => {
+                // Fail closed: without the store nobody is let through.
+                self.metrics.store_errors.inc();
+                log::error!("token store error for {}: {e}", token.token_id);
+                ctx.outcome = Outcome::StoreError;
+                Decision::refused(503, "token store unavailable")
+            }
+        }
+    }
+
+    /// An auth subrequest on a route whose bodies are read: for a project
+    /// (unless the route declares its bodies carry none) or for a method
+    /// override (where the needs differ by method). The body is not there to
+    /// read, so the request is refused.
+    fn unseen_body(
+        p: &Policy,
+        rule: BodyRule,
+        by_method: bool,
+    ) -> std::result::Result<(), (u16, &'static str)> {
+        if p.projects.reads_body() && rule != BodyRule::NoProject {
+            return Err((
+                400,
+                "this route's request bodies may name a project, which an auth subrequest does not show: declare `body: no-project` on the route, or send these requests through tokengate as the proxy",
+            ));
+        }
+        if by_method {
+            return Err((
+                400,
+                "this route's needs differ by method, and a request body could override the method, which an auth subrequest does not show",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Forward-auth mode: decides about the original request an auth
+    /// subrequest describes and answers 200 with the identity's headers for
+    /// the calling gateway to copy upstream, or refuses as the proxy would.
+    /// Nothing is forwarded.
+    async fn serve_forward_auth(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        span: &target::Span,
+    ) -> Result<bool> {
+        let p = Arc::clone(&ctx.policy);
+        let endpoint = p.cfg.forward_auth.as_deref().unwrap_or_default();
+        let h = session.req_header();
+        let raw = h.raw_path();
+        let described = forward_auth::describe(
+            endpoint,
+            h.method.as_str(),
+            span.path(raw),
+            span.query(raw),
+            &h.headers,
+        );
+        // The original's target passes the same checks as any request's.
+        let asked = described.and_then(|original| {
+            let local = session.server_addr().and_then(|a| a.as_inet());
+            let host = original.host.as_deref().map(str::as_bytes);
+            let t = target::split(original.target.as_bytes(), host, local)?;
+            path::check(t.path)?;
+            if let Some(q) = t.query {
+                target::check_query(q)?;
+            }
+            if t.absolute {
+                return Err("the original URI must be a path (and query)");
+            }
+            let span = t.span(original.target.as_bytes());
+            Ok(Asked::Described { original, span })
+        });
+        let asked = match asked {
+            Ok(a) => a,
+            Err(why) => {
+                ctx.outcome = Outcome::BadRequest;
+                return self.reject(session, ctx, 400, why).await;
+            }
+        };
+        match self.decide(session, ctx, &asked).await {
+            Decision::Public => {
+                write_empty(session, 200, ctx.req_id(), None, &p.injected).await?;
+                Ok(true)
+            }
+            Decision::Allowed(auth) => {
+                ctx.outcome = Outcome::Allowed;
+                write_empty(session, 200, ctx.req_id(), Some(&auth), &p.injected).await?;
+                Ok(true)
+            }
+            Decision::Refused(status, why, headers) => {
+                self.reject_with(session, ctx, status, &why, &headers).await
+            }
+        }
+    }
+
     async fn serve_management(
         &self,
         session: &mut Session,
@@ -424,6 +701,32 @@ async fn write_json(
         .await
 }
 
+/// A bodiless answer to an auth subrequest: the request id, and for an
+/// allowed request the identity's headers, under the names they are
+/// injected with upstream (the calling gateway copies them there).
+async fn write_empty(
+    session: &mut Session,
+    status: u16,
+    req_id: &str,
+    auth: Option<&Authenticated>,
+    names: &headers::Injected,
+) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(10))?;
+    resp.insert_header(request_id::HEADER, req_id)?;
+    if let Some(a) = auth {
+        let caller = headers::Caller {
+            identity_id: a.identity_id,
+            token_id: a.token_id,
+            grant: &a.grant,
+            project: a.project.as_deref(),
+            client_ip: a.client_ip,
+        };
+        headers::inject(names, &caller, |n, v| resp.insert_header(n, v))?;
+    }
+    resp.insert_header("content-length", "0")?;
+    session.write_response_header(Box::new(resp), true).await
+}
+
 const MISSING_AUTHORIZATION: &str = "missing Authorization header";
 
 /// The token of `Authorization: Bearer <token>`, or why there is none. Parsing
@@ -508,143 +811,25 @@ impl ProxyHttp for Gateway {
             }
         };
         let path = span.path(session.req_header().raw_path());
+        if let Some(endpoint) = &p.cfg.forward_auth {
+            if forward_auth::is_endpoint(endpoint, path) {
+                return self.serve_forward_auth(session, ctx, &span).await;
+            }
+        }
         if Api::is_management_path(path) {
             return self.serve_management(session, ctx, &span).await;
         }
-        // HTTP/2 names the host in `:authority`, often without a Host header.
-        let h = session.req_header();
-        let host = if p.cfg.routes.by_host() {
-            h.headers
-                .get(http::header::HOST)
-                .and_then(|v| v.to_str().ok())
-                .or_else(|| h.uri.authority().map(|a| a.as_str()))
-                .map(crate::routes::request_host)
-        } else {
-            None
-        };
-        let route = p.cfg.routes.select(host.as_deref(), path);
-        ctx.pool = p.pool(route.upstream.as_deref()).cloned();
-        if route.auth == Auth::Public {
-            ctx.outcome = Outcome::Public;
-            return Ok(false);
+        match self.decide(session, ctx, &Asked::Itself(span)).await {
+            Decision::Public => Ok(false),
+            Decision::Allowed(auth) => {
+                ctx.outcome = Outcome::Forwarded;
+                ctx.auth = Some(auth);
+                Ok(false)
+            }
+            Decision::Refused(status, why, headers) => {
+                self.reject_with(session, ctx, status, &why, &headers).await
+            }
         }
-
-        // Where the needs differ by method, the method must be one every
-        // server reads alike: an exact uppercase token (some servers
-        // upper-case `delete`), and never replaced by a body field
-        // (`_method`, read by Rails, Laravel and Spring).
-        let by_method = route.require.by_method();
-        if by_method
-            && !session
-                .req_header()
-                .method
-                .as_str()
-                .bytes()
-                .all(|b| b.is_ascii_uppercase())
-        {
-            ctx.outcome = Outcome::BadRequest;
-            return self
-                .reject(
-                    session,
-                    ctx,
-                    400,
-                    "method must be an uppercase name on this route",
-                )
-                .await;
-        }
-
-        // 2. The token, checked for shape before anything else.
-        let token = match bearer_token(session.req_header()) {
-            Ok(t) => t,
-            Err(msg) => {
-                // Counted with the store's refusals, so the reasons add up to every denial.
-                let reason = if msg == MISSING_AUTHORIZATION {
-                    "missing_token"
-                } else {
-                    "malformed_token"
-                };
-                self.metrics.denied.with_label_values(&[reason]).inc();
-                return self.reject(session, ctx, 401, msg).await;
-            }
-        };
-        ctx.token_ids = Some((token.identity_id, token.token_id));
-
-        // 3. Who is asking, seen through trusted proxies only.
-        let client_ip = Self::client_ip(&p, session);
-
-        // 5 (resolved early so the store sees it in the same atomic step as 4).
-        //   Every claim is read: the request head, and the body unless the
-        //   route declares its bodies carry no project.
-        let body_claims = match Self::body_claims(&p, session, route.body, by_method).await {
-            Ok(claims) => claims,
-            Err((status, why)) => {
-                ctx.outcome = Outcome::BadRequest;
-                return self.reject(session, ctx, status, why).await;
-            }
-        };
-        let h = session.req_header();
-        let raw = h.raw_path();
-        let resolution =
-            p.projects
-                .resolve(span.path(raw), span.query(raw), &h.headers, &body_claims);
-        let project = match project::decide(resolution, route.project) {
-            Ok(p) => p,
-            Err(why) => {
-                ctx.outcome = Outcome::BadRequest;
-                return self.reject(session, ctx, 400, why).await;
-            }
-        };
-
-        // 4. One atomic check-and-consume, project membership included.
-        let started = Instant::now();
-        let outcome = self
-            .store
-            .authenticate(&AuthRequest {
-                token: &token,
-                client_ip,
-                now: self.store.now(),
-                project: project.as_deref(),
-                needs: route.needs(session.req_header().method.as_str()),
-                route_rate_limit: route.rate_limit,
-            })
-            .await;
-        self.metrics
-            .auth_seconds
-            .observe(started.elapsed().as_secs_f64());
-        let grant = match outcome {
-            Ok(Ok(grant)) => grant,
-            Ok(Err(deny)) => {
-                self.metrics.denied.with_label_values(&[deny.code()]).inc();
-                if ctx.policy.access_log.is_on() {
-                    ctx.reason = Some(deny.code().to_string());
-                }
-                let headers = match &deny {
-                    Deny::RateLimited(r) => r.headers().to_vec(),
-                    _ => Vec::new(),
-                };
-                return self
-                    .reject_with(session, ctx, deny.status(), &deny.message(), &headers)
-                    .await;
-            }
-            Err(e) => {
-                // Fail closed: without the store nobody is let through.
-                self.metrics.store_errors.inc();
-                log::error!("token store error for {}: {e}", token.token_id);
-                ctx.outcome = Outcome::StoreError;
-                return self
-                    .reject(session, ctx, 503, "token store unavailable")
-                    .await;
-            }
-        };
-        ctx.outcome = Outcome::Forwarded;
-        ctx.auth = Some(Authenticated {
-            identity_id: token.identity_id,
-            token_id: token.token_id,
-            grant,
-            project,
-            client_ip,
-        });
-        Ok(false)
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
@@ -704,7 +889,7 @@ impl ProxyHttp for Gateway {
                 project: a.project.as_deref(),
                 client_ip: a.client_ip,
             };
-            headers::inject(req, &p.injected, &caller)?;
+            headers::inject(&p.injected, &caller, |n, v| req.insert_header(n, v))?;
         }
         ctx.upstream_sent = Some(std::time::Instant::now());
         Ok(())

@@ -98,18 +98,24 @@ pub struct Caller<'a> {
     pub client_ip: IpAddr,
 }
 
-/// Injects the identity (and project) of an authenticated request.
-pub fn inject(req: &mut RequestHeader, names: &Injected, c: &Caller<'_>) -> pingora::Result<()> {
+/// Hands each header of an authenticated request's identity (and project) to
+/// `put`: onto the request sent upstream, or onto the answer to an auth
+/// subrequest (forward-auth mode).
+pub fn inject(
+    names: &Injected,
+    c: &Caller<'_>,
+    mut put: impl FnMut(Bytes, HeaderValue) -> pingora::Result<()>,
+) -> pingora::Result<()> {
     let (identity_id, token_id, grant, project) = (c.identity_id, c.token_id, c.grant, c.project);
-    req.insert_header(names.identity_id.clone(), id_value(identity_id))?;
-    req.insert_header(names.identity_name.clone(), value(&grant.identity_name))?;
-    req.insert_header(names.org_role.clone(), value(&grant.org_role))?;
-    req.insert_header(names.token_id.clone(), id_value(token_id))?;
+    put(names.identity_id.clone(), id_value(identity_id))?;
+    put(names.identity_name.clone(), value(&grant.identity_name))?;
+    put(names.org_role.clone(), value(&grant.org_role))?;
+    put(names.token_id.clone(), id_value(token_id))?;
     if let (Some(p), Some(roles)) = (project, &grant.project_roles) {
-        req.insert_header(names.project_id.clone(), value(p))?;
-        req.insert_header(names.project_role.clone(), value(roles))?;
+        put(names.project_id.clone(), value(p))?;
+        put(names.project_role.clone(), value(roles))?;
     }
-    req.insert_header(names.client_ip.clone(), value(&c.client_ip.to_string()))?;
+    put(names.client_ip.clone(), value(&c.client_ip.to_string()))?;
     Ok(())
 }
 
@@ -167,7 +173,10 @@ mod tests {
             project: Some("p1"),
             client_ip: "10.1.2.3".parse().unwrap(),
         };
-        inject(&mut req, &Injected::new(&names()), &caller).unwrap();
+        inject(&Injected::new(&names()), &caller, |n, v| {
+            req.insert_header(n, v)
+        })
+        .unwrap();
         let h = &req.headers;
         assert_eq!(h["x-tokengate-identity-id"], iid.to_string().as_str());
         assert_eq!(h["x-tokengate-token-id"], tid.to_string().as_str());

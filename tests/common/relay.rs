@@ -64,7 +64,7 @@ impl Relay {
                     continue;
                 };
                 if let (Ok(c3), Ok(s3)) = (client.try_clone(), server.try_clone()) {
-                    sockets.lock().unwrap().extend([c3, s3]);
+                    sockets.lock().expect("relay sockets").extend([c3, s3]);
                 }
                 std::thread::spawn(move || copy(client, server));
                 let (mode, lost) = (mode.clone(), lost.clone());
@@ -145,7 +145,7 @@ impl Drop for Relay {
         self.stop.store(true, Ordering::SeqCst);
         // Wakes the accept loop so it sees `stop`.
         let _ = TcpStream::connect(&self.addr);
-        for s in self.sockets.lock().unwrap().drain(..) {
+        for s in self.sockets.lock().expect("relay sockets").drain(..) {
             let _ = s.shutdown(Shutdown::Both);
         }
     }
