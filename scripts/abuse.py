@@ -266,7 +266,8 @@ class Redis:
         stop_proc(self.proc)
 
 
-def gateway_yaml(ports, work, max_connections=MAX_CONNECTIONS, max_identities=100000, name="gw", lockout=True):
+def gateway_yaml(ports, work, max_connections=MAX_CONNECTIONS, max_identities=100000, name="gw", lockout=True,
+                 log_level="info"):
     proxy, admin, upstream, redis = ports
     return (
         "server:\n"
@@ -290,17 +291,21 @@ def gateway_yaml(ports, work, max_connections=MAX_CONNECTIONS, max_identities=10
         f"project: {{max_body_bytes: {PROJECT_BODY_LIMIT}}}\n"
         "access_log: {destination: off}\n"
         "audit: {destination: off}\n"
+        f"log: {{format: text, level: '{log_level}'}}\n"
     )
 
 
 class Gateway:
-    def __init__(self, binary, yaml, work, name, proxy, admin, log_level):
+    def __init__(self, binary, yaml, work, name, proxy, admin):
         self.proxy, self.admin = proxy, admin
         self.cfg = os.path.join(work, f"{name}.yaml")
         with open(self.cfg, "w") as f:
             f.write(yaml)
+        self.yaml = yaml
         self.log = os.path.join(work, f"{name}.log")
-        env = dict(os.environ, TOKENGATE_ADMIN_KEY=ADMIN_KEY, RUST_LOG=log_level, MIMALLOC_PURGE_DELAY="0")
+        # The level comes from the file (log.level), so a reload can change it.
+        env = dict(os.environ, TOKENGATE_ADMIN_KEY=ADMIN_KEY, MIMALLOC_PURGE_DELAY="0")
+        env.pop("RUST_LOG", None)
         self.proc = subprocess.Popen([binary, "serve", "--config", self.cfg], cwd=work, env=env,
                                      stdout=subprocess.DEVNULL, stderr=open(self.log, "w"))
         wait_port(proxy, self.proc)
@@ -317,6 +322,17 @@ class Gateway:
                 except ValueError:
                     pass
         return out
+
+    def reload(self, yaml):
+        """Rewrites the config file and reloads it (POST /reload)."""
+        with open(self.cfg, "w") as f:
+            f.write(yaml)
+        st, _, body = call(self.admin, "POST", "/reload", token=ADMIN_KEY)
+        if st != 200:
+            raise Broken(f"reload: {st} {body[:200]!r}")
+
+    def log_bytes(self):
+        return os.path.getsize(self.log)
 
     def stop(self):
         stop_proc(self.proc)
@@ -713,9 +729,9 @@ class Run:
             used = set(self.ports.values())
             proxy, admin = free_ports(self.args.port_base, 2, avoid=used)
             yaml = gateway_yaml((proxy, admin, self.ports["upstream"], self.ports["redis"]), self.work,
-                                name=name, **config)
+                                name=name, log_level=self.args.log_level, **config)
             try:
-                return Gateway(binary, yaml, self.work, name, proxy, admin, self.args.log_level)
+                return Gateway(binary, yaml, self.work, name, proxy, admin)
             except Broken:
                 with open(os.path.join(self.work, f"{name}.log")) as f:
                     if "in use" not in f.read() or attempt == 2:
@@ -753,7 +769,8 @@ class Run:
     def snapshot(self):
         """Starts counting: Redis commands (from zero), the gateway's CPU and metrics."""
         self.redis.reset_stats()
-        return {"t": time.monotonic(), "cpu": cpu_seconds(self.gw.proc.pid), "m": self.gw.metrics()}
+        return {"t": time.monotonic(), "cpu": cpu_seconds(self.gw.proc.pid), "m": self.gw.metrics(),
+                "log": self.gw.log_bytes()}
 
     def since(self, snap, background):
         """What happened since `snap`: seconds, gateway CPU seconds, Redis
@@ -766,7 +783,8 @@ class Run:
         return {"seconds": dt, "cpu": cpu_seconds(self.gw.proc.pid) - snap["cpu"], "redis": redis,
                 "evalsha": redis.get("evalsha", 0) + redis.get("eval", 0),
                 "hits": d("tokengate_store_cache_hits_total"), "misses": d("tokengate_store_cache_misses_total"),
-                "forwarded": d("tokengate_requests_total", outcome="forwarded")}
+                "forwarded": d("tokengate_requests_total", outcome="forwarded"),
+                "log": self.gw.log_bytes() - snap["log"]}
 
     def part_flood(self):
         a = self.args
@@ -807,7 +825,8 @@ class Run:
             per_kind.append(row)
             self.note_statuses(f"kind {name}", statuses)
             print(f"  {name:<34} {fmt_statuses(statuses):<12} Redis {fmt_counts(row['redis'])} "
-                  f"({row['evalsha'] / a.per_kind:.2f} EVALSHA/req), cache hits {row['hits']:g} misses {row['misses']:g}",
+                  f"({row['evalsha'] / a.per_kind:.2f} EVALSHA/req), cache hits {row['hits']:g} misses {row['misses']:g}, "
+                  f"log {row['log'] / a.per_kind:.0f} B/req",
                   flush=True)
             if row["forwarded"]:
                 self.fail(f"flood kind {name}: {row['forwarded']:g} requests forwarded")
@@ -823,7 +842,23 @@ class Run:
         if flood_alone["forwarded"]:
             self.fail(f"flood alone: {flood_alone['forwarded']:g} invalid requests forwarded")
         print(f"  flood alone: {flood_alone['rps']:.0f} req/s {fmt_statuses(flood_alone['statuses'])}, "
-              f"gateway CPU {flood_alone['cpu_us']:.0f} us/req, Redis {fmt_counts(flood_alone['redis'])}", flush=True)
+              f"gateway CPU {flood_alone['cpu_us']:.0f} us/req, process log {flood_alone['log'] / max(1, flood_alone['requests']):.0f} "
+              f"B/req, Redis {fmt_counts(flood_alone['redis'])}", flush=True)
+
+        # The same at log level warn (a reload), for what the process log's
+        # line per refusal costs; then back.
+        quiet = None
+        if a.log_level != "warn":
+            self.check_budget("the flood alone at warn")
+            self.gw.reload(self.gw.yaml.replace(f"level: '{a.log_level}'}}", "level: 'warn'}"))
+            snap = self.snapshot()
+            quiet = self.load(flood_list, a.flood_clients, 0, "flood-alone-warn").run()
+            quiet.update(self.since(snap, background))
+            quiet["cpu_us"] = quiet["cpu"] / max(1, quiet["requests"]) * 1e6
+            self.gw.reload(self.gw.yaml)
+            self.note_statuses("flood alone at warn", quiet["statuses"])
+            print(f"  flood alone, log level warn: {quiet['rps']:.0f} req/s, gateway CPU {quiet['cpu_us']:.0f} us/req, "
+                  f"process log {quiet['log'] / max(1, quiet['requests']):.0f} B/req", flush=True)
 
         # Rounds: valid alone, valid + fixed-rate flood, valid + unthrottled flood.
         rounds = []
@@ -861,7 +896,7 @@ class Run:
                       f"p99 {v['p99_ms']:.2f} ms {fmt_statuses(v['statuses'])}{extra}; EVALSHA {seen['evalsha']}, "
                       f"cache hits {seen['hits']:g} misses {seen['misses']:g}, gateway CPU {seen['cpu']:.1f} s", flush=True)
             rounds.append(row)
-        self.report["flood"] = {"background": background, "per_kind": per_kind, "alone": flood_alone,
+        self.report["flood"] = {"background": background, "per_kind": per_kind, "alone": flood_alone, "quiet": quiet,
                                 "rounds": rounds, "rate": rate, "kinds": list(kinds)}
 
     # -------------------------------------------------------------- part 2
@@ -879,6 +914,7 @@ class Run:
             counts = {k: int(v * scale) for k, v in counts.items()}
             print(f"  open-file limit {soft}: scaled down to {counts}")
         pid = self.gw.proc.pid
+        log_at = self.gw.log_bytes()
         self.check_budget("the connection baseline")
         time.sleep(1)
         rss_before = rss_kib(pid)
@@ -918,12 +954,19 @@ class Run:
         rss_after10 = rss_kib(pid)
         m = self.gw.metrics()
         groups = holder.summary()
+        errors = {}
+        with open(self.gw.log, "rb") as f:
+            f.seek(log_at)
+            for line in f:
+                if b" ERROR " in line:
+                    why = line.split(b"cause:", 1)[-1].split(b",", 1)[0].strip().decode("latin-1", "replace")[:80]
+                    errors[why] = errors.get(why, 0) + 1
         self.report["connections"] = {
             "rss_before": rss_before, "rss_during": max(rss_samples), "rss_after": rss_after,
             "rss_after10": rss_after10,
             "open_metric": held_metric, "fds": fds, "opened_s": opened_s, "base": base,
             "during": during, "groups": groups, "after_open_metric": metric(m, "tokengate_open_connections"),
-            "requested": counts, "during_s": max(a.duration, HEADER_TIMEOUT + 4),
+            "requested": counts, "during_s": max(a.duration, HEADER_TIMEOUT + 4), "errors": errors,
         }
         for g in groups:
             print(f"  {g['kind']:<17} opened {g['opened']:5d} (reopened {g['reopened']}), closed by the gateway "
@@ -932,6 +975,7 @@ class Run:
         print(f"  gateway RSS {rss_before / 1024:.1f} -> {max(rss_samples) / 1024:.1f} -> {rss_after / 1024:.1f} "
               f"-> {rss_after10 / 1024:.1f} MiB (before, most while held, 3 s and 10 s after); "
               f"open connections (metric) {held_metric:g}, fds {fds}", flush=True)
+        print(f"  process log lines at ERROR meanwhile: {errors}", flush=True)
         for name, r in (("baseline", base), ("during", during)):
             if r["keepalive"]["statuses"].get(200, 0) == 0:
                 self.fail(f"connections {name}: no valid keep-alive request succeeded")
@@ -1529,16 +1573,23 @@ def write_doc(run, path, started, mach, finished_load, version):
           f" new upstream connection per request, since the demo upstream speaks HTTP/1.0), {fa['cpu_us']:.0f} µs for"
           f" a flood one (the flood alone, unthrottled). Where the gateway's CPU is what bounds valid traffic,"
           f" about {valid_cpu / max(1e-9, fa['cpu_us']):.1f} flood requests take the CPU of one valid request, so a"
-          f" flood at {0.1 * valid_cpu / max(1e-9, fa['cpu_us']):.1f} times the valid rate would cost it 10%"
-          " (an estimate from CPU time, not a measurement).")
+          f" flood at {0.1 * valid_cpu / max(1e-9, fa['cpu_us']):.1f} times the rate at which valid traffic saturates"
+          " the gateway would take 10% of its CPU (an estimate from CPU time, not a measurement).")
         w("- Here the valid rate is bounded by the Python upstream and the wake-ups along the chain, not by the"
-          " gateway's CPU, so the ratios above measure the shared machine more than the gateway. Valid throughput"
-          " rising under the unthrottled flood was seen in every trial run; CPU spinners at nice 19 beside the"
-          " gateway did not do it (checked by hand), so the likely cause is that the gateway's worker threads never"
-          " sleep under a flood and pick valid work up without a wake-up.")
+          " gateway's CPU, so the ratios above measure the shared machine more than the gateway.")
+        if ratios["unthrottled"] and statistics.median(ratios["unthrottled"]) > 1:
+            w("  Valid throughput rose under the unthrottled flood; CPU spinners at nice 19 beside the gateway did"
+              " not do that when tried by hand, so a likely cause is that the gateway's worker threads never sleep"
+              " under a flood and pick valid work up without a wake-up.")
         w(f"- The flood alone, unthrottled: {fa['rps']:.0f} req/s, {fmt_statuses(fa['statuses'])},"
           f" {fa['forwarded']:g} forwarded; Redis commands: {fmt_counts(fa['redis'])}"
           f" ({fa['evalsha'] / max(1, fa['requests']):.3f} `EVALSHA` per flood request).")
+        q = f.get("quiet")
+        w(f"- The process log at level `{a.log_level}` took {fa['log'] / max(1, fa['requests']):.0f} bytes per flood request"
+          f" ({fa['log'] / 1e6:.1f} MB in {fa['seconds']:.0f} s): every refusal is one line."
+          + (f" The same flood at level `warn` (changed by a reload): {q['rps']:.0f} req/s,"
+             f" {q['cpu_us']:.0f} µs of gateway CPU and {q['log'] / max(1, q['requests']):.0f} log bytes per request."
+             if q else ""))
         w(f"- With no traffic the gateway sends Redis {fmt_rates(f['background'])} per second (`PING` is the near")
         w("  cache's keep-alive); that background is subtracted from every count, and `PING` left out.")
         w("")
@@ -1546,11 +1597,12 @@ def write_doc(run, path, started, mach, finished_load, version):
         w("commands from `INFO commandstats` after `CONFIG RESETSTAT`; Redis counts the commands a script runs")
         w("as well, so an `HGET` next to an `EVALSHA` is inside it, not another round trip.")
         w("")
-        w("| kind | statuses | Redis commands | EVALSHA per request | near-cache hits / misses | forwarded |")
-        w("|---|---|---|---:|---|---:|")
+        w("| kind | statuses | Redis commands | EVALSHA per request | near-cache hits / misses | forwarded | log bytes per request |")
+        w("|---|---|---|---:|---|---:|---:|")
         for k in f["per_kind"]:
             w(f"| {k['kind']} | {fmt_statuses(k['statuses'])} | {fmt_counts(k['redis'])} | "
-              f"{k['evalsha'] / max(1, k['requests']):.2f} | {k['hits']:g} / {k['misses']:g} | {k['forwarded']:g} |")
+              f"{k['evalsha'] / max(1, k['requests']):.2f} | {k['hits']:g} / {k['misses']:g} | {k['forwarded']:g} | "
+              f"{k['log'] / max(1, k['requests']):.0f} |")
         w("")
         huge = next((k for k in f["per_kind"] if k["kind"].startswith("40 KiB")), None)
         if huge and set(huge["statuses"]) != {431}:
@@ -1625,6 +1677,11 @@ def write_doc(run, path, started, mach, finished_load, version):
           f" 10 s after the last closed"
           f" (`MIMALLOC_PURGE_DELAY=0`). `tokengate_open_connections` read {c['open_metric']:g} once all were open"
           f" ({c['fds']} open fds in the gateway), {c['after_open_metric']:g} after.")
+        w("")
+        n_err = sum(c["errors"].values())
+        w(f"The gateway's process log got {n_err} lines at ERROR meanwhile"
+          + (": " + ", ".join(f"{v} \"{k}\"" for k, v in sorted(c["errors"].items(), key=lambda kv: -kv[1])) if n_err else "")
+          + " (Pingora's `Fail to proxy` for each connection it cut, and for requests wrk left in flight).")
         w("")
     s = r.get("small")
     if s:
