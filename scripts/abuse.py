@@ -24,7 +24,8 @@ unlimited token through the management API; then measures, in four parts:
    max_connections shows what one address can take, and with a small near
    cache what a flood of unknown identities does to it.
 3. Oversized input: headers over 32 KiB (431), bodies over the project body
-   limit and the management body limit (413), none of them forwarded.
+   limit and the management body limit (413), none of them forwarded; and
+   bodies declared large but never sent: the gateway's RSS per connection.
 4. Failed admin authentication lockout from one address, the lockout metric,
    and another loopback address (127.0.0.2) still served.
 Parts 3 and 4 check correctness only and can run on another build
@@ -44,7 +45,8 @@ else guessed from the path), --duration [DURATION] s per load phase (8),
 fixed-rate flood (default: the valid clients' own rate), --per-kind
 [PER_KIND] requests per token kind (400), --idle [IDLE] (2000), --slow
 [SLOW] (2000), --keepalive [KEEPALIVE] (500), --slow-second [SLOW_SECOND]
-(250), --slow-body [SLOW_BODY] (250), --budget [BUDGET] s for the whole run
+(250), --slow-body [SLOW_BODY] (250), --declared [DECLARED] connections
+per declared-body case (300), --budget [BUDGET] s for the whole run
 (420), --port-base [PORT_BASE] (48500), --loadgen wrk|python (wrk when
 installed), --log-level [LOG_LEVEL] of the gateway (info, its default),
 --parts (1,2,3,4), --doc (docs/abuse.md; "" for none).
@@ -125,6 +127,7 @@ def parse_args():
     ap.add_argument("--keepalive", type=int, default=env_default("KEEPALIVE", 500, int))
     ap.add_argument("--slow-second", type=int, default=env_default("SLOW_SECOND", 250, int))
     ap.add_argument("--slow-body", type=int, default=env_default("SLOW_BODY", 250, int))
+    ap.add_argument("--declared", type=int, default=env_default("DECLARED", 300, int))
     ap.add_argument("--slow-interval", type=float, default=3.0, help="seconds between a slow client's bytes")
     ap.add_argument("--budget", type=float, default=env_default("BUDGET", 420, float))
     ap.add_argument("--port-base", type=int, default=env_default("PORT_BASE", 48500, int))
@@ -693,6 +696,9 @@ class Run:
     def check_budget(self, what):
         if time.monotonic() > self.end:
             raise Budget(f"budget of {self.args.budget:g} s spent before {what}")
+        for gw in (self.gw, getattr(self, "gw2", None), getattr(self, "gw3", None)):
+            if gw is not None and gw.proc.poll() is not None:
+                raise Broken(f"a gateway exited (status {gw.proc.returncode}) before {what}; its log: {gw.log}")
 
     def fail(self, why):
         print(f"  CORRECTNESS FAILURE: {why}", flush=True)
@@ -1191,6 +1197,61 @@ class Run:
         print(f"  identities named abuse-big afterwards (only the 900 KiB control may create one): {created}", flush=True)
         if created is not None and created > 1:
             self.fail("an oversized management body created an identity")
+        self.report["oversized"]["declared"] = self.declared_bodies()
+
+    def declared_bodies(self):
+        """Bodies declared large and never sent: connections that send a
+        request header with a Content-Length and one byte of body, held
+        open; the gateway's RSS per connection shows what it sets aside."""
+        a = self.args
+        port, pid = self.ports["proxy3"], self.gw3.proc.pid
+        auth = f"Authorization: Bearer {self.token}\r\n"
+        cases = [
+            ("management POST, no credentials, declares 1 MiB", "/api/v1/identities", MANAGEMENT_BODY_LIMIT, ""),
+            ("management POST, no credentials, declares 4 KiB", "/api/v1/identities", 4096, ""),
+            ("proxied POST, no token, declares 64 KiB", "/v1/things", PROJECT_BODY_LIMIT, ""),
+            ("proxied POST, valid token, declares 64 KiB", "/v1/things", PROJECT_BODY_LIMIT, auth),
+        ]
+        rows = []
+        for name, path, length, extra in cases:
+            self.check_budget(f"declared bodies: {name}")
+            time.sleep(1)
+            rss0 = rss_kib(pid)
+            socks = []
+            try:
+                for _ in range(a.declared):
+                    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+                    s.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}Content-Type: application/json\r\n"
+                              f"Content-Length: {length}\r\n\r\n{{".encode())
+                    socks.append(s)
+                peak = rss0
+                for _ in range(8):
+                    time.sleep(0.5)
+                    peak = max(peak, rss_kib(pid))
+                answered = {}
+                sel = selectors.DefaultSelector()
+                for s in socks:
+                    s.setblocking(False)
+                    sel.register(s, selectors.EVENT_READ)
+                for key, _ in sel.select(timeout=0):
+                    try:
+                        first = key.fileobj.recv(200).split(b"\r\n", 1)[0].decode("latin-1")[:30] or "closed"
+                    except OSError:
+                        first = "reset"
+                    answered[first] = answered.get(first, 0) + 1
+                sel.close()
+            finally:
+                for s in socks:
+                    s.close()
+            time.sleep(3)
+            after = rss_kib(pid)
+            per = (peak - rss0) / max(1, len(socks))
+            rows.append({"case": name, "connections": len(socks), "declared": length, "rss0": rss0, "peak": peak,
+                         "after": after, "per_conn_kib": per, "answered": answered})
+            print(f"  {name:<50} {len(socks)} held: RSS {rss0 / 1024:.0f} -> {peak / 1024:.0f} MiB "
+                  f"({per:.0f} KiB per connection), {after / 1024:.0f} MiB 3 s after closing; answered before the "
+                  f"body: {answered or 'none'}", flush=True)
+        return rows
 
     # -------------------------------------------------------------- part 4
     def part_lockout(self):
@@ -1709,6 +1770,27 @@ def write_doc(run, path, started, mach, finished_load, version):
         w("")
         w(f"Identities named `abuse-big` afterwards: {o['big_identities']} (only the 900 KiB control could create one).")
         w("")
+        d = o.get("declared")
+        if d:
+            w("**Bodies declared but not sent.** Connections that each send a request header with a `Content-Length`")
+            w("and one byte of body, then nothing (held 4 s, the gateway's RSS sampled every 0.5 s):")
+            w("")
+            w("| request | connections | RSS before | RSS at most | per connection | 3 s after closing | answered before the body |")
+            w("|---|---:|---:|---:|---:|---:|---|")
+            for row in d:
+                w(f"| {row['case']} | {row['connections']} | {row['rss0'] / 1024:.0f} MiB | {row['peak'] / 1024:.0f} MiB | "
+                  f"{row['per_conn_kib']:.0f} KiB | {row['after'] / 1024:.0f} MiB | "
+                  f"{', '.join(f'{k}: {v}' for k, v in row['answered'].items()) or 'none'} |")
+            w("")
+            big = d[0]
+            if big["per_conn_kib"] > 256:
+                w(f"A management request's body is read before its caller is authenticated, and the gateway sets aside"
+                  f" what the `Content-Length` declares, up to the 1 MiB limit: about {big['per_conn_kib'] / 1024:.1f} MiB"
+                  f" per connection here, from a client that sent some 150 bytes and no credentials. At the default"
+                  f" `max_connections` (50,000) that is tens of GiB, held for the body timeout (as long as"
+                  f" `header_timeout_seconds`) and renewed by reconnecting. Proxied routes refuse a request without a"
+                  f" valid token before reading its body.")
+                w("")
     lk = r.get("lockout")
     if lk:
         w("## 4. Failed management authentication lockout")
