@@ -1645,6 +1645,11 @@ def write_doc(run, path, started, mach, finished_load, version):
         w(f"- The flood alone, unthrottled: {fa['rps']:.0f} req/s, {fmt_statuses(fa['statuses'])},"
           f" {fa['forwarded']:g} forwarded; Redis commands: {fmt_counts(fa['redis'])}"
           f" ({fa['evalsha'] / max(1, fa['requests']):.3f} `EVALSHA` per flood request).")
+        per_flood = [row["unthrottled"]["evalsha"] / max(1, row["unthrottled"]["flood"]["requests"]) for row in f["rounds"]]
+        w(f"- `EVALSHA` per flood request with valid traffic running (unthrottled phases, median):"
+          f" {statistics.median(per_flood):.3f}, against {fa['evalsha'] / max(1, fa['requests']):.3f} for the flood alone:"
+          " valid requests keep the identity in the near cache, so there a wrong secret for the real token is"
+          " refused from the cache (see the kinds below).")
         q = f.get("quiet")
         w(f"- The process log at level `{a.log_level}` took {fa['log'] / max(1, fa['requests']):.0f} bytes per flood request"
           f" ({fa['log'] / 1e6:.1f} MB in {fa['seconds']:.0f} s): every refusal is one line."
@@ -1672,7 +1677,7 @@ def write_doc(run, path, started, mach, finished_load, version):
             w("")
         free = [k["kind"] for k in f["per_kind"] if not k["redis"]]
         costly = [k["kind"] for k in f["per_kind"] if k["redis"]]
-        w(f"No store command at all: {', '.join(free) or 'none'}. One store call per request: {', '.join(costly) or 'none'}")
+        w(f"No store command at all: {'; '.join(free) or 'none'}. One store call per request: {'; '.join(costly) or 'none'}")
         w("(a well-formed token, checksum right, is looked up unless the near cache decides it; a refusal is")
         w("never kept in the cache, and the gateway's own write of the token's uses, once a second, drops the")
         w("identity from it, so without valid traffic refilling it a wrong secret goes to Redis too).")
@@ -1742,7 +1747,8 @@ def write_doc(run, path, started, mach, finished_load, version):
         n_err = sum(c["errors"].values())
         w(f"The gateway's process log got {n_err} lines at ERROR meanwhile"
           + (": " + ", ".join(f"{v} \"{k}\"" for k, v in sorted(c["errors"].items(), key=lambda kv: -kv[1])) if n_err else "")
-          + " (Pingora's `Fail to proxy` for each connection it cut, and for requests wrk left in flight).")
+          + " (Pingora's `Fail to proxy`: one per connection cut after part of a request header had arrived,"
+          " none for silent ones, and one per request a load run left in flight when it stopped).")
         w("")
     s = r.get("small")
     if s:
