@@ -453,16 +453,27 @@ impl Api {
         }
     }
 
+    /// The 429 for an address locked out after repeated failed
+    /// authentication (`admin.lockout`), if `ip` is; checked before anything
+    /// of the request is read.
+    pub fn locked_out(&self, ip: IpAddr, now: Millis, req_id: &str) -> Option<ApiResponse> {
+        let wait_ms = self.lockout.check(ip, now).err()?;
+        let secs = wait_ms.div_ceil(1000);
+        Some(
+            ApiError::StatusWith(
+                429,
+                format!("too many failed authentications from this address; try again in {secs} s"),
+                vec![("retry-after", secs.to_string())],
+            )
+            .into_response(req_id),
+        )
+    }
+
     /// Answers one management request and writes its audit records. Never
     /// panics and never answers 500.
     pub async fn handle(&self, req: &ApiRequest<'_>, audit: &AuditLog) -> ApiResponse {
-        if let Err(wait_ms) = self.lockout.check(req.client_ip, req.now) {
-            let secs = wait_ms.div_ceil(1000);
-            return ApiError::Status(
-                429,
-                format!("too many failed authentications from this address; try again in {secs} s"),
-            )
-            .into_response(req.req_id);
+        if let Some(refused) = self.locked_out(req.client_ip, req.now, req.req_id) {
+            return refused;
         }
         let changes = Changes::new(audit.is_on());
         let (resp, refusal) = match self.dispatch(req, &changes, audit).await {

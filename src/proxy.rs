@@ -314,7 +314,9 @@ impl Gateway {
             return BodyRead::Refused(413, "request body too large");
         }
         session.as_downstream_mut().enable_retry_buffering();
-        let mut body = Vec::with_capacity(declared.unwrap_or(0).min(limit));
+        // Grown as bytes arrive: a declared length reserves nothing, so a
+        // client that announces a large body and sends none costs nothing.
+        let mut body = Vec::with_capacity(declared.unwrap_or(0).min(limit).min(16 * 1024));
         loop {
             match session.as_downstream_mut().read_request_body().await {
                 Ok(Some(chunk)) => {
@@ -610,14 +612,19 @@ impl Gateway {
     ) -> Result<bool> {
         ctx.outcome = Outcome::Management;
         let p = Arc::clone(&ctx.policy);
+        let client_ip = Self::client_ip(&p, session);
+        let req_id = ctx.req_id().to_string();
+        // A locked-out address is refused before its body is waited for.
+        if let Some(resp) = self.api.locked_out(client_ip, self.store.now(), &req_id) {
+            write_json(session, resp.status, resp.body, &req_id, &resp.headers).await?;
+            return Ok(true);
+        }
         let body = match Self::read_body(session, MAX_MANAGEMENT_BODY, Self::body_deadline(&p))
             .await
         {
             BodyRead::Complete(body) => body,
             BodyRead::Refused(status, why) => return self.reject(session, ctx, status, why).await,
         };
-        let client_ip = Self::client_ip(&p, session);
-        let req_id = ctx.req_id().to_string();
         let h = session.req_header();
         let req = ApiRequest {
             method: h.method.as_str(),

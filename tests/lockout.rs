@@ -17,7 +17,8 @@ fn repeated_failed_authentication_locks_the_address_out_for_a_while() {
     let gw = Gateway::start(
         GatewayConfig::embedded_temp()
             .upstream(&upstream.url())
-            .admin_extra("lockout: {threshold: 3, window_seconds: 60, duration_seconds: 2}\n"),
+            .admin_extra("lockout: {threshold: 3, window_seconds: 60, duration_seconds: 2}\n")
+            .server_extra("header_timeout_seconds: 2\n"),
     );
     let (_, token) = gw.admin().identity_with_token("member", json!({}));
     let guesser = Admin::with_token(&gw.url(), "not-the-admin-key");
@@ -34,6 +35,16 @@ fn repeated_failed_authentication_locks_the_address_out_for_a_while() {
         "{}",
         resp.body
     );
+    let wait: u64 = resp.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=2).contains(&wait), "Retry-After: {wait}");
+    // Refused before its body is waited for (or memory set aside for it): a
+    // body announced and never sent gets the 429, not the body's 408.
+    let announced = raw_http_resp(
+        &gw.addr(),
+        "POST /api/v1/identities HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: 1000000\r\nConnection: close\r\n\r\n{",
+    );
+    assert_eq!(announced.status, 429, "{}", announced.body);
     // Renewals from the address too: guessing tokens is the same attack.
     assert_eq!(gw.admin().renew(&token.access_token).status, 429);
     // The proxied API is not the management API: it is not locked.

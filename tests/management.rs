@@ -666,6 +666,22 @@ fn case_token_auth(cfg: GatewayConfig) {
         json!({"accessTokenTTL": 0, "accessTokenMaxTTL": 0, "accessTokenPeriod": 0}),
     );
     assert_eq!(edge["accessTokenTTL"], 0);
+    // JSON has one number type: a whole number written with a fraction is
+    // still a whole number; a fraction is not.
+    let whole = a.update_token_auth(
+        &other,
+        json!({"accessTokenTTL": 3600.0, "accessTokenMaxTTL": 7.2e3}),
+    );
+    assert_eq!(whole["accessTokenTTL"], 3600);
+    assert_eq!(whole["accessTokenMaxTTL"], 7200);
+    env.refused(
+        &a.call(
+            "PATCH",
+            &token_auth_path(&other),
+            Some(json!({"accessTokenTTL": 1.5})),
+        ),
+        422,
+    );
 
     // Unknown identity.
     for missing in [unknown_id(), "nope".to_string()] {
@@ -1560,6 +1576,15 @@ fn case_callers(cfg: GatewayConfig) {
                 None,
             );
             assert_eq!(resp.status, status, "{method} {path}: {}", resp.body);
+            if status == 405 {
+                // RFC 9110: a 405 names the methods the route answers.
+                let allow = resp.header("allow").unwrap_or_default();
+                assert!(
+                    !allow.is_empty() && !allow.contains(method),
+                    "{method} {path}: Allow {allow:?}"
+                );
+                assert!(resp.body.contains(allow), "{}", resp.body);
+            }
             env.refused(&resp, status);
         }
     }

@@ -9,6 +9,10 @@ use serde_json::{Map, Value};
 
 /// The longest identity or token name.
 pub const MAX_NAME_CHARS: usize = 64;
+/// The largest whole number a JSON number written with a fraction or an
+/// exponent is taken as: 2^53, past which doubles skip integers.
+const MAX_EXACT_DOUBLE: f64 = 9_007_199_254_740_992.0;
+
 /// The longest role slug.
 pub const MAX_SLUG_CHARS: usize = 64;
 /// The longest organization or project id.
@@ -82,8 +86,16 @@ impl<'v> Fields<'v> {
     pub fn u64(&self, key: &str) -> Result<Option<u64>, FieldError> {
         match self.get(key) {
             None => Ok(None),
+            // `3600.0` and `36e2` are whole numbers too (JSON has one number
+            // type; OpenAPI's integer and Infisical accept them): exactly,
+            // within the range a double holds without rounding.
             Some(v) => v
                 .as_u64()
+                .or_else(|| {
+                    v.as_f64()
+                        .filter(|f| f.fract() == 0.0 && (0.0..=MAX_EXACT_DOUBLE).contains(f))
+                        .map(|f| f as u64)
+                })
                 .map(Some)
                 .ok_or_else(|| self.err(key, "must be a non-negative integer")),
         }

@@ -16,6 +16,9 @@ use serde_json::{Map, Value};
 pub(crate) enum ApiError {
     /// A client-facing refusal with its status.
     Status(u16, String),
+    /// The same, with headers that go with the status (`Allow` on a 405,
+    /// `Retry-After` on a lockout's 429).
+    StatusWith(u16, String, Vec<(&'static str, String)>),
     /// 422 naming the offending field.
     Validation(FieldError),
     /// The store could not answer: 503 with a generic message.
@@ -42,14 +45,13 @@ impl ApiError {
         ApiError::Status(404, msg.into())
     }
 
-    /// Without an `Allow` header in [`ApiResponse`], the message carries the list.
+    /// The methods the route takes, in `Allow` (RFC 9110) and in the message.
     pub fn method_not_allowed(allowed: &[&str]) -> ApiError {
-        ApiError::Status(
+        let list = allowed.join(", ");
+        ApiError::StatusWith(
             405,
-            format!(
-                "method not allowed on this route; use {}",
-                allowed.join(", ")
-            ),
+            format!("method not allowed on this route; use {list}"),
+            vec![("allow", list)],
         )
     }
 
@@ -59,6 +61,11 @@ impl ApiError {
                 status,
                 body: error_json(status, &msg, req_id, None),
                 headers: Vec::new(),
+            },
+            ApiError::StatusWith(status, msg, headers) => ApiResponse {
+                status,
+                body: error_json(status, &msg, req_id, None),
+                headers,
             },
             ApiError::RateLimited(r) => ApiResponse {
                 status: 429,
