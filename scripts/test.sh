@@ -187,4 +187,9 @@ if [ -f src/lib.rs ] && cargo nextest --version >/dev/null 2>&1; then
     cargo test --doc
 fi
 
+# The management API against its OpenAPI document (docs/schemathesis.md):
+# no 5xx, every answer as documented. Installs schemathesis into .venv.
+section "schemathesis on the management API"
+TOKENGATE_BIN=target/debug/tokengate scripts/schemathesis.sh
+
 section "all checks passed"
