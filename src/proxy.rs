@@ -28,6 +28,7 @@ use crate::upstreams::{Picked, Pool};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
+use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
@@ -710,7 +711,10 @@ async fn write_json(
 
 /// A bodiless answer to an auth subrequest: the request id, and for an
 /// allowed request the identity's headers, under the names they are
-/// injected with upstream (the calling gateway copies them there).
+/// injected with upstream (the calling gateway copies them there). Every
+/// name is answered, empty when it does not apply (no project, a public
+/// route), because the calling gateways copy only what is answered: an
+/// empty value replaces a client's own copy, a missing one would leave it.
 async fn write_empty(
     session: &mut Session,
     status: u16,
@@ -720,6 +724,9 @@ async fn write_empty(
 ) -> Result<()> {
     let mut resp = ResponseHeader::build(status, Some(10))?;
     resp.insert_header(request_id::HEADER, req_id)?;
+    for name in names.all() {
+        resp.insert_header(name.clone(), HeaderValue::from_static(""))?;
+    }
     if let Some(a) = auth {
         let caller = headers::Caller {
             identity_id: a.identity_id,

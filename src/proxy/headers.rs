@@ -81,6 +81,22 @@ impl Injected {
 }
 
 /// An id as a header value, formatted on the stack.
+impl Injected {
+    /// Every name, for answers that must name each one (forward-auth mode:
+    /// an empty value makes the calling gateway replace a client's copy).
+    pub fn all(&self) -> [&Bytes; 7] {
+        [
+            &self.identity_id,
+            &self.identity_name,
+            &self.org_role,
+            &self.token_id,
+            &self.project_id,
+            &self.project_role,
+            &self.client_ip,
+        ]
+    }
+}
+
 fn id_value(id: Id) -> HeaderValue {
     let mut buf = [0u8; 36];
     let text = uuid::Uuid::from_bytes(id.0)
