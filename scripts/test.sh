@@ -163,7 +163,7 @@ fi
 # `cache: {enabled: false}`), so both modes keep passing. Embedded-store twins
 # and the near_cache tests that set the cache themselves are left out.
 REDIS_CACHE_OFF_BINARIES=(cross_gateway use_limit redis_outage proxy_auth renewal
-    management projects client_ip org_boundary near_cache)
+    management projects client_ip org_boundary near_cache cluster_failover)
 REDIS_CACHE_OFF_SKIP=(_embedded cache_on:: cache_off:: config:: harness::)
 if cargo nextest --version >/dev/null 2>&1; then
     section "Redis-backed tests with the near cache off (test threads: $threads)"
