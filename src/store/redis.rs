@@ -55,7 +55,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::OnceCell;
+use tokio::sync::{mpsc, OnceCell};
 
 pub struct RedisStore {
     client: Client,
@@ -69,6 +69,9 @@ pub struct RedisStore {
     /// Redis's clock minus this machine's, in milliseconds, as last
     /// measured (`follow_clock`); 0 until then.
     clock_offset: Arc<AtomicI64>,
+    /// Checks whose answers were lost, for `give_back` (started with the
+    /// connection).
+    give_backs: std::sync::OnceLock<mpsc::Sender<GiveBack>>,
 }
 
 impl RedisStore {
@@ -84,6 +87,7 @@ impl RedisStore {
             settings,
             conn: OnceCell::new(),
             clock_offset: Arc::new(AtomicI64::new(0)),
+            give_backs: std::sync::OnceLock::new(),
         })
     }
 
@@ -92,6 +96,10 @@ impl RedisStore {
             .conn
             .get_or_try_init(|| async {
                 let conn = self.client.connect(&self.settings).await?;
+                let (tx, rx) = mpsc::channel(GIVE_BACK_QUEUE);
+                if self.give_backs.set(tx).is_ok() {
+                    tokio::spawn(give_back(conn.clone(), rx));
+                }
                 if self.settings.clock == Clock::Redis {
                     let offset = self.clock_offset.clone();
                     measure_clock(&mut conn.clone(), &offset).await;
@@ -189,13 +197,19 @@ impl RedisStore {
                 Err(e) => lost = Some(e),
             }
         }
-        tokio::spawn(give_back(
-            c,
-            check_key(iid, nonce),
-            tokens_key(iid),
-            tid,
-            self.remember_ms(),
-        ));
+        let back = GiveBack {
+            check: check_key(iid, nonce),
+            tokens: tokens_key(iid),
+            token: tid,
+            remember_ms: self.remember_ms(),
+            until: Instant::now() + std::time::Duration::from_millis(self.remember_ms()),
+        };
+        if self.give_backs.get().is_none_or(|q| q.try_send(back).is_err()) {
+            log::error!(
+                "store: the answer to a check of token {} was lost and too many others wait to be given back; its use stays counted",
+                tid.hex()
+            );
+        }
         Err(lost.map_or_else(|| corrupt("no attempt made"), unavailable))
     }
 
@@ -272,38 +286,56 @@ fn new_nonce() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Undoes a check whose answer never came back (see `cancel_check.lua`),
-/// trying for as long as the answer is remembered: after that, a use the
-/// script counted stays counted, the one window where a refused request
-/// spends a use.
-async fn give_back(mut c: Conn, check: String, tokens: String, tid: Id, remember_ms: u64) {
-    let until = Instant::now() + std::time::Duration::from_millis(remember_ms);
-    let mut pause = std::time::Duration::from_millis(50);
-    loop {
-        let mut inv = CANCEL_CHECK.prepare_invoke();
-        inv.key(&check)
-            .key(&tokens)
-            .arg(&tid.0[..])
-            .arg(remember_ms);
-        match inv.invoke_async::<i64>(&mut c).await {
-            Ok(n) => {
-                log::warn!(
-                    "store: the answer to a check of token {} was lost; the client was refused (503){}",
-                    tid.hex(),
-                    if n == 1 { " and its use given back" } else { "" }
-                );
-                return;
-            }
-            Err(e) if Instant::now() + pause >= until => {
-                log::error!(
-                    "store: the answer to a check of token {} was lost and Redis could not be reached to give its use back ({e}); the use stays counted",
-                    tid.hex()
-                );
-                return;
-            }
-            Err(_) => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(std::time::Duration::from_secs(1));
+/// How many lost checks may wait to be given back; past it, a use stays
+/// counted (and is logged).
+const GIVE_BACK_QUEUE: usize = 4096;
+
+/// A check whose answer never came back.
+struct GiveBack {
+    check: String,
+    tokens: String,
+    token: Id,
+    remember_ms: u64,
+    /// Until when its answer is remembered: after that it cannot be undone.
+    until: Instant,
+}
+
+/// Undoes checks whose answers never came back (see `cancel_check.lua`),
+/// one at a time for as long as the process runs: each is tried until it
+/// lands or its answer is forgotten (then a use the script counted stays
+/// counted, the one window where a refused request spends a use). One at a
+/// time, because they come in bursts exactly when Redis is failing: many
+/// concurrent retries against a node that is gone would only add to the
+/// client's trouble while the cluster recovers.
+async fn give_back(mut c: Conn, mut queue: mpsc::Receiver<GiveBack>) {
+    while let Some(g) = queue.recv().await {
+        let mut pause = std::time::Duration::from_millis(50);
+        loop {
+            let mut inv = CANCEL_CHECK.prepare_invoke();
+            inv.key(&g.check)
+                .key(&g.tokens)
+                .arg(&g.token.0[..])
+                .arg(g.remember_ms);
+            match inv.invoke_async::<i64>(&mut c).await {
+                Ok(n) => {
+                    log::warn!(
+                        "store: the answer to a check of token {} was lost; the client was refused (503){}",
+                        g.token.hex(),
+                        if n == 1 { " and its use given back" } else { "" }
+                    );
+                    break;
+                }
+                Err(e) if Instant::now() + pause >= g.until => {
+                    log::error!(
+                        "store: the answer to a check of token {} was lost and Redis could not be reached to give its use back ({e}); the use stays counted",
+                        g.token.hex()
+                    );
+                    break;
+                }
+                Err(_) => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(1));
+                }
             }
         }
     }
