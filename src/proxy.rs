@@ -254,8 +254,12 @@ impl Gateway {
 
     /// The request's path and query when the gateway fully understands the
     /// request (see `proxy::target` and `proxy::path`), or why not.
+    /// At the forward-auth endpoint itself (`forward_auth`), the headers that
+    /// describe the original request are expected, not refused: there the
+    /// calling gateway sets them (`proxy::forward_auth`).
     fn understood<'s>(
         session: &'s Session,
+        forward_auth: Option<&str>,
     ) -> std::result::Result<target::Target<'s>, &'static str> {
         let h = session.req_header();
         let host = h.headers.get(http::header::HOST).map(|v| v.as_bytes());
@@ -265,7 +269,13 @@ impl Gateway {
         if let Some(q) = t.query {
             target::check_query(q)?;
         }
-        target::check_headers(h.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())))?;
+        let describing = forward_auth == Some(t.path);
+        target::check_headers(
+            h.headers
+                .iter()
+                .filter(|(n, _)| !(describing && forward_auth::describes(n.as_str())))
+                .map(|(n, v)| (n.as_str(), v.as_bytes())),
+        )?;
         Ok(t)
     }
 
@@ -807,7 +817,7 @@ impl ProxyHttp for Gateway {
         //    it can read, a path and query every server reads the same way,
         //    header text without control characters. This holds on every route.
         let p = Arc::clone(&ctx.policy);
-        let span = match Self::understood(session) {
+        let span = match Self::understood(session, p.cfg.forward_auth.as_deref()) {
             Ok(t) => {
                 if t.absolute {
                     let mut origin = t.path.to_string();

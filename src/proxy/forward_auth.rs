@@ -36,6 +36,16 @@ const METHOD: [&str; 2] = ["x-original-method", "x-forwarded-method"];
 const URI: [&str; 2] = ["x-original-uri", "x-forwarded-uri"];
 const HOST: [&str; 2] = ["x-original-host", "x-forwarded-host"];
 
+/// True for the name of a header that describes the original request (at
+/// the endpoint itself such headers are the description, not an attempt to
+/// override the URL or method as elsewhere: `proxy::target::check_headers`).
+pub fn describes(name: &str) -> bool {
+    [METHOD, URI, HOST]
+        .iter()
+        .flatten()
+        .any(|d| d.eq_ignore_ascii_case(name))
+}
+
 /// True when `path` (checked) is the endpoint or under it.
 pub fn is_endpoint(endpoint: &str, path: &str) -> bool {
     match path.strip_prefix(endpoint) {

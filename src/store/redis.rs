@@ -204,7 +204,11 @@ impl RedisStore {
             remember_ms: self.remember_ms(),
             until: Instant::now() + std::time::Duration::from_millis(self.remember_ms()),
         };
-        if self.give_backs.get().is_none_or(|q| q.try_send(back).is_err()) {
+        if self
+            .give_backs
+            .get()
+            .is_none_or(|q| q.try_send(back).is_err())
+        {
             log::error!(
                 "store: the answer to a check of token {} was lost and too many others wait to be given back; its use stays counted",
                 tid.hex()

@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod cluster;
+pub mod front;
 pub mod gateway;
 pub mod http;
 pub mod lenient;
