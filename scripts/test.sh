@@ -48,30 +48,45 @@ need_command cmake cmake
 need_command pkg-config pkg-config
 need_command openssl openssl
 
-# promtool (tests/metrics_exposition.rs lints /metrics with it) comes in
-# Debian's prometheus package, whose install starts a Prometheus server on
-# :9090, the admin port of scripts/run.sh. A policy-rc.d that refuses every
-# start (invoke-rc.d and deb-systemd-invoke both ask it) keeps the server from
-# starting; on a systemd host it would still start at boot, so it is disabled.
+# Some packages start a server when installed: Debian's prometheus (for
+# promtool, which tests/metrics_exposition.rs lints /metrics with) on :9090,
+# the admin port of scripts/run.sh, and caddy (for tests/forward_auth.rs) on
+# :80. A policy-rc.d that refuses every start (invoke-rc.d and
+# deb-systemd-invoke both ask it) keeps them from starting; on a systemd
+# host they would still start at boot, so they are disabled.
 POLICY_RC=/usr/sbin/policy-rc.d
 POLICY_RC_OURS=0
-PROMTOOL_MISSING=0
-command -v promtool >/dev/null 2>&1 || PROMTOOL_MISSING=1
-if [ "$PROMTOOL_MISSING" -eq 1 ] && [ ! -e "$POLICY_RC" ]; then
-    # Removed on any exit too, should the install fail.
-    trap '[ "$POLICY_RC_OURS" -eq 0 ] || "${SUDO[@]}" rm -f "$POLICY_RC"' EXIT
-    printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee "$POLICY_RC" >/dev/null
-    "${SUDO[@]}" chmod 755 "$POLICY_RC"
-    POLICY_RC_OURS=1
+install_without_starting() {
+    local cmd="$1" pkg="$2" service="$3"
+    if command -v "$cmd" >/dev/null 2>&1; then
+        echo "found $cmd: $(command -v "$cmd")"
+        return
+    fi
+    if [ ! -e "$POLICY_RC" ]; then
+        # Removed on any exit too, should the install fail.
+        trap '[ "$POLICY_RC_OURS" -eq 0 ] || "${SUDO[@]}" rm -f "$POLICY_RC"' EXIT
+        printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee "$POLICY_RC" >/dev/null
+        "${SUDO[@]}" chmod 755 "$POLICY_RC"
+        POLICY_RC_OURS=1
+    fi
+    need_command "$cmd" "$pkg"
+    if [ "$POLICY_RC_OURS" -eq 1 ]; then
+        "${SUDO[@]}" rm -f "$POLICY_RC"
+        POLICY_RC_OURS=0
+    fi
+    if [ -d /run/systemd/system ]; then
+        "${SUDO[@]}" systemctl disable --now "$service" >/dev/null 2>&1 || true
+    fi
+}
+install_without_starting promtool prometheus prometheus.service
+# The gateways tests/forward_auth.rs puts in front of tokengate: nginx with
+# auth_request (nginx-light has it; /usr/sbin may not be on PATH) and Caddy.
+if [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1; then
+    echo "found nginx"
+else
+    install_without_starting nginx nginx-light nginx.service
 fi
-need_command promtool prometheus
-if [ "$POLICY_RC_OURS" -eq 1 ]; then
-    "${SUDO[@]}" rm -f "$POLICY_RC"
-    POLICY_RC_OURS=0
-fi
-if [ "$PROMTOOL_MISSING" -eq 1 ] && [ -d /run/systemd/system ]; then
-    "${SUDO[@]}" systemctl disable --now prometheus.service >/dev/null 2>&1 || true
-fi
+install_without_starting caddy caddy caddy.service
 
 # Python venv support, for the Infisical SDK compatibility test.
 if ! command -v python3 >/dev/null 2>&1; then
@@ -135,7 +150,7 @@ fi
 # The docker-compose example. It reads its Redis URL from REDIS_URL, which is
 # not set here: check-config warns and passes. The Kubernetes ConfigMap's
 # embedded file is checked by tests/deploy_examples.rs, with the variables set.
-configs+=(deploy/compose/tokengate.yaml)
+configs+=(deploy/compose/tokengate.yaml deploy/forward-auth/tokengate.yaml)
 for cfg in "${configs[@]}"; do
     echo "-- $cfg"
     cargo run --quiet -- check-config "$cfg"

@@ -3,7 +3,8 @@
 //! check-config`, and what surrounds them (compose services, ports, mounts
 //! and environment; the Deployment's probes, variables, mounts, Secret keys,
 //! user and grace period; the Service) agrees with that YAML. Docker and a
-//! cluster are not needed: the files are read with serde_yaml.
+//! cluster are not needed: the files are read with serde_yaml. So are the
+//! Traefik and Envoy files of deploy/forward-auth/, against tokengate's own.
 
 mod common;
 
@@ -392,4 +393,216 @@ fn kubernetes_manifest_lines_up_with_its_gateway_config() {
         Some(true)
     );
     at(at(c, "resources", "container"), "limits", "resources");
+}
+
+// ---- forward-auth: deploy/forward-auth/ ----
+//
+// nginx and Caddy run from their files in tests/forward_auth.rs. Traefik and
+// Envoy are not in the package registries this project installs from, so
+// their files are read here and checked against tokengate's own example:
+// the endpoint they ask, the headers they copy upstream (every injected
+// name, no other), and that neither hands the API the token.
+
+/// tokengate's example for this mode, loaded as the gateway would.
+fn forward_auth_tokengate() -> Config {
+    let path = repo().join("deploy/forward-auth/tokengate.yaml");
+    tokengate::config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn yaml_file(rel: &str) -> Value {
+    serde_yaml::from_str(&read(&repo().join(rel))).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+fn text_list(v: &Value, what: &str) -> Vec<String> {
+    v.as_sequence()
+        .unwrap_or_else(|| panic!("{what} is not a list"))
+        .iter()
+        .map(|s| {
+            s.as_str()
+                .unwrap_or_else(|| panic!("{what}: not text"))
+                .to_string()
+        })
+        .collect()
+}
+
+fn lowercase(names: &[String]) -> Vec<String> {
+    let mut v: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
+    v.sort();
+    v
+}
+
+fn injected(cfg: &Config) -> Vec<String> {
+    let mut v: Vec<String> = cfg.headers.all().iter().map(|n| n.to_string()).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn traefik_asks_tokengates_endpoint_and_copies_exactly_the_injected_headers() {
+    let tg = forward_auth_tokengate();
+    let endpoint = tg
+        .forward_auth
+        .clone()
+        .expect("forward_auth in tokengate.yaml");
+    let addr = tg.listen[0];
+    let t = yaml_file("deploy/forward-auth/traefik.yml");
+    let mw = at(at(&t, "http", "traefik"), "middlewares", "traefik");
+    let auth = at(
+        at(mw, "tokengate-auth", "traefik"),
+        "forwardAuth",
+        "traefik",
+    );
+    assert_eq!(
+        at(auth, "address", "traefik").as_str(),
+        Some(format!("http://{addr}{endpoint}").as_str())
+    );
+    assert_eq!(
+        at(auth, "trustForwardHeader", "traefik").as_bool(),
+        Some(false)
+    );
+    let copied = text_list(
+        at(auth, "authResponseHeaders", "traefik"),
+        "authResponseHeaders",
+    );
+    assert_eq!(lowercase(&copied), injected(&tg));
+
+    // The strip middleware runs first and removes every injected name in
+    // both spellings; the token goes after the check.
+    let router = at(
+        at(at(&t, "http", "traefik"), "routers", "traefik"),
+        "api",
+        "traefik",
+    );
+    assert_eq!(
+        text_list(at(router, "middlewares", "traefik"), "middlewares"),
+        ["tokengate-strip", "tokengate-auth", "tokengate-drop-token"]
+    );
+    let strip = at(
+        at(at(mw, "tokengate-strip", "traefik"), "headers", "traefik"),
+        "customRequestHeaders",
+        "traefik",
+    );
+    for name in injected(&tg) {
+        for spelling in [name.clone(), name.replace('-', "_")] {
+            let found = strip.as_mapping().unwrap().iter().any(|(k, v)| {
+                k.as_str()
+                    .is_some_and(|k| k.eq_ignore_ascii_case(&spelling))
+                    && v.as_str() == Some("")
+            });
+            assert!(found, "tokengate-strip does not remove {spelling}");
+        }
+    }
+    let drop = at(
+        at(
+            at(mw, "tokengate-drop-token", "traefik"),
+            "headers",
+            "traefik",
+        ),
+        "customRequestHeaders",
+        "traefik",
+    );
+    assert_eq!(at(drop, "Authorization", "traefik").as_str(), Some(""));
+}
+
+#[test]
+fn envoy_asks_tokengates_endpoint_and_copies_exactly_the_injected_headers() {
+    let tg = forward_auth_tokengate();
+    let endpoint = tg
+        .forward_auth
+        .clone()
+        .expect("forward_auth in tokengate.yaml");
+    let e = yaml_file("deploy/forward-auth/envoy.yaml");
+    let listener = &at(at(&e, "static_resources", "envoy"), "listeners", "envoy")[0];
+    let hcm = at(
+        &at(&listener["filter_chains"][0], "filters", "envoy")[0],
+        "typed_config",
+        "envoy",
+    );
+    assert_eq!(
+        hcm["common_http_protocol_options"]["headers_with_underscores_action"].as_str(),
+        Some("DROP_HEADER"),
+        "client headers spelled with _ must not reach the API"
+    );
+    let authz = &at(hcm, "http_filters", "envoy")[0]["typed_config"];
+    assert_eq!(
+        authz["failure_mode_allow"].as_bool(),
+        Some(false),
+        "fail closed"
+    );
+    let svc = &authz["http_service"];
+    assert_eq!(svc["path_prefix"].as_str(), Some(endpoint.as_str()));
+    let patterns = |v: &Value| -> Vec<String> {
+        v["patterns"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|p| p["exact"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let upstream = patterns(&svc["authorization_response"]["allowed_upstream_headers"]);
+    assert_eq!(lowercase(&upstream), injected(&tg));
+    let asked = patterns(&svc["authorization_request"]["allowed_headers"]);
+    assert!(asked.contains(&"authorization".to_string()));
+    assert!(asked.contains(&"x-forwarded-for".to_string()));
+    // Every header project source of tokengate's example goes to the check.
+    for source in &tg.project_sources {
+        if let tokengate::config::ProjectSource::Header(h) = source {
+            assert!(
+                asked.contains(&h.to_ascii_lowercase()),
+                "{h} not sent to the check"
+            );
+        }
+    }
+    // tokengate's address is the cluster the check goes to.
+    let clusters = at(at(&e, "static_resources", "envoy"), "clusters", "envoy");
+    let cluster = svc["server_uri"]["cluster"].as_str().unwrap();
+    let tg_cluster = clusters
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"].as_str() == Some(cluster))
+        .expect("the check's cluster");
+    let sock = &tg_cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+        ["address"]["socket_address"];
+    let addr = tg.listen[0];
+    assert_eq!(
+        sock["address"].as_str(),
+        Some(addr.ip().to_string().as_str())
+    );
+    assert_eq!(sock["port_value"].as_u64(), Some(u64::from(addr.port())));
+    // The token goes after the check, before the API.
+    let route = &hcm["route_config"]["virtual_hosts"][0]["routes"][0];
+    assert_eq!(
+        text_list(
+            &route["request_headers_to_remove"],
+            "request_headers_to_remove"
+        ),
+        ["authorization"]
+    );
+}
+
+#[test]
+fn nginx_and_caddy_files_name_every_injected_header() {
+    let tg = forward_auth_tokengate();
+    let nginx = read(&repo().join("deploy/forward-auth/nginx.conf")).to_ascii_lowercase();
+    let caddy = read(&repo().join("deploy/forward-auth/Caddyfile")).to_ascii_lowercase();
+    let endpoint = tg.forward_auth.clone().unwrap();
+    assert!(nginx.contains(&format!("{endpoint}$request_uri")));
+    assert!(caddy.contains(&format!("uri {endpoint}")));
+    for name in injected(&tg) {
+        assert!(
+            nginx.contains(&format!("proxy_set_header {name} ")),
+            "nginx: {name}"
+        );
+        assert!(
+            caddy.contains(&format!("request_header -{name}\n")),
+            "caddy: {name}"
+        );
+        let underscored = name.replace('-', "_");
+        assert!(
+            caddy.contains(&format!("request_header -{underscored}\n")),
+            "caddy: {underscored}"
+        );
+        assert!(caddy.contains(&name), "caddy copy_headers: {name}");
+    }
 }
