@@ -54,15 +54,36 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub headers: HeaderNames,
     pub forward_authorization: bool,
-    /// `forward_auth.path`: where other gateways ask whether a request may
-    /// pass (`proxy::forward_auth`); `None` turns forward-auth mode off.
-    pub forward_auth: Option<String>,
+    /// `forward_auth`: where other gateways ask whether a request may pass,
+    /// and how they describe it (`proxy::forward_auth`); `None` turns
+    /// forward-auth mode off.
+    pub forward_auth: Option<ForwardAuth>,
     /// Process logs (`log`).
     pub log: LogConfig,
     /// One JSON line per proxied request (`access_log`).
     pub access_log: AccessLogConfig,
     /// One JSON line per management change (`audit`).
     pub audit: AuditConfig,
+}
+
+/// `forward_auth`: the endpoint, and the one way the calling gateway
+/// describes the original request there. Fixed, never guessed per request:
+/// a client must not be able to pick the way its request is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardAuth {
+    pub path: String,
+    pub describe: Describe,
+}
+
+/// How a calling gateway describes the original request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Describe {
+    /// The original path and query after the endpoint, with the original
+    /// method and Host as the subrequest's own (nginx, Envoy).
+    Path,
+    /// At the endpoint itself, in X-Forwarded-Method, -Uri and -Host (or
+    /// X-Original-*) that the calling gateway sets (Traefik, Caddy).
+    Headers,
 }
 
 /// `access_log`: where request records go, and how many may wait for the writer.
@@ -333,6 +354,7 @@ struct File {
 #[serde(deny_unknown_fields)]
 struct ForwardAuthFile {
     path: String,
+    describe: Option<String>,
 }
 
 /// `access_log` and `audit` share a shape; `queue` is the access log's,
@@ -901,7 +923,26 @@ impl Problems {
 
 /// The forward-auth endpoint: a path of its own, which every server reads
 /// alike, away from the management API (whose requests it would shadow).
-fn validate_forward_auth(p: &mut Problems, path: &str) -> Option<String> {
+fn validate_forward_auth(p: &mut Problems, f: &ForwardAuthFile) -> Option<ForwardAuth> {
+    let describe = match f.describe.as_deref() {
+        Some("path") => Describe::Path,
+        Some("headers") => Describe::Headers,
+        Some(other) => {
+            p.add(
+                "forward_auth.describe",
+                format!("'{other}' is not path or headers"),
+            );
+            return None;
+        }
+        None => {
+            p.add(
+                "forward_auth.describe",
+                "is required: path (nginx, Envoy: the original path after the endpoint) or headers (Traefik, Caddy: X-Forwarded-Method/-Uri/-Host)",
+            );
+            return None;
+        }
+    };
+    let path = f.path.as_str();
     let key = "forward_auth.path";
     if !path.starts_with('/') || path.len() < 2 || path.ends_with('/') {
         p.add(
@@ -925,7 +966,10 @@ fn validate_forward_auth(p: &mut Problems, path: &str) -> Option<String> {
         );
         return None;
     }
-    Some(path.to_string())
+    Some(ForwardAuth {
+        path: path.to_string(),
+        describe,
+    })
 }
 
 fn validate(f: File) -> Result<Config, ConfigError> {
@@ -1075,7 +1119,7 @@ fn validate(f: File) -> Result<Config, ConfigError> {
     let forward_auth = f
         .forward_auth
         .as_ref()
-        .and_then(|fa| validate_forward_auth(&mut p, &fa.path));
+        .and_then(|fa| validate_forward_auth(&mut p, fa));
     let log = validate_log(&mut p, &f.log);
     let access_log = validate_access_log(&mut p, &f.access_log);
     let audit = validate_audit(&mut p, &f.audit);
@@ -1744,6 +1788,34 @@ mod tests {
             (
                 "routes: [{path: /a, project: required}]\nproject: {sources: []}",
                 "routes[0].project",
+            ),
+            (
+                "forward_auth: {path: /_tokengate/auth}",
+                "forward_auth.describe",
+            ),
+            (
+                "forward_auth: {path: /_tokengate/auth, describe: guess}",
+                "forward_auth.describe",
+            ),
+            (
+                "forward_auth: {path: /, describe: path}",
+                "forward_auth.path",
+            ),
+            (
+                "forward_auth: {path: /a/, describe: path}",
+                "forward_auth.path",
+            ),
+            (
+                "forward_auth: {path: /api/auth, describe: path}",
+                "forward_auth.path",
+            ),
+            (
+                "forward_auth: {path: /a/../b, describe: path}",
+                "forward_auth.path",
+            ),
+            (
+                "forward_auth: {path: /a*, describe: path}",
+                "forward_auth.path",
             ),
         ] {
             let e = errors(&format!("{MINIMAL}{bad}\n"));

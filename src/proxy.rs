@@ -18,6 +18,7 @@ pub mod target;
 use crate::access_log::{self, AccessRecord};
 use crate::api::{Api, ApiRequest};
 use crate::auth::{Deny, Grant};
+use crate::config::{Describe, ForwardAuth};
 use crate::error::error_json;
 use crate::metrics::{Metrics, Outcome};
 use crate::request_id;
@@ -90,6 +91,9 @@ pub struct Ctx {
     reason: Option<String>,
     upstream_status: Option<u16>,
     upstream_took: Option<Duration>,
+    /// In forward-auth mode, the original request that was decided about
+    /// (for the access record).
+    described: Option<forward_auth::Original>,
     /// The route's upstream pool, and the address picked from it.
     pool: Option<Arc<Pool>>,
     picked: Option<Picked>,
@@ -109,6 +113,7 @@ impl Ctx {
             reason: None,
             upstream_status: None,
             upstream_took: None,
+            described: None,
             pool: None,
             picked: None,
         }
@@ -259,7 +264,7 @@ impl Gateway {
     /// calling gateway sets them (`proxy::forward_auth`).
     fn understood<'s>(
         session: &'s Session,
-        forward_auth: Option<&str>,
+        forward_auth: Option<&ForwardAuth>,
     ) -> std::result::Result<target::Target<'s>, &'static str> {
         let h = session.req_header();
         let host = h.headers.get(http::header::HOST).map(|v| v.as_bytes());
@@ -269,7 +274,8 @@ impl Gateway {
         if let Some(q) = t.query {
             target::check_query(q)?;
         }
-        let describing = forward_auth == Some(t.path);
+        let describing =
+            forward_auth.is_some_and(|fa| fa.describe == Describe::Headers && fa.path == t.path);
         target::check_headers(
             h.headers
                 .iter()
@@ -567,11 +573,13 @@ impl Gateway {
         span: &target::Span,
     ) -> Result<bool> {
         let p = Arc::clone(&ctx.policy);
-        let endpoint = p.cfg.forward_auth.as_deref().unwrap_or_default();
+        let Some(fa) = p.cfg.forward_auth.as_ref() else {
+            return self.reject(session, ctx, 404, "not found").await;
+        };
         let h = session.req_header();
         let raw = h.raw_path();
         let described = forward_auth::describe(
-            endpoint,
+            fa,
             h.method.as_str(),
             span.path(raw),
             span.query(raw),
@@ -599,7 +607,11 @@ impl Gateway {
                 return self.reject(session, ctx, 400, why).await;
             }
         };
-        match self.decide(session, ctx, &asked).await {
+        let decision = self.decide(session, ctx, &asked).await;
+        if let (true, Asked::Described { original, .. }) = (p.access_log.is_on(), asked) {
+            ctx.described = Some(original);
+        }
+        match decision {
             Decision::Public => {
                 write_empty(session, 200, ctx.req_id(), None, &p.injected).await?;
                 Ok(true)
@@ -607,6 +619,8 @@ impl Gateway {
             Decision::Allowed(auth) => {
                 ctx.outcome = Outcome::Allowed;
                 write_empty(session, 200, ctx.req_id(), Some(&auth), &p.injected).await?;
+                // Nothing is forwarded: kept for the access record only.
+                ctx.auth = Some(auth);
                 Ok(true)
             }
             Decision::Refused(status, why, headers) => {
@@ -671,8 +685,17 @@ impl Gateway {
             time: access_log::now_rfc3339(),
             log: "access",
             req_id: &req_id,
-            method: h.method.as_str(),
-            path: access_log::redact_target(h.raw_path()),
+            // In forward-auth mode, the request decided about, not the
+            // subrequest that described it.
+            method: ctx
+                .described
+                .as_ref()
+                .map_or(h.method.as_str(), |o| o.method.as_str()),
+            path: access_log::redact_target(
+                ctx.described
+                    .as_ref()
+                    .map_or(h.raw_path(), |o| o.target.as_bytes()),
+            ),
             client_ip: auth
                 .map_or_else(|| Self::client_ip(&p, session), |a| a.client_ip)
                 .to_string(),
@@ -817,7 +840,7 @@ impl ProxyHttp for Gateway {
         //    it can read, a path and query every server reads the same way,
         //    header text without control characters. This holds on every route.
         let p = Arc::clone(&ctx.policy);
-        let span = match Self::understood(session, p.cfg.forward_auth.as_deref()) {
+        let span = match Self::understood(session, p.cfg.forward_auth.as_ref()) {
             Ok(t) => {
                 if t.absolute {
                     let mut origin = t.path.to_string();
@@ -835,8 +858,8 @@ impl ProxyHttp for Gateway {
             }
         };
         let path = span.path(session.req_header().raw_path());
-        if let Some(endpoint) = &p.cfg.forward_auth {
-            if forward_auth::is_endpoint(endpoint, path) {
+        if let Some(fa) = &p.cfg.forward_auth {
+            if forward_auth::is_endpoint(&fa.path, path) {
                 return self.serve_forward_auth(session, ctx, &span).await;
             }
         }

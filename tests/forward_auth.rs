@@ -16,8 +16,14 @@ use serde_json::json;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-/// tokengate in forward-auth mode, trusting the calling gateway's address.
-fn tokengate(cfg: GatewayConfig, upstream: &Upstream) -> Gateway {
+/// tokengate in forward-auth mode for `kind` (nginx describes the original
+/// in the path, Caddy in headers), trusting the calling gateway's address,
+/// with its access log in its directory.
+fn tokengate(kind: Kind, cfg: GatewayConfig, upstream: &Upstream) -> Gateway {
+    let describe = match kind {
+        Kind::Nginx => "path",
+        Kind::Caddy => "headers",
+    };
     Gateway::start(
         cfg.upstream(&upstream.url())
             .trusted_proxies(&["127.0.0.1/32"])
@@ -26,6 +32,8 @@ fn tokengate(cfg: GatewayConfig, upstream: &Upstream) -> Gateway {
                 "- {path: /v1, body: no-project}\n\
                  - {path: /projects/*, project: required, body: no-project}\n\
                  - {path: /status, auth: public}\n\
+                 - {path: /hosted, host: public.example.com, auth: public}\n\
+                 - {path: /hosted, body: no-project}\n\
                  - {path: /api/*/secrets, project: required}\n",
             )
             .project_sources(&[
@@ -34,7 +42,10 @@ fn tokengate(cfg: GatewayConfig, upstream: &Upstream) -> Gateway {
                 ("header", "x-project-id"),
                 ("body", "projectId"),
             ])
-            .extra("forward_auth: {path: /_tokengate/auth}\n"),
+            .section("access_log", "destination: file\npath: access.log\n")
+            .extra(&format!(
+                "forward_auth: {{path: /_tokengate/auth, describe: {describe}}}\n"
+            )),
     )
 }
 
@@ -54,13 +65,14 @@ fn call(url: &str, token: Option<&str>, extra: &[(&str, &str)]) -> Resp {
 
 /// A header the API must never see from a client, in the spellings a
 /// client might try.
-const FORGED: [(&str, &str); 4] = [
+const FORGED: [(&str, &str); 5] = [
     (
         "X-Tokengate-Identity-Id",
         "00000000-0000-0000-0000-000000000000",
     ),
     ("X-TOKENGATE-ORG-ROLE", "admin"),
     ("x_tokengate_project_role", "admin"),
+    ("X-Tokengate-Org_Role", "admin"),
     ("X-Tokengate-Project-Id", "someone-elses"),
 ];
 
@@ -79,7 +91,7 @@ fn only(seen: &Recorded, name: &str, want: Option<&str>) {
 
 fn case_allowed_requests_carry_tokengates_identity_only(kind: Kind) {
     let upstream = Upstream::echo();
-    let gw = tokengate(GatewayConfig::embedded_temp(), &upstream);
+    let gw = tokengate(kind, GatewayConfig::embedded_temp(), &upstream);
     let front = front(kind, &gw, &upstream);
     let admin = gw.admin();
     let (id, token) = admin.identity_with_token("member", json!({}));
@@ -122,6 +134,84 @@ fn case_allowed_requests_carry_tokengates_identity_only(kind: Kind) {
     only(&seen, "x-tokengate-project-role", None);
     assert_eq!(upstream.count(), 3);
     assert_eq!(admin.uses(&token.token_id), 2);
+
+    // The access record is the request decided about, not the subrequest.
+    let log = gw.dir().join("access.log");
+    let mut record = None;
+    eventually(Duration::from_secs(10), || {
+        record = json_lines(&log)
+            .into_iter()
+            .find(|r| r["path"] == "/projects/p1/things?x=1");
+        record.is_some()
+    });
+    let record = record.unwrap();
+    assert_eq!(record["outcome"], "allowed", "{record}");
+    assert_eq!(record["method"], "GET");
+    assert_eq!(record["project"], "p1");
+    assert_eq!(record["identityId"], id.as_str());
+    assert!(record["identityName"].is_string(), "{record}");
+}
+
+/// What the hostile review found: ways to have tokengate decide about
+/// something other than what the API receives. None gets through.
+fn case_the_request_decided_is_the_request_received(kind: Kind) {
+    let upstream = Upstream::echo();
+    let gw = tokengate(kind, GatewayConfig::embedded_temp(), &upstream);
+    let front = front(kind, &gw, &upstream);
+    let admin = gw.admin();
+    let (id, token) = admin.identity_with_token("member", json!({}));
+    admin.add_membership("p1", &id, json!({"role": "viewer"}));
+    let addr = front.url().trim_start_matches("http://").to_string();
+    let raw = |target: &str, extra: &str| {
+        raw_http_resp(
+            &addr,
+            &format!(
+                "GET {target} HTTP/1.1\r\nHost: api.example.com\r\n{extra}Connection: close\r\n\r\n"
+            ),
+        )
+    };
+    // A target without a path: for nginx, a bare endpoint, where a client's
+    // X-Original-URI would have described a public route.
+    let r = raw(
+        "http://api.example.com?op=drop",
+        "X-Original-URI: /status\r\n",
+    );
+    assert!(r.status >= 400, "{kind:?}: {} {}", r.status, r.body);
+    // A host route chosen by a client's X-Forwarded-Host / X-Original-Host.
+    for forged in ["X-Forwarded-Host", "X-Original-Host"] {
+        let r = raw("/hosted", &format!("{forged}: public.example.com\r\n"));
+        assert!(
+            r.status >= 400,
+            "{kind:?} {forged}: {} {}",
+            r.status,
+            r.body
+        );
+    }
+    // A fragment, which tokengate may not see and the API may read as path.
+    let auth = format!("Authorization: Bearer {}\r\n", token.access_token);
+    let r = raw("/projects/p1/things#?projectId=p2", &auth);
+    assert!(r.status >= 400, "{kind:?}: {} {}", r.status, r.body);
+    // A client's own description headers, whatever the shape.
+    let bearer = format!("Bearer {}", token.access_token);
+    for (name, value) in [
+        ("X-Forwarded-Method", "GET"),
+        ("X-Original-URI", "/v1/x"),
+        ("X-Forwarded-Uri", "/v1/x"),
+    ] {
+        let resp = http(
+            "GET",
+            &format!("{}/projects/p2/things", front.url()),
+            &[("Authorization", &bearer), (name, value)],
+            None,
+        );
+        assert!(
+            resp.status >= 400,
+            "{kind:?} {name}: {} {}",
+            resp.status,
+            resp.body
+        );
+    }
+    assert_eq!(upstream.count(), 0, "nothing reached the API");
 }
 
 /// The status a refusal reaches the client with: tokengate's, except that
@@ -135,7 +225,7 @@ fn through(kind: Kind, status: u16) -> u16 {
 
 fn case_refusals_are_tokengates(kind: Kind) {
     let upstream = Upstream::echo();
-    let gw = tokengate(GatewayConfig::embedded_temp(), &upstream);
+    let gw = tokengate(kind, GatewayConfig::embedded_temp(), &upstream);
     let front = front(kind, &gw, &upstream);
     let admin = gw.admin();
     let things = format!("{}/v1/things", front.url());
@@ -198,7 +288,7 @@ fn case_use_limit_is_exact_under_200_parallel_requests(kind: Kind) {
     const LIMIT: u64 = 50;
     let upstream = Upstream::echo();
     let redis = Redis::start();
-    let gw = tokengate(GatewayConfig::redis(&redis.url()), &upstream);
+    let gw = tokengate(kind, GatewayConfig::redis(&redis.url()), &upstream);
     let front = front(kind, &gw, &upstream);
     let (_, token) = gw
         .admin()
@@ -232,6 +322,7 @@ fn case_a_store_that_is_down_lets_nothing_through(kind: Kind) {
     let upstream = Upstream::echo();
     let mut redis = Redis::start();
     let gw = tokengate(
+        kind,
         GatewayConfig::redis(&redis.url()).redis_timeouts(300, 300, 0),
         &upstream,
     );
@@ -269,6 +360,11 @@ on_both_fronts!(
     case_allowed_requests_carry_tokengates_identity_only,
     nginx_passes_tokengates_identity_only,
     caddy_passes_tokengates_identity_only
+);
+on_both_fronts!(
+    case_the_request_decided_is_the_request_received,
+    nginx_sends_only_what_tokengate_decided_about,
+    caddy_sends_only_what_tokengate_decided_about
 );
 on_both_fronts!(
     case_refusals_are_tokengates,

@@ -4,22 +4,25 @@
 //! proxy mode can be made about it. Pure: headers in, a description or the
 //! reason it is refused out.
 //!
-//! Two shapes reach the endpoint (`forward_auth.path`, say `/_tokengate/auth`):
+//! The calling gateway describes it in one of two ways, fixed by
+//! `forward_auth.describe` (never guessed per request, or a client could
+//! pick the way its request is read):
 //!
-//! - the endpoint followed by the original path and query (Envoy's
-//!   `path_prefix`, nginx's `proxy_pass .../_tokengate/auth$request_uri`),
-//!   with the original method and host as the subrequest's: the shape a
-//!   client cannot describe differently, since the calling gateway builds
-//!   the subrequest's target itself;
-//! - the endpoint itself, with the original in headers the calling gateway
-//!   sets, replacing any client copy (Traefik, Caddy): the method in
-//!   `X-Forwarded-Method` or `X-Original-Method`, else the subrequest's own;
-//!   the path and query in `X-Forwarded-Uri` or `X-Original-URI`; the host in
-//!   `X-Forwarded-Host` or `X-Original-Host`, else `Host`.
-//!
-//! Where two spellings are both present they must agree, and no header may
-//! be given twice: a description the gateway could read two ways is refused.
+//! - `path`: the original path and query after the endpoint
+//!   (`/_tokengate/auth/api/v1/x?y=1`: Envoy's `path_prefix`, nginx's
+//!   `proxy_pass .../_tokengate/auth$request_uri`), with the original method
+//!   and Host as the subrequest's own. The calling gateway builds the target
+//!   itself, so a client cannot describe its request differently from what
+//!   the API receives; headers that claim to describe it are not read.
+//! - `headers`: at the endpoint itself, with the original in headers the
+//!   calling gateway sets, replacing any client copy (Traefik, Caddy): the
+//!   method in `X-Forwarded-Method` or `X-Original-Method`, else the
+//!   subrequest's own; the path and query in `X-Forwarded-Uri` or
+//!   `X-Original-URI`; the host in `X-Forwarded-Host` or `X-Original-Host`,
+//!   else `Host`. Where two spellings are both present they must agree, and
+//!   none may be given twice.
 
+use crate::config::{Describe, ForwardAuth};
 use http::HeaderMap;
 
 /// The original request, as described.
@@ -55,54 +58,74 @@ pub fn is_endpoint(endpoint: &str, path: &str) -> bool {
 }
 
 /// The original request of an auth subrequest whose path is `path` (checked,
-/// under `endpoint`) and query `query`.
+/// under the endpoint) and query `query`, described as `fa.describe` says.
 pub fn describe(
-    endpoint: &str,
+    fa: &ForwardAuth,
     method: &str,
     path: &str,
     query: Option<&str>,
     headers: &HeaderMap,
 ) -> Result<Original, &'static str> {
-    let rest = path.strip_prefix(endpoint).unwrap_or_default();
-    let in_path = (!rest.is_empty()).then(|| match query {
-        Some(q) => format!("{rest}?{q}"),
-        None => rest.to_string(),
-    });
-    let in_headers = one_of(headers, &URI)?;
-    let target = match (in_path, in_headers) {
-        (Some(p), Some(h)) if p != h => return Err("the original URI is given twice, differently"),
-        (Some(p), _) => p,
-        (None, Some(h)) => h.to_string(),
-        (None, None) => return Err("no original URI: send X-Original-URI or X-Forwarded-Uri"),
+    // The calling gateway passes the client's headers on to the API too; one
+    // spelled with "_" may be read there as its "-" spelling (X_Forwarded_For,
+    // X_Tokengate_Org_Role), which tokengate never checked.
+    if headers.keys().any(|n| n.as_str().contains('_')) {
+        return Err("header names with '_' are not accepted: the API behind the calling gateway may read them as '-'");
+    }
+    let rest = path.strip_prefix(fa.path.as_str()).unwrap_or_default();
+    let original = match fa.describe {
+        Describe::Path => {
+            if rest.is_empty() {
+                return Err(
+                    "the original path must follow the endpoint (forward_auth.describe: path)",
+                );
+            }
+            // Description headers are not read here: they would be the
+            // client's own, passed along (the URL ones are refused as
+            // overrides before this, as on every request).
+            Original {
+                method: method.to_string(),
+                target: match query {
+                    Some(q) => format!("{rest}?{q}"),
+                    None => rest.to_string(),
+                },
+                host: single(headers, "host")?.map(str::to_string),
+            }
+        }
+        Describe::Headers => {
+            if !rest.is_empty() {
+                return Err("ask at the endpoint itself, with the original in headers (forward_auth.describe: headers)");
+            }
+            let target = one_of(headers, &URI)?
+                .ok_or("no original URI: send X-Forwarded-Uri or X-Original-URI")?;
+            // Caddy keeps the original query on the subrequest: then it
+            // must be the described one.
+            if query.is_some_and(|q| target.split_once('?').map(|(_, tq)| tq) != Some(q)) {
+                return Err("the endpoint's query differs from the original URI's");
+            }
+            let host = match one_of(headers, &HOST)? {
+                Some(h) => Some(h),
+                None => single(headers, "host")?,
+            };
+            Original {
+                method: one_of(headers, &METHOD)?.unwrap_or(method).to_string(),
+                target: target.to_string(),
+                host: host.map(str::to_string),
+            }
+        }
     };
-    if !target.starts_with('/') {
+    if !original.target.starts_with('/') {
         return Err("the original URI must be a path (and query)");
     }
-    // Traefik and Caddy ask with GET and name the original method in a
-    // header they set themselves; nginx and Envoy ask with the original
-    // method. A header that disagrees with a method that is not a plain GET,
-    // or with the method of Envoy's shape, is a client's own header passed
-    // along: refused, never believed.
-    let own = method;
-    let method = match one_of(headers, &METHOD)? {
-        Some(named) if named != own && (!rest.is_empty() || own != "GET") => {
-            return Err("the original method is given twice, differently")
-        }
-        Some(named) => named,
-        None => own,
-    };
-    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_graphic()) {
+    // A fragment is never sent by a client that means it, and servers
+    // disagree on where it ends: some read `#` as part of the path.
+    if original.target.contains('#') {
+        return Err("the original URI must not contain '#'");
+    }
+    if original.method.is_empty() || !original.method.bytes().all(|b| b.is_ascii_graphic()) {
         return Err("the original method is not a method");
     }
-    let host = match one_of(headers, &HOST)? {
-        Some(h) => Some(h),
-        None => single(headers, "host")?,
-    };
-    Ok(Original {
-        method: method.to_string(),
-        target,
-        host: host.map(str::to_string),
-    })
+    Ok(original)
 }
 
 /// The value of whichever of `names` is present (all present must agree).
@@ -152,6 +175,13 @@ mod tests {
 
     const EP: &str = "/_tokengate/auth";
 
+    fn fa(describe: Describe) -> ForwardAuth {
+        ForwardAuth {
+            path: EP.into(),
+            describe,
+        }
+    }
+
     #[test]
     fn the_endpoint_and_what_is_under_it() {
         assert!(is_endpoint(EP, "/_tokengate/auth"));
@@ -161,70 +191,101 @@ mod tests {
     }
 
     #[test]
-    fn nginx_traefik_and_caddy_describe_in_headers() {
-        let nginx = headers(&[
-            ("x-original-method", "POST"),
-            ("x-original-uri", "/api/v3/secrets?workspaceId=p1"),
+    fn in_the_path_the_subrequest_is_the_description() {
+        let h = headers(&[
             ("host", "api.example.com"),
+            // A client's own, passed along: not read.
+            ("x-forwarded-method", "GET"),
+            ("x-forwarded-host", "public.example.com"),
+            ("x-original-host", "public.example.com"),
         ]);
-        let o = describe(EP, "GET", EP, None, &nginx).unwrap();
-        assert_eq!(o.method, "POST");
-        assert_eq!(o.target, "/api/v3/secrets?workspaceId=p1");
+        let o = describe(
+            &fa(Describe::Path),
+            "PATCH",
+            "/_tokengate/auth/v1/x",
+            Some("a=1"),
+            &h,
+        )
+        .unwrap();
+        assert_eq!(o.method, "PATCH");
+        assert_eq!(o.target, "/v1/x?a=1");
         assert_eq!(o.host.as_deref(), Some("api.example.com"));
+        // The bare endpoint is not a description in this shape, whatever
+        // headers come with it.
+        let h = headers(&[("x-original-uri", "/status")]);
+        assert!(describe(&fa(Describe::Path), "GET", EP, Some("q"), &h).is_err());
+    }
 
+    #[test]
+    fn in_headers_the_calling_gateway_describes() {
         let traefik = headers(&[
             ("x-forwarded-method", "DELETE"),
             ("x-forwarded-uri", "/v1/things/1"),
             ("x-forwarded-host", "things.example.com"),
             ("host", "tokengate:8080"),
         ]);
-        let o = describe(EP, "GET", EP, None, &traefik).unwrap();
+        let o = describe(&fa(Describe::Headers), "GET", EP, None, &traefik).unwrap();
         assert_eq!(o.method, "DELETE");
+        assert_eq!(o.target, "/v1/things/1");
         assert_eq!(o.host.as_deref(), Some("things.example.com"));
-    }
-
-    #[test]
-    fn envoy_appends_the_original_to_the_endpoint() {
-        let h = headers(&[("host", "api.example.com")]);
-        let o = describe(EP, "PATCH", "/_tokengate/auth/v1/x", Some("a=1"), &h).unwrap();
-        assert_eq!(o.method, "PATCH");
-        assert_eq!(o.target, "/v1/x?a=1");
-        assert_eq!(o.host.as_deref(), Some("api.example.com"));
+        // Not in the path, in this shape.
+        assert!(describe(
+            &fa(Describe::Headers),
+            "GET",
+            "/_tokengate/auth/v1/x",
+            None,
+            &traefik
+        )
+        .is_err());
+        assert!(describe(&fa(Describe::Headers), "GET", EP, Some("a=1"), &traefik).is_err());
+        // Caddy keeps the original query on the subrequest as well.
+        let caddy = headers(&[("x-forwarded-uri", "/v1/x?a=1")]);
+        assert!(describe(&fa(Describe::Headers), "GET", EP, Some("a=1"), &caddy).is_ok());
+        assert!(describe(&fa(Describe::Headers), "GET", EP, Some("a=2"), &caddy).is_err());
     }
 
     #[test]
     fn ambiguous_or_missing_descriptions_are_refused() {
+        let h = fa(Describe::Headers);
         let none = headers(&[("host", "h")]);
-        assert!(describe(EP, "GET", EP, None, &none).is_err());
+        assert!(describe(&h, "GET", EP, None, &none).is_err());
         let twice = headers(&[("x-original-uri", "/a"), ("x-original-uri", "/b")]);
-        assert!(describe(EP, "GET", EP, None, &twice).is_err());
+        assert!(describe(&h, "GET", EP, None, &twice).is_err());
         let disagree = headers(&[("x-original-uri", "/a"), ("x-forwarded-uri", "/b")]);
-        assert!(describe(EP, "GET", EP, None, &disagree).is_err());
+        assert!(describe(&h, "GET", EP, None, &disagree).is_err());
         let agree = headers(&[("x-original-uri", "/a"), ("x-forwarded-uri", "/a")]);
-        assert_eq!(describe(EP, "GET", EP, None, &agree).unwrap().target, "/a");
-        let path_and_header = headers(&[("x-forwarded-uri", "/b")]);
-        assert!(describe(EP, "GET", "/_tokengate/auth/a", None, &path_and_header).is_err());
+        assert_eq!(describe(&h, "GET", EP, None, &agree).unwrap().target, "/a");
         let methods = headers(&[
             ("x-original-uri", "/a"),
             ("x-original-method", "GET"),
             ("x-forwarded-method", "DELETE"),
         ]);
-        assert!(describe(EP, "GET", EP, None, &methods).is_err());
-        // A client's own method header cannot change what nginx or Envoy
-        // say the method is.
-        let lie = headers(&[("x-forwarded-method", "GET")]);
-        assert!(describe(EP, "DELETE", "/_tokengate/auth/a", None, &lie).is_err());
-        let lie = headers(&[("x-forwarded-method", "DELETE")]);
-        assert!(describe(EP, "GET", "/_tokengate/auth/a", None, &lie).is_err());
-        let lie = headers(&[("x-original-uri", "/a"), ("x-original-method", "GET")]);
-        assert!(describe(EP, "POST", EP, None, &lie).is_err());
+        assert!(describe(&h, "GET", EP, None, &methods).is_err());
         let absolute = headers(&[("x-original-uri", "http://evil/a")]);
-        assert!(describe(EP, "GET", EP, None, &absolute).is_err());
+        assert!(describe(&h, "GET", EP, None, &absolute).is_err());
+        let fragment = headers(&[("x-forwarded-uri", "/v1/secrets#?projectId=p2")]);
+        assert!(describe(&h, "GET", EP, None, &fragment).is_err());
         let hosts = headers(&[
             ("x-original-uri", "/a"),
             ("x-forwarded-host", "a"),
             ("x-forwarded-host", "b"),
         ]);
-        assert!(describe(EP, "GET", EP, None, &hosts).is_err());
+        assert!(describe(&h, "GET", EP, None, &hosts).is_err());
+    }
+
+    #[test]
+    fn underscored_header_names_are_refused_in_either_shape() {
+        for shape in [Describe::Path, Describe::Headers] {
+            let h = headers(&[
+                ("x-forwarded-uri", "/v1/x"),
+                ("x-tokengate-org_role", "admin"),
+            ]);
+            let path = if shape == Describe::Path {
+                "/_tokengate/auth/v1/x"
+            } else {
+                EP
+            };
+            assert!(describe(&fa(shape), "GET", path, None, &h).is_err());
+        }
     }
 }

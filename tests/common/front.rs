@@ -51,7 +51,8 @@ impl Front {
                 let conf = dir.path().join("nginx.conf");
                 std::fs::write(&conf, text).expect("write nginx.conf");
                 let main = format!(
-                    "daemon off; pid {0}/nginx.pid; error_log {0}/logs/error.log;",
+                    // One process: killing it leaves no worker behind.
+                    "daemon off; master_process off; pid {0}/nginx.pid; error_log {0}/logs/error.log;",
                     dir.path().display()
                 );
                 let mut cmd = Command::new(nginx_binary());
