@@ -576,6 +576,18 @@ impl Gateway {
         let Some(fa) = p.cfg.forward_auth.as_ref() else {
             return self.reject(session, ctx, 404, "not found").await;
         };
+        // A fragment in the subrequest's target (the client's, relayed by
+        // the calling gateway) never reaches the parsed target, yet the API
+        // may read it as part of the path: refused, from the raw request
+        // line (HTTP/1; HTTP/2 carries no fragment).
+        let raw_head = session.as_downstream().to_h1_raw();
+        let line = raw_head.split(|&b| b == b'\n').next().unwrap_or_default();
+        if line.contains(&b'#') {
+            ctx.outcome = Outcome::BadRequest;
+            return self
+                .reject(session, ctx, 400, "the original URI must not contain '#'")
+                .await;
+        }
         let h = session.req_header();
         let raw = h.raw_path();
         let described = forward_auth::describe(

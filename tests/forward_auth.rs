@@ -211,6 +211,17 @@ fn case_the_request_decided_is_the_request_received(kind: Kind) {
             resp.body
         );
     }
+    // A fragment relayed to tokengate itself (a calling gateway that passes
+    // the client's target on as it came), which the parsed target drops.
+    let direct = raw_http_resp(
+        &gw.addr(),
+        &format!(
+            "GET /_tokengate/auth/projects/p1/things#?projectId=p2 HTTP/1.1\r\nHost: x\r\n\
+             Authorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            token.access_token
+        ),
+    );
+    assert_eq!(direct.status, 400, "{kind:?}: {}", direct.body);
     assert_eq!(upstream.count(), 0, "nothing reached the API");
 }
 
