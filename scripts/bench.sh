@@ -29,7 +29,8 @@
 # Environment (defaults for a full run, about 6 minutes; QUICK=1 for a smoke run of about one):
 #   DURATION=5 ROUNDS=3 CONNECTIONS=32 IDLE_CONNECTIONS=10000 RATE=(half of F)
 #   LAT_DURATION=10 IDLE_VARIANTS="B C F G" REVOCATIONS=1000 MEMORY_TOKENS=5000
-#   TOKENGATE_BIN=path: benchmark that binary instead of building this tree.
+#   TOKENGATE_BIN=path: benchmark that binary instead of building this tree
+#   (built into CARGO_TARGET_DIR when that is set, else target/).
 #   BENCH_NOTE="text": a note printed at the top of BENCHMARKS.md (say, "busy machine").
 # Ports are chosen free at start.
 # Speed is measured, never asserted: this is not part of scripts/test.sh.
@@ -81,6 +82,9 @@ if [ -z "$OHA" ]; then
     [ -x "$OHA" ] || timeout 1800 cargo install oha --locked --version "$OHA_VERSION" --quiet
 fi
 
+# A target directory of its own keeps a benchmark build from racing another
+# build of the same tree for target/.
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 # TOKENGATE_BIN runs a binary built elsewhere (another branch, say) instead
 # of building this tree.
 if [ -n "${TOKENGATE_BIN:-}" ]; then
@@ -88,7 +92,7 @@ if [ -n "${TOKENGATE_BIN:-}" ]; then
     BIN_SOURCE="binary from TOKENGATE_BIN"
 else
     cargo build --release --quiet --bin tokengate
-    BIN="$ROOT/target/release/tokengate"
+    BIN="$TARGET_DIR/release/tokengate"
     # "dirty" only for changes to the sources: this script rewrites BENCHMARKS.*.
     BIN_SOURCE="built from $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
     if [ -n "$(git status --porcelain -- . ':!BENCHMARKS.md' ':!BENCHMARKS.svg' 2>/dev/null)" ]; then
@@ -445,6 +449,6 @@ echo "tokenmem $made $((mem1 - mem0))" | tee -a "$RESULTS"
     [ -n "${BENCH_NOTE:-}" ] && echo "meta note $BENCH_NOTE"
     echo "meta settings DURATION=$DURATION ROUNDS=$ROUNDS CONNECTIONS=$CONNECTIONS RATE=$RATE LAT_DURATION=$LAT_DURATION IDLE_CONNECTIONS=$IDLE_CONNECTIONS REVOCATIONS=$REVOCATIONS MEMORY_TOKENS=$MEMORY_TOKENS QUICK=$QUICK"
 } >>"$RESULTS"
-cp "$RESULTS" "$ROOT/target/bench-results.txt" 2>/dev/null || true
+mkdir -p "$TARGET_DIR" 2>/dev/null && cp "$RESULTS" "$TARGET_DIR/bench-results.txt" 2>/dev/null || true
 python3 "$HERE/report.py" "$RESULTS" "$ROOT/BENCHMARKS.md" "$ROOT/BENCHMARKS.svg"
-echo "wrote BENCHMARKS.md and BENCHMARKS.svg (raw figures: target/bench-results.txt)"
+echo "wrote BENCHMARKS.md and BENCHMARKS.svg (raw figures: $TARGET_DIR/bench-results.txt)"
