@@ -217,9 +217,9 @@ def forward_auth_section(agg, logs):
                      ha["cpu_us"], ha["rps"], h["auth_cpu_us"], c["cpu_us"]))
     out += textwrap.wrap(text, 95) + [""]
     if logs:
-        out += ["Lines written to the logs of H's tokengate (`RUST_LOG=warn`) and nginx (error log at",
-                "`warn`) from the first measured request to the end of the latency runs: %s." % ", ".join(
-                    "`%s` %d" % (k, n) for k, n in sorted(logs.items())), ""]
+        out += textwrap.wrap("Lines written to the logs of H's tokengate (`RUST_LOG=warn`) and nginx (error log"
+                             " at `warn`) from the first measured request to the end of the latency runs: %s." % ", ".join(
+                                 "`%s` %d" % (k, n) for k, n in sorted(logs.items())), 95) + [""]
     return out
 
 
