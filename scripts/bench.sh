@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark of issue 7, one command: tokengate side by side with nginx and
-# with a hand-built nginx+Lua+Redis token check, on this machine, on loopback.
+# with a hand-built nginx+Lua+Redis token check, on this machine, on loopback;
+# and (issue 11) tokengate as nginx's auth_request plugin against both.
 #
 # Variants (every proxy gets one worker: tokengate `server.threads: 1`,
 # nginx `worker_processes 1`; the same small nginx upstream behind each):
@@ -14,22 +15,29 @@
 #   G   nginx + Lua, one Redis EVALSHA per request that checks and counts
 #   G2  nginx + Lua, token record cached in a lua_shared_dict (Kong key-auth
 #       style), uses counted in the dict and flushed to Redis every second
+#   H   nginx with auth_request to tokengate in forward-auth mode (Redis
+#       store, unlimited token, near cache on, as C), nginx proxying to the
+#       upstream; the nginx config follows deploy/forward-auth/nginx.conf
+#   H-lim  H with a limited token (large limit): every subrequest reaches Redis, as D
+#   H-auth the forward-auth endpoint alone, asked directly by wrk (the decision without nginx)
 #   C-bad  C's gateway with a malformed token (only for Redis commands: none expected)
 # The Lua peer is scripts/bench/tgpeer.lua.
 #
 # Measured per variant: req/s (wrk, ROUNDS rounds with the variants
 # interleaved, median), proxy CPU per request (utime+stime from /proc of the
-# proxy's processes), proxy RSS, Redis commands per request (INFO
+# proxy's processes; for H and H-lim nginx's and tokengate's, each recorded),
+# proxy RSS, Redis commands per request (INFO
 # commandstats), latency p50/p99/p99.9 at a fixed rate (oha, RATE req/s,
 # default half of F's median req/s); for IDLE_VARIANTS the RSS with
 # IDLE_CONNECTIONS idle keep-alive connections open and after they close;
 # revocation through one Redis gateway seen by another; Redis memory per token.
 # Writes BENCHMARKS.md and BENCHMARKS.svg (scripts/bench/report.py).
 #
-# Environment (defaults for a full run, about 6 minutes; QUICK=1 for a smoke run of about one):
+# Environment (defaults for a full run, about 8 minutes; QUICK=1 for a smoke run of about one):
 #   DURATION=5 ROUNDS=3 CONNECTIONS=32 IDLE_CONNECTIONS=10000 RATE=(half of F)
 #   LAT_DURATION=10 IDLE_VARIANTS="B C F G" REVOCATIONS=1000 MEMORY_TOKENS=5000
-#   TOKENGATE_BIN=path: benchmark that binary instead of building this tree.
+#   TOKENGATE_BIN=path: benchmark that binary instead of building this tree
+#   (built into CARGO_TARGET_DIR when that is set, else target/).
 #   BENCH_NOTE="text": a note printed at the top of BENCHMARKS.md (say, "busy machine").
 # Ports are chosen free at start.
 # Speed is measured, never asserted: this is not part of scripts/test.sh.
@@ -81,6 +89,9 @@ if [ -z "$OHA" ]; then
     [ -x "$OHA" ] || timeout 1800 cargo install oha --locked --version "$OHA_VERSION" --quiet
 fi
 
+# A target directory of its own keeps a benchmark build from racing another
+# build of the same tree for target/.
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 # TOKENGATE_BIN runs a binary built elsewhere (another branch, say) instead
 # of building this tree.
 if [ -n "${TOKENGATE_BIN:-}" ]; then
@@ -88,7 +99,7 @@ if [ -n "${TOKENGATE_BIN:-}" ]; then
     BIN_SOURCE="binary from TOKENGATE_BIN"
 else
     cargo build --release --quiet --bin tokengate
-    BIN="$ROOT/target/release/tokengate"
+    BIN="$TARGET_DIR/release/tokengate"
     # "dirty" only for changes to the sources: this script rewrites BENCHMARKS.*.
     BIN_SOURCE="built from $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
     if [ -n "$(git status --porcelain -- . ':!BENCHMARKS.md' ':!BENCHMARKS.svg' 2>/dev/null)" ]; then
@@ -183,11 +194,17 @@ proxy_server() {
 NGINX
 }
 
-declare -A PORT PATHS HDR PROC
+# PROC: the proxy's processes. AUTH: for H and H-lim, the tokengate nginx
+# asks, whose CPU is counted apart so both halves of the cost show.
+declare -A PORT PATHS HDR PROC AUTH
 UP_PORT="$(free_port)"
 start_nginx upstream "$UP_PORT" "    server {
         listen 127.0.0.1:$UP_PORT backlog=4096;
         location / { default_type application/json; return 200 '{\"ok\":true}'; }
+        # What reached the upstream through H, for the check before measuring.
+        location = /_bench/seen {
+            return 200 \"\$http_x_tokengate_identity_id|\$http_x_tokengate_client_ip|\$http_authorization\";
+        }
     }"
 UP_PIDS="$(nginx_pids "$NGINX_PID")"
 
@@ -282,21 +299,89 @@ start_nginx proxy-g2 "${PORT[G2]}" "$LUA_HTTP
 $(proxy_server "${PORT[G2]}" 'access_by_lua_block { require("tgpeer").access_cached() }')"
 PATHS[G2]=/bench HDR[G2]="Authorization: Bearer $(peer_token 0)" PROC[G2]="$(nginx_pids "$NGINX_PID")"
 
-VARIANTS=(A B C C0 D E E-lim F G G2)
+# H, H-lim, H-auth: tokengate as nginx's auth_request plugin. The route
+# declares its bodies name no project: an auth subrequest never shows the
+# body, and tokengate refuses (400) where the body could name one.
+start_gateway forward-auth "{kind: redis, url: \"redis://127.0.0.1:$REDIS_PORT/0\"}" \
+    'forward_auth: {path: /_tokengate/auth}
+trusted_proxies: ["127.0.0.1/32"]
+routes: [{path: "/", body: no-project}]'
+FA_PORT="$GW_PORT" FA_PID="$GW_PID"
+# deploy/forward-auth/nginx.conf's approach, with the benchmark's ports and a
+# keep-alive pool as large as the upstream's.
+forward_auth_server() {
+    local copy="" h
+    for h in identity-id identity-name org-role token-id project-id project-role client-ip; do
+        copy+="
+            auth_request_set \$tg_${h//-/_} \$upstream_http_x_tokengate_${h//-/_};
+            proxy_set_header X-Tokengate-$h \$tg_${h//-/_};"
+    done
+    cat <<NGINX
+    underscores_in_headers off;
+    upstream backend { server 127.0.0.1:$UP_PORT; keepalive 64; }
+    upstream tokengate { server 127.0.0.1:$2; keepalive 64; }
+    server {
+        listen 127.0.0.1:$1 backlog=4096;
+        location / {
+            auth_request /_tokengate_auth;$copy
+            proxy_set_header Authorization "";
+            proxy_set_header Host \$host;
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+        location = /_tokengate_auth {
+            internal;
+            proxy_pass http://tokengate/_tokengate/auth\$request_uri;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$remote_addr;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+NGINX
+}
+PORT[H]="$(free_port)"
+start_nginx proxy-h "${PORT[H]}" "$(forward_auth_server "${PORT[H]}" "$FA_PORT")"
+H_PROC="$(nginx_pids "$NGINX_PID")"
+# Not in $(...): H_ID is checked against what the upstream receives.
+issue_token "$FA_PORT" 0 >"$WORK/h.token"
+H_ID="$ISSUED_ID"
+PATHS[H]=/bench HDR[H]="Authorization: Bearer $(cat "$WORK/h.token")" PROC[H]="$H_PROC" AUTH[H]="$FA_PID"
+PORT[H-lim]="${PORT[H]}" PATHS[H-lim]=/bench HDR[H-lim]="Authorization: Bearer $(issue_token "$FA_PORT" 1000000000)" PROC[H-lim]="$H_PROC" AUTH[H-lim]="$FA_PID"
+# The endpoint asked directly, in the first shape, with H's token.
+PORT[H-auth]="$FA_PORT" PATHS[H-auth]=/_tokengate/auth/bench HDR[H-auth]="${HDR[H]}" PROC[H-auth]="$FA_PID"
+PORT[H-bad]="${PORT[H]}" PATHS[H-bad]=/bench HDR[H-bad]="Authorization: Bearer $BAD" PROC[H-bad]="$H_PROC"
 
-# Every variant answers 200 before anything is measured (C-bad: 401).
-for v in "${VARIANTS[@]}" C-bad; do
+VARIANTS=(A B C C0 D E E-lim F G G2 H H-lim H-auth)
+
+# Every variant answers 200 before anything is measured (C-bad, H-bad: 401,
+# nginx passing tokengate's refusal on).
+for v in "${VARIANTS[@]}" C-bad H-bad; do
     hdr=()
     [ -n "${HDR[$v]}" ] && hdr=(-H "${HDR[$v]}")
     code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "${hdr[@]}" "http://127.0.0.1:${PORT[$v]}${PATHS[$v]}")"
     want=200
-    [ "$v" = C-bad ] && want=401
+    [ "${v%-bad}" != "$v" ] && want=401
     if [ "$code" != "$want" ]; then
         echo "variant $v answered $code, expected $want" >&2
         tail -5 "$WORK"/*.log "$WORK"/*/error.log >&2 || true
         exit 1
     fi
 done
+# What H's upstream receives: tokengate's identity and the client's address
+# from nginx's X-Forwarded-For, and no token.
+seen="$(curl -s --max-time 5 -H "${HDR[H]}" "http://127.0.0.1:${PORT[H]}/_bench/seen")"
+if [ "$seen" != "$H_ID|127.0.0.1|" ]; then
+    echo "H's upstream saw \"$seen\", expected \"$H_ID|127.0.0.1|\"" >&2
+    exit 1
+fi
+# H's logs so far hold start-up lines only; what follows is written under load.
+H_LOGS=(forward-auth.log proxy-h/error.log)
+declare -A LOG_START
+for log in "${H_LOGS[@]}"; do LOG_START[$log]="$(wc -l <"$WORK/$log")"; done
 
 # ---------------------------------------------------------------- measures
 RESULTS="$WORK/results"
@@ -325,30 +410,39 @@ redis_calls() {
 
 # run_load VARIANT ROUND: one wrk run, with CPU and Redis deltas around it.
 run_load() {
-    local v="$1" round="$2" out cpu0 cpu1 up0 up1 r0 r1
+    local v="$1" round="$2" out cpu0 cpu1 up0 up1 au0=0 au1=0 r0 r1
     local args=(-t 1 -c "$CONNECTIONS" -d "${DURATION}s" --timeout 2s)
     [ -n "${HDR[$v]}" ] && args+=(-H "${HDR[$v]}")
     # shellcheck disable=SC2086
     cpu0="$(cpu_ticks ${PROC[$v]})" up0="$(cpu_ticks $UP_PIDS)" r0="$(redis_calls)"
+    # shellcheck disable=SC2086
+    [ -n "${AUTH[$v]:-}" ] && au0="$(cpu_ticks ${AUTH[$v]})"
     out="$(timeout $((DURATION + 30)) wrk "${args[@]}" "http://127.0.0.1:${PORT[$v]}${PATHS[$v]}")"
     # shellcheck disable=SC2086
     cpu1="$(cpu_ticks ${PROC[$v]})" up1="$(cpu_ticks $UP_PIDS)"
-    # G2 flushes its counted uses every second: wait for the last flush, so
-    # its Redis commands are counted here and not in the next variant.
-    [ "$v" = G2 ] && sleep 1.5
+    # shellcheck disable=SC2086
+    [ -n "${AUTH[$v]:-}" ] && au1="$(cpu_ticks ${AUTH[$v]})"
+    # G2, and tokengate's near cache with an unlimited token, flush their
+    # counted uses every second: wait for the last flush, so its Redis
+    # commands are counted here and not in the next variant (C-bad's none).
+    case "$v" in G2 | C | H | H-auth) sleep 1.5 ;; esac
     r1="$(redis_calls)"
     local requests rps non2xx
     requests="$(awk '/requests in/ {print $1}' <<<"$out")"
     rps="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
     non2xx="$(awk '/Non-2xx/ {print $4}' <<<"$out")"
-    if [ -n "$non2xx" ] && [ "$v" != C-bad ]; then
+    if [ -n "$non2xx" ] && [ "${v%-bad}" = "$v" ]; then
         echo "$v: $non2xx non-2xx answers; the benchmark is invalid" >&2
         echo "$out" >&2
         exit 1
     fi
+    local auth_rss=0
     # shellcheck disable=SC2086
-    echo "load $v $round $rps $requests $((cpu1 - cpu0)) $((up1 - up0)) $CLK_TCK $(rss_kib ${PROC[$v]}) ${r0% *} ${r0#* } ${r1% *} ${r1#* }" >>"$RESULTS"
-    printf '  %-6s %9s req/s  proxy CPU %s ticks\n' "$v" "$rps" "$((cpu1 - cpu0))"
+    [ -n "${AUTH[$v]:-}" ] && auth_rss="$(rss_kib ${AUTH[$v]})"
+    # shellcheck disable=SC2086
+    echo "load $v $round $rps $requests $((cpu1 - cpu0)) $((up1 - up0)) $CLK_TCK $(rss_kib ${PROC[$v]}) ${r0% *} ${r0#* } ${r1% *} ${r1#* } $((au1 - au0)) $auth_rss" >>"$RESULTS"
+    printf '  %-6s %9s req/s  proxy CPU %s ticks%s\n' "$v" "$rps" "$((cpu1 - cpu0))" \
+        "$([ -n "${AUTH[$v]:-}" ] && echo " + tokengate $((au1 - au0))")"
 }
 
 echo "== throughput: wrk -t1 -c$CONNECTIONS, ${DURATION}s per variant, $ROUNDS round(s)"
@@ -379,6 +473,14 @@ print("lat %s %.4f %.4f %.4f %.1f %d" % (sys.argv[1], p["p50"] * 1e3, p["p99"] *
                                        r["summary"]["requestsPerSec"], bad))
 PY
     tail -1 "$RESULTS"
+done
+
+# What tokengate (RUST_LOG=warn) and nginx logged while H was under load: a
+# failing auth subrequest may show here even when nginx still answered 200.
+for log in "${H_LOGS[@]}"; do
+    n=$(( $(wc -l <"$WORK/$log") - ${LOG_START[$log]} ))
+    echo "logs $log $n" | tee -a "$RESULTS"
+    tail -n +"$(( ${LOG_START[$log]} + 1 ))" "$WORK/$log" | head -5
 done
 
 # Idle keep-alive connections: RSS before, with them open, and after closing.
@@ -445,6 +547,6 @@ echo "tokenmem $made $((mem1 - mem0))" | tee -a "$RESULTS"
     [ -n "${BENCH_NOTE:-}" ] && echo "meta note $BENCH_NOTE"
     echo "meta settings DURATION=$DURATION ROUNDS=$ROUNDS CONNECTIONS=$CONNECTIONS RATE=$RATE LAT_DURATION=$LAT_DURATION IDLE_CONNECTIONS=$IDLE_CONNECTIONS REVOCATIONS=$REVOCATIONS MEMORY_TOKENS=$MEMORY_TOKENS QUICK=$QUICK"
 } >>"$RESULTS"
-cp "$RESULTS" "$ROOT/target/bench-results.txt" 2>/dev/null || true
+mkdir -p "$TARGET_DIR" 2>/dev/null && cp "$RESULTS" "$TARGET_DIR/bench-results.txt" 2>/dev/null || true
 python3 "$HERE/report.py" "$RESULTS" "$ROOT/BENCHMARKS.md" "$ROOT/BENCHMARKS.svg"
-echo "wrote BENCHMARKS.md and BENCHMARKS.svg (raw figures: target/bench-results.txt)"
+echo "wrote BENCHMARKS.md and BENCHMARKS.svg (raw figures: $TARGET_DIR/bench-results.txt)"

@@ -4,12 +4,16 @@
 usage: report.py RESULTS BENCHMARKS.md CHART.svg
 
 RESULTS has one record per line (written by bench.sh):
-  load VARIANT ROUND RPS REQUESTS PROXY_TICKS UPSTREAM_TICKS CLK_TCK RSS_KIB EV0 ALL0 EV1 ALL1
+  load VARIANT ROUND RPS REQUESTS PROXY_TICKS UPSTREAM_TICKS CLK_TCK RSS_KIB EV0 ALL0 EV1 ALL1 [AUTH_TICKS AUTH_RSS_KIB]
   lat VARIANT P50_MS P99_MS P999_MS ACHIEVED_RPS NON_200
   idle VARIANT N OPENED FAILED BEFORE_KIB DURING_KIB AFTER_KIB
   revoke N P50_MS P99_MS MAX_MS SLOW
   tokenmem N BYTES
+  logs FILE LINES
   meta KEY VALUE...
+AUTH_* are the tokengate that nginx asks in the forward-auth variants (H,
+H-lim); their proxy figures in the main table are nginx's and tokengate's
+together, split in the forward-auth section.
 Only the standard library: the chart is SVG written by hand.
 
 BENCHMARKS.md keeps everything below the KEEP marker line across runs, so
@@ -19,6 +23,7 @@ import html
 import os
 import statistics
 import sys
+import textwrap
 
 KEEP = "<!-- Everything below this line is kept by scripts/bench.sh across runs. -->"
 
@@ -33,13 +38,18 @@ DESCRIPTIONS = {
     "F": "nginx, plain reverse proxy",
     "G": "nginx + Lua, one Redis EVALSHA per request",
     "G2": "nginx + Lua, shared-dict cache, uses flushed every second",
+    "H": "nginx + auth_request to tokengate (forward-auth, Redis, unlimited token, near cache); proxy = both",
+    "H-lim": "H with a limited token (large limit); proxy = both",
+    "H-auth": "tokengate's forward-auth endpoint alone, asked directly (no nginx, no upstream)",
     "C-bad": "tokengate, Redis store, malformed token (401)",
 }
-ORDER = ["A", "B", "C", "C0", "D", "E", "E-lim", "F", "G", "G2", "C-bad"]
+ORDER = ["A", "B", "C", "C0", "D", "E", "E-lim", "F", "G", "G2", "H", "H-lim", "H-auth", "C-bad"]
+# Where nginx asks tokengate: two processes per request, counted apart.
+PAIRED = ("H", "H-lim")
 
 
 def parse(path):
-    loads, lat, idle, meta = {}, {}, {}, {}
+    loads, lat, idle, meta, logs = {}, {}, {}, {}, {}
     revoke = tokenmem = None
     for line in open(path):
         f = line.split()
@@ -51,11 +61,18 @@ def parse(path):
             rps, requests = float(f[3]), int(f[4])
             ptick, utick, clk, rss = int(f[5]), int(f[6]), int(f[7]), int(f[8])
             ev0, all0, ev1, all1 = (int(x) for x in f[9:13])
+            # Older results files have no auth fields.
+            atick, arss = (int(f[13]), int(f[14])) if len(f) > 14 else (0, 0)
+            per = (lambda ticks: ticks / clk * 1e6 / requests) if requests else (lambda ticks: 0.0)
             loads.setdefault(v, []).append({
                 "rps": rps,
-                "cpu_us": ptick / clk * 1e6 / requests if requests else 0.0,
+                "cpu_us": per(ptick + atick),
+                "proxy_cpu_us": per(ptick),
+                "auth_cpu_us": per(atick),
                 "up_cpu_us": utick / clk * 1e6 / requests if requests else 0.0,
-                "rss_kib": rss,
+                "rss_kib": rss + arss,
+                "proxy_rss_kib": rss,
+                "auth_rss_kib": arss,
                 "evals": (ev1 - ev0) / requests if requests else 0.0,
                 "cmds": (all1 - all0) / requests if requests else 0.0,
             })
@@ -68,9 +85,11 @@ def parse(path):
             revoke = {"n": int(f[1]), "p50": float(f[2]), "p99": float(f[3]), "max": float(f[4]), "slow": int(f[5])}
         elif kind == "tokenmem":
             tokenmem = {"n": int(f[1]), "bytes": int(f[2])}
+        elif kind == "logs":
+            logs[f[1]] = int(f[2])
         elif kind == "meta":
             meta[f[1]] = " ".join(f[2:])
-    return loads, lat, idle, revoke, tokenmem, meta
+    return loads, lat, idle, revoke, tokenmem, meta, logs
 
 
 def median(rounds, key):
@@ -82,13 +101,16 @@ def mib(kib):
 
 
 def chart(rows, path):
-    """Two panels of horizontal bars: req/s and proxy CPU per request."""
+    """Two panels of horizontal bars: req/s and proxy CPU per request; a
+    forward-auth variant's CPU bar is nginx's part then tokengate's."""
     bar_h, gap, label_w, panel_w, top = 22, 8, 70, 330, 50
     height = top + len(rows) * (bar_h + gap) + 30
     width = 2 * (label_w + panel_w) + 60
-    colors = {"tokengate": "#2b6cb0", "nginx": "#9c4221", "upstream": "#718096"}
+    colors = {"tokengate": "#2b6cb0", "nginx": "#9c4221", "upstream": "#718096", "nginx + tokengate": "#6b46c1"}
 
     def family(v):
+        if v in PAIRED:
+            return "nginx + tokengate"
         return "upstream" if v == "A" else ("nginx" if v[0] in "FG" else "tokengate")
 
     out = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">' % (width, height),
@@ -106,19 +128,104 @@ def chart(rows, path):
                 out.append('<text x="%d" y="%d" fill="#718096">n/a</text>' % (x0 + label_w, y + bar_h - 6))
                 continue
             w = max(1.0, (panel_w - 70) * r[key] / top_value) if top_value else 1.0
-            out.append('<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s"/>' % (x0 + label_w, y, w, bar_h, colors[family(r["variant"])]))
+            if key == "cpu" and r.get("split") and r[key]:
+                first = w * r["split"][0] / r[key]
+                out.append('<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s"/>' % (x0 + label_w, y, first, bar_h, colors["nginx"]))
+                out.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"/>' % (
+                    x0 + label_w + first, y, w - first, bar_h, colors["tokengate"]))
+            else:
+                out.append('<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s"/>' % (x0 + label_w, y, w, bar_h, colors[family(r["variant"])]))
             out.append('<text x="%.1f" y="%d">%s</text>' % (x0 + label_w + w + 4, y + bar_h - 6, fmt % r[key]))
     legend_y = height - 10
     for k, (name, color) in enumerate(colors.items()):
-        out.append('<rect x="%d" y="%d" width="12" height="12" fill="%s"/>' % (20 + k * 120, legend_y - 11, color))
-        out.append('<text x="%d" y="%d">%s</text>' % (38 + k * 120, legend_y, name))
+        out.append('<rect x="%d" y="%d" width="12" height="12" fill="%s"/>' % (20 + k * 140, legend_y - 11, color))
+        out.append('<text x="%d" y="%d">%s</text>' % (38 + k * 140, legend_y, name))
+    if any(r.get("split") for r in rows):
+        out.append('<text x="%d" y="%d" fill="#4a5568">CPU of %s: nginx, then tokengate</text>' % (
+            20 + len(colors) * 140, legend_y, html.escape(", ".join(r["variant"] for r in rows if r.get("split")))))
     out.append("</svg>")
     open(path, "w").write("\n".join(out) + "\n")
 
 
+def forward_auth_section(agg, logs):
+    """Issue 11: tokengate as nginx's auth_request plugin (H, H-lim, H-auth)
+    beside tokengate as the proxy (C, D) and nginx alone or with Lua (F, G,
+    G2), every ratio from this run."""
+    if not all(v in agg for v in ("H", "C", "G")):
+        return []
+    out = ["## Forward-auth: tokengate as nginx's auth_request plugin", "",
+           "H: nginx (one worker) proxies to the upstream and, for every request, first asks tokengate",
+           "(`forward_auth`, one thread, Redis store, near cache on) with an `auth_request` subrequest",
+           "to `/_tokengate/auth$request_uri` over a keep-alive pool, without the body, and copies the",
+           "identity headers tokengate answers with onto the proxied request",
+           "(deploy/forward-auth/nginx.conf's approach; before measuring, the script checks that the",
+           "upstream receives the token's identity, the client's address and no token, and that a",
+           "malformed token is refused with 401). H-lim: the same with a limited token, so every",
+           "subrequest spends its use in Redis. H-auth: wrk asks the endpoint directly",
+           "(`GET /_tokengate/auth/bench` with the token), the decision without nginx or an upstream.",
+           "A request through H costs CPU in two processes, which can run on both cores at once while",
+           "C and G each have one worker: CPU per request is the comparable cost, req/s is what this",
+           "machine delivered.", "",
+           "| variant | req/s | nginx CPU/req | tokengate CPU/req | total CPU/req | nginx RSS | tokengate RSS | EVALSHA/req |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+
+    def cell(us): return "%.1f us" % us
+    for v in ("C", "D", "F", "G", "G2", "H", "H-lim", "H-auth"):
+        if v not in agg:
+            continue
+        a = agg[v]
+        if v in PAIRED:
+            n_cpu, t_cpu, n_rss, t_rss = cell(a["proxy_cpu_us"]), cell(a["auth_cpu_us"]), a["proxy_rss"], a["auth_rss"]
+        elif v[0] in "FG":
+            n_cpu, t_cpu, n_rss, t_rss = cell(a["cpu_us"]), "-", a["rss"], None
+        else:
+            n_cpu, t_cpu, n_rss, t_rss = "-", cell(a["cpu_us"]), None, a["rss"]
+        out.append("| %s | %.0f | %s | %s | %s | %s | %s | %.3f |" % (
+            v, a["rps"], n_cpu, t_cpu, cell(a["cpu_us"]),
+            "-" if n_rss is None else "%.1f MiB" % mib(n_rss),
+            "-" if t_rss is None else "%.1f MiB" % mib(t_rss), a["evals"]))
+    out.append("")
+
+    h, c, g = agg["H"], agg["C"], agg["G"]
+
+    def times(a, b): return "%.2fx" % (a / b) if b else "n/a"
+    text = ("**H against C and G, this run.** A request through H costs %.1f us of CPU: %.1f in nginx and"
+            " %.1f in tokengate; that is %s C's %.1f us (tokengate as the proxy, the same store and cache)"
+            " and %s G's %.1f us (nginx + Lua, one EVALSHA per request). H served %.0f req/s, %s C's and"
+            " %s G's." % (h["cpu_us"], h["proxy_cpu_us"], h["auth_cpu_us"], times(h["cpu_us"], c["cpu_us"]),
+                          c["cpu_us"], times(h["cpu_us"], g["cpu_us"]), g["cpu_us"], h["rps"],
+                          times(h["rps"], c["rps"]), times(h["rps"], g["rps"])))
+    if "F" in agg:
+        f = agg["F"]
+        text += (" nginx's own share of H (%.1f us) is %s F's %.1f us (nginx proxying with no check): the"
+                 " difference is the subrequest and the copied headers." % (h["proxy_cpu_us"], times(h["proxy_cpu_us"], f["cpu_us"]), f["cpu_us"]))
+    if "G2" in agg:
+        text += " Against G2 (nginx + Lua with a shared-dict cache, %.1f us), H costs %s." % (
+            agg["G2"]["cpu_us"], times(h["cpu_us"], agg["G2"]["cpu_us"]))
+    if "H-lim" in agg:
+        hl = agg["H-lim"]
+        parts = ["%s G's" % times(hl["cpu_us"], g["cpu_us"])]
+        if "D" in agg:
+            parts.insert(0, "%s D's %.1f us" % (times(hl["cpu_us"], agg["D"]["cpu_us"]), agg["D"]["cpu_us"]))
+        text += (" With a limited token (%.3f EVALSHA per request), H-lim costs %.1f us (nginx %.1f, tokengate"
+                 " %.1f), %s (each also one EVALSHA per request)." % (
+                     hl["evals"], hl["cpu_us"], hl["proxy_cpu_us"], hl["auth_cpu_us"], " and ".join(parts)))
+    if "H-auth" in agg:
+        ha = agg["H-auth"]
+        text += (" The decision alone (H-auth) costs tokengate %.1f us per request at %.0f req/s, against its"
+                 " %.1f us per subrequest inside H and C's %.1f us to check and proxy." % (
+                     ha["cpu_us"], ha["rps"], h["auth_cpu_us"], c["cpu_us"]))
+    out += textwrap.wrap(text, 95) + [""]
+    if logs:
+        out += textwrap.wrap("Lines written to the logs of H's tokengate (`RUST_LOG=warn`) and nginx (error log"
+                             " at `warn`) from the first measured request to the end of the latency runs: %s." % ", ".join(
+                                 "`%s` %d" % (k, n) for k, n in sorted(logs.items())), 95) + [""]
+    return out
+
+
 def main():
     results, md_path, svg_path = sys.argv[1:4]
-    loads, lat, idle, revoke, tokenmem, meta = parse(results)
+    loads, lat, idle, revoke, tokenmem, meta, logs = parse(results)
     settings = dict(kv.split("=", 1) for kv in meta.get("settings", "").split())
     quick = settings.get("QUICK") == "1"
     agg = {}
@@ -126,8 +233,16 @@ def main():
         if v not in loads:
             continue
         rounds = loads[v]
-        agg[v] = {k: median(rounds, k) for k in ("rps", "cpu_us", "up_cpu_us", "evals", "cmds")}
+        agg[v] = {k: median(rounds, k) for k in ("rps", "cpu_us", "proxy_cpu_us", "auth_cpu_us", "up_cpu_us", "evals", "cmds")}
         agg[v]["rss"] = rounds[-1]["rss_kib"]
+        agg[v]["proxy_rss"] = rounds[-1]["proxy_rss_kib"]
+        agg[v]["auth_rss"] = rounds[-1]["auth_rss_kib"]
+        if v in PAIRED:
+            # Both parts from one round, the one whose total is the median
+            # (the lower one for an even count), so that they add up to it.
+            mid = sorted(rounds, key=lambda r: r["cpu_us"])[(len(rounds) - 1) // 2]
+            for k in ("cpu_us", "proxy_cpu_us", "auth_cpu_us"):
+                agg[v][k] = mid[k]
         agg[v]["every"] = ", ".join("%.0f" % r["rps"] for r in rounds)
 
     def rps(v): return agg[v]["rps"]
@@ -158,7 +273,9 @@ def main():
                 settings.get("CONNECTIONS", "?"), settings.get("DURATION", "?"), settings.get("ROUNDS", "?")),
             "interleaved, medians (every round's req/s in the last column). CPU per request is utime+stime of",
             "the proxy's processes (nginx: master and worker) from /proc around each run, divided by the",
-            "requests wrk completed; for A it is the upstream's. Redis calls per request come from",
+            "requests wrk completed; for A it is the upstream's; for H and H-lim it is nginx's and the",
+            "tokengate's it asks, together (and so is their RSS), split in the forward-auth section below.",
+            "Redis calls per request come from",
             "`INFO commandstats` deltas: EVALSHA alone, and every command including those a script runs",
             "(PING left out: the near cache's invalidation connections send five a second per gateway,",
             "whatever the traffic). Gateways run with `MIMALLOC_PURGE_DELAY=0`, as scripts/run.sh and the",
@@ -176,6 +293,8 @@ def main():
         out.append("| %s | %s | %.0f | %.1f us | %s | %.1f MiB | %.3f | %.3f | %s |" % (
             v, DESCRIPTIONS[v], a["rps"], a["cpu_us"], up, mib(a["rss"]), a["evals"], a["cmds"], a["every"]))
     out.append("")
+
+    out += forward_auth_section(agg, logs)
 
     rate = settings.get("RATE", "?")
 
@@ -293,7 +412,9 @@ def main():
         kept = "## Notes\n\nProfiles, attempts and their effect, written by hand; scripts/bench.sh keeps this part.\n"
     open(md_path, "w").write("\n".join(out) + "\n" + KEEP + "\n\n" + kept)
 
-    rows = [{"variant": v, "rps": agg[v]["rps"], "cpu": agg[v]["cpu_us"]} for v in ORDER if v in agg and v != "C-bad"]
+    rows = [{"variant": v, "rps": agg[v]["rps"], "cpu": agg[v]["cpu_us"],
+             "split": (agg[v]["proxy_cpu_us"], agg[v]["auth_cpu_us"]) if v in PAIRED else None}
+            for v in ORDER if v in agg and v != "C-bad"]
     chart(rows, svg_path)
 
 
