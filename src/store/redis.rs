@@ -137,8 +137,17 @@ impl RedisStore {
         self.cache.as_ref().is_some_and(|c| c.is_coherent())
     }
 
+    /// Keeps the near cache's counted uses from travelling to Redis while
+    /// held: a read of Redis plus `with_pending` under it sees each use once.
+    async fn uses_settled(&self) -> Option<tokio::sync::RwLockReadGuard<'_, ()>> {
+        match &self.cache {
+            Some(c) => Some(c.flush.read().await),
+            None => None,
+        }
+    }
+
     /// `t` as this gateway knows it: what Redis holds plus the uses counted
-    /// here and not yet written.
+    /// here and not yet written (read under `uses_settled`).
     fn with_pending(&self, mut t: TokenRecord) -> TokenRecord {
         if let Some(u) = self.cache.as_ref().and_then(|c| c.pending_for(t.id)) {
             t.num_uses += u.uses;
@@ -679,6 +688,7 @@ impl Store for RedisStore {
         let Some(iid) = self.token_identity(token_id).await? else {
             return Ok(None);
         };
+        let _settled = self.uses_settled().await;
         let rec: Option<Vec<u8>> = self
             .query(redis::cmd("HGET").arg(tokens_key(iid)).arg(&token_id.0[..]))
             .await?;
@@ -695,6 +705,7 @@ impl Store for RedisStore {
         offset: u64,
         limit: u64,
     ) -> Result<Vec<TokenRecord>, StoreError> {
+        let _settled = self.uses_settled().await;
         let all: Vec<(Vec<u8>, Vec<u8>)> = self
             .query(redis::cmd("HGETALL").arg(tokens_key(identity)))
             .await?;

@@ -97,6 +97,11 @@ pub struct NearCache {
     settings: CacheSettings,
     state: Mutex<State>,
     pending: Mutex<HashMap<Id, PendingUses>>,
+    /// Held for writing while counted uses travel to Redis (taken from
+    /// `pending`, not yet written), and for reading by whoever adds
+    /// `pending` to what Redis holds: otherwise a read in between would
+    /// miss those uses, or count them twice.
+    pub flush: tokio::sync::RwLock<()>,
 }
 
 #[derive(Default)]
@@ -139,6 +144,7 @@ impl NearCache {
             settings,
             state: Mutex::new(State::default()),
             pending: Mutex::new(HashMap::new()),
+            flush: tokio::sync::RwLock::new(()),
         }
     }
 

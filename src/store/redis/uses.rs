@@ -21,6 +21,9 @@ pub async fn write_every_second(cache: Arc<NearCache>, conn: Conn) {
     loop {
         tick.tick().await;
         cache.sweep(Instant::now());
+        // No reader adds `pending` to Redis's count while uses are between
+        // the two (see `NearCache::flush`).
+        let _flushing = cache.flush.write().await;
         let uses = cache.take_pending();
         if uses.is_empty() {
             continue;
