@@ -414,10 +414,15 @@ impl Gateway {
         // HTTP/2 names the host in `:authority`, often without a Host header.
         let route = {
             let (_, path, _) = asked.parts(session);
-            let host = if p.cfg.routes.by_host() {
-                asked.host(session).map(crate::routes::request_host)
-            } else {
-                None
+            let host = match asked.host(session) {
+                Some(h) if p.cfg.routes.by_host() => match crate::routes::request_host(h) {
+                    Some(h) => Some(h),
+                    None => {
+                        ctx.outcome = Outcome::BadRequest;
+                        return Decision::refused(400, "the Host is not a plain host name");
+                    }
+                },
+                _ => None,
             };
             p.cfg.routes.select(host.as_deref(), path)
         };

@@ -202,16 +202,48 @@ pub fn host_pattern(host: &str) -> Result<String, String> {
 }
 
 /// The request's host for route matching: the `Host` value without port,
-/// lowercase, without a trailing dot.
-pub fn request_host(authority: &str) -> String {
-    let host = if authority.starts_with('[') {
-        authority
-            .find(']')
-            .map_or(authority, |end| &authority[..=end])
+/// lowercase, without its one trailing dot; `None` for anything that is not
+/// a plain host name, IPv4 or bracketed IPv6 address with an optional
+/// numeric port (`a..b`, `a.com..`, `a.com:x`, `a b`). Such a value is
+/// refused, never normalised: the upstream receives the Host as sent, and
+/// a server that compares it exactly would pick another site than the
+/// route tokengate picked.
+pub fn request_host(authority: &str) -> Option<String> {
+    let (host, port) = if authority.starts_with('[') {
+        let end = authority.find(']')?;
+        let (h, rest) = authority.split_at(end + 1);
+        let inside = &h[1..h.len() - 1];
+        if inside.parse::<std::net::Ipv6Addr>().is_err() {
+            return None;
+        }
+        let port = match rest {
+            "" => None,
+            r => Some(r.strip_prefix(':')?),
+        };
+        (h, port)
     } else {
-        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+        match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
     };
-    host.trim_end_matches('.').to_ascii_lowercase()
+    if port.is_some_and(|p| p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit())) {
+        return None;
+    }
+    if !host.starts_with('[') {
+        let name = host.strip_suffix('.').unwrap_or(host);
+        let plain = |label: &str| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        if !name.split('.').all(plain) {
+            return None;
+        }
+        return Some(name.to_ascii_lowercase());
+    }
+    Some(host.to_ascii_lowercase())
 }
 
 /// Splits `/a/*/b/` into segments; `*` must be a whole segment.
@@ -386,10 +418,27 @@ mod tests {
         );
         assert_eq!(pick(Some("xexample.com"), "/v1/admin"), None);
         assert_eq!(
-            request_host("Billing.Example.COM.:8443"),
-            "billing.example.com"
+            request_host("Billing.Example.COM.:8443").as_deref(),
+            Some("billing.example.com")
         );
-        assert_eq!(request_host("[::1]:80"), "[::1]");
+        assert_eq!(request_host("[::1]:80").as_deref(), Some("[::1]"));
+        assert_eq!(request_host("10.0.0.1").as_deref(), Some("10.0.0.1"));
+        for odd in [
+            "public.example.com..",
+            "a..b",
+            ".a.com",
+            "a.com:",
+            "a.com:x",
+            "a.com:123456",
+            "a com",
+            "a_b.com",
+            "[::1",
+            "[zz]",
+            "[::1]x",
+            "",
+        ] {
+            assert_eq!(request_host(odd), None, "{odd:?}");
+        }
         assert!(host_pattern("a b").is_err() && host_pattern("*.").is_err());
         assert!(host_pattern("a..b").is_err() && host_pattern("").is_err());
     }

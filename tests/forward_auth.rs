@@ -187,6 +187,19 @@ fn case_the_request_decided_is_the_request_received(kind: Kind) {
             r.body
         );
     }
+    // A Host tokengate would have matched loosely (`..`) while the API
+    // compares it as sent.
+    let r = raw_http_resp(
+        &addr,
+        "GET /hosted HTTP/1.1\r\nHost: public.example.com..\r\nConnection: close\r\n\r\n",
+    );
+    assert!(r.status >= 400, "{kind:?}: {} {}", r.status, r.body);
+    // CONNECT names an authority, which Caddy describes as `/`.
+    let r = raw_http_resp(
+        &addr,
+        "CONNECT public.example.com:443 HTTP/1.1\r\nHost: public.example.com:443\r\nConnection: close\r\n\r\n",
+    );
+    assert!(r.status >= 400, "{kind:?} CONNECT: {} {}", r.status, r.body);
     // A fragment, which tokengate may not see and the API may read as path.
     let auth = format!("Authorization: Bearer {}\r\n", token.access_token);
     let r = raw("/projects/p1/things#?projectId=p2", &auth);

@@ -125,6 +125,12 @@ pub fn describe(
     if original.method.is_empty() || !original.method.bytes().all(|b| b.is_ascii_graphic()) {
         return Err("the original method is not a method");
     }
+    // CONNECT's target is an authority, not a path: a calling gateway
+    // describes it as some path it is not (Caddy sends `/`). Proxy mode
+    // refuses authority-form targets too.
+    if original.method.eq_ignore_ascii_case("CONNECT") {
+        return Err("CONNECT is not accepted");
+    }
     Ok(original)
 }
 
@@ -263,6 +269,8 @@ mod tests {
         assert!(describe(&h, "GET", EP, None, &methods).is_err());
         let absolute = headers(&[("x-original-uri", "http://evil/a")]);
         assert!(describe(&h, "GET", EP, None, &absolute).is_err());
+        let connect = headers(&[("x-forwarded-uri", "/"), ("x-forwarded-method", "CONNECT")]);
+        assert!(describe(&h, "GET", EP, None, &connect).is_err());
         let fragment = headers(&[("x-forwarded-uri", "/v1/secrets#?projectId=p2")]);
         assert!(describe(&h, "GET", EP, None, &fragment).is_err());
         let hosts = headers(&[
