@@ -154,6 +154,8 @@ struct World<'s> {
     secrets: Vec<String>,
     /// Whether some identity's org role may have changed since seeding.
     roles_changed: bool,
+    /// The paths, queries and bodies of the requests so far, lowercase.
+    mentioned: String,
 }
 
 fn runtime() -> &'static tokio::runtime::Runtime {
@@ -199,6 +201,7 @@ impl<'s> World<'s> {
             known: Vec::new(),
             secrets: Vec::new(),
             roles_changed: false,
+            mentioned: String::new(),
         };
         for (who, org, role) in [
             (Who::Org1Admin, w.org1.clone(), "admin"),
@@ -335,6 +338,8 @@ impl<'s> World<'s> {
             client,
             now,
         );
+        self.mentioned
+            .push_str(&format!("{path} {} {body}\n", query.unwrap_or("")).to_ascii_lowercase());
         let resp = self.api.handle(&req, &AuditLog::default()).await;
         let answer = self.check(&req, &resp);
 
@@ -399,16 +404,11 @@ impl<'s> World<'s> {
         v
     }
 
-    /// An org-2 caller learns no id of an org-1 identity or token that its
-    /// request did not name itself.
+    /// An org-2 caller learns no id of an org-1 identity or token that no
+    /// request of the sequence named: any caller can store text (a name, a
+    /// role slug) that the org-2 caller later reads back.
     fn stays_in_its_org(&self, req: &ApiRequest<'_>, resp: &ApiResponse) {
-        let asked = format!(
-            "{} {} {}",
-            req.path,
-            req.query.unwrap_or(""),
-            String::from_utf8_lossy(req.body)
-        )
-        .to_ascii_lowercase();
+        let asked = &self.mentioned;
         let answer = String::from_utf8_lossy(&resp.body).to_ascii_lowercase();
         for (who, id, token, token_id) in &self.callers {
             // Holding a token is authority over it (renewal, revocation).
