@@ -60,9 +60,9 @@ fn parts(identity: [u8; 16], token: [u8; 16], secret: [u8; 32], flip: Option<(u8
         let i = usize::from(at) % bytes.len();
         bytes[i] = to;
         if bytes != s.as_bytes() {
-            // Any one changed byte is refused (prefix, encoding or checksum),
-            // or, for the last character's unused low bits, never parses
-            // to another token's secret.
+            // Any one changed byte is refused: by the prefix, the encoding
+            // (the last character's two unused bits must be zero) or the
+            // checksum.
             if let Ok(other) = std::str::from_utf8(&bytes) {
                 if let Ok(u) = AccessToken::parse(other) {
                     panic!("one changed byte still parses: {other} -> {u:?}");
