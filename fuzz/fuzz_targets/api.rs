@@ -111,7 +111,6 @@ struct Shared {
     api: Api,
     admin_key: String,
     inputs: u32,
-    _dir: tempfile::TempDir,
 }
 
 const INPUTS_PER_STORE: u32 = 200;
@@ -126,13 +125,16 @@ impl Shared {
         }
         .expect("a temporary directory");
         let store = EmbeddedStore::open(&dir.path().join("api.redb")).expect("a fresh store");
+        // The store keeps its file open and never opens the path again, so
+        // the directory can go now: nothing is left behind when libFuzzer
+        // ends the process without dropping this.
+        dir.close().expect("the temporary directory removed");
         // Random per process: no input can hold it, so only `AdminKey` is it.
         let admin_key = format!("fuzz-admin-{}", Id::random().hex());
         Shared {
             api: Api::new(Arc::new(store), Some(admin_key.clone())),
             admin_key,
             inputs: 0,
-            _dir: dir,
         }
     }
 }
