@@ -1784,6 +1784,10 @@ mod tests {
                 "routes[0]",
             ),
             ("routes: [{path: /a, wat: 1}]", "wat"),
+            (
+                "routes: [{path: /%C3%A9, project: required}]",
+                "routes[0].path",
+            ),
             ("public_routes: [/a, b]", "public_routes[1]"),
             (
                 "routes: [{path: /a, project: required}]\nproject: {sources: []}",

@@ -260,6 +260,12 @@ fn parse_prefix(path: &str) -> Result<Vec<Segment>, String> {
             "" => Err(format!("'{path}' has an empty segment")),
             "*" => Ok(Segment::Any),
             s if s.contains('*') => Err(format!("'{path}': '*' must be a whole segment")),
+            // Requests are matched decoded; a route written encoded would
+            // match none of the requests it spells, and its rules (a
+            // required project, roles) would silently apply to nothing.
+            s if s.contains('%') => Err(format!(
+                "'{path}': '%' is not accepted; write the path decoded, as it is matched"
+            )),
             s => Ok(Segment::Literal(s.to_string())),
         })
         .collect()
