@@ -136,6 +136,19 @@ struct Authenticated {
     client_ip: IpAddr,
 }
 
+impl Authenticated {
+    /// The caller as the injected headers tell it.
+    fn caller(&self) -> headers::Caller<'_> {
+        headers::Caller {
+            identity_id: self.identity_id,
+            token_id: self.token_id,
+            grant: &self.grant,
+            project: self.project.as_deref(),
+            client_ip: self.client_ip,
+        }
+    }
+}
+
 /// What a decision is about: the request itself, or the original request
 /// an auth subrequest describes (`proxy::forward_auth`). Either way its
 /// path and query are read through a `Span` of an accepted target.
@@ -778,14 +791,7 @@ async fn write_empty(
         resp.insert_header(name.clone(), HeaderValue::from_static(""))?;
     }
     if let Some(a) = auth {
-        let caller = headers::Caller {
-            identity_id: a.identity_id,
-            token_id: a.token_id,
-            grant: &a.grant,
-            project: a.project.as_deref(),
-            client_ip: a.client_ip,
-        };
-        headers::inject(names, &caller, |n, v| resp.insert_header(n, v))?;
+        headers::inject(names, &a.caller(), |n, v| resp.insert_header(n, v))?;
     }
     resp.insert_header("content-length", "0")?;
     session.write_response_header(Box::new(resp), true).await
@@ -946,14 +952,7 @@ impl ProxyHttp for Gateway {
         // Replaces whatever the client sent under that name.
         req.insert_header(request_id::HEADER, ctx.req_id())?;
         if let Some(a) = &ctx.auth {
-            let caller = headers::Caller {
-                identity_id: a.identity_id,
-                token_id: a.token_id,
-                grant: &a.grant,
-                project: a.project.as_deref(),
-                client_ip: a.client_ip,
-            };
-            headers::inject(&p.injected, &caller, |n, v| req.insert_header(n, v))?;
+            headers::inject(&p.injected, &a.caller(), |n, v| req.insert_header(n, v))?;
         }
         ctx.upstream_sent = Some(std::time::Instant::now());
         Ok(())
