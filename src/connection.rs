@@ -190,14 +190,25 @@ where
     ) -> Option<Stream> {
         let mut settings: Option<HttpPersistentSettings> = None;
         let mut stopping = shutdown.clone();
+        let mut first = true;
         loop {
-            if *stopping.borrow() {
-                return None;
-            }
-            let arrived = tokio::select! {
-                arrived = conn.wait_for_request(self.limits.keepalive_timeout) => arrived,
-                _ = stopping.changed() => false,
+            // A stop closes connections idle between requests, but a new
+            // connection gets its first request served (within the header
+            // deadline): its client may already have sent it, and closing a
+            // socket with unread bytes answers it with a reset. That is what
+            // lost a request accepted just as a graceful upgrade began.
+            let arrived = if first {
+                conn.wait_for_request(self.limits.keepalive_timeout).await
+            } else {
+                if *stopping.borrow() {
+                    return None;
+                }
+                tokio::select! {
+                    arrived = conn.wait_for_request(self.limits.keepalive_timeout) => arrived,
+                    _ = stopping.changed() => false,
+                }
             };
+            first = false;
             if !arrived {
                 return None;
             }

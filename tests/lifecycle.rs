@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::http::exchange;
 use common::process::Proc;
 use common::*;
 use std::process::Command;
@@ -63,6 +64,35 @@ fn sigterm_lets_a_request_in_flight_finish() {
     eventually(Duration::from_secs(20), || !gw.is_running());
     // No new connection is taken while draining.
     assert!(try_http("GET", &format!("{}/open/late", gw.url()), &[], None).is_err());
+}
+
+#[test]
+fn a_connection_accepted_before_sigterm_gets_its_first_request_served() {
+    let upstream = Upstream::echo();
+    let mut gw = Gateway::start(
+        GatewayConfig::embedded_temp()
+            .upstream(&upstream.url())
+            .public_routes(&["/open"])
+            .grace_period_seconds(30),
+    );
+    let before = gw.metric("tokengate_open_connections").unwrap_or(0.0);
+    let addr: std::net::SocketAddr = gw.url().trim_start_matches("http://").parse().unwrap();
+    let conn = std::net::TcpStream::connect(addr).unwrap();
+    // Accepted, but its request not yet sent (as a request in flight on
+    // the wire is when a stop or an upgrade begins).
+    eventually(Duration::from_secs(10), || {
+        gw.metric("tokengate_open_connections").unwrap_or(0.0) > before
+    });
+    gw.signal("TERM");
+    eventually(Duration::from_secs(10), || {
+        gw.log().contains("SIGTERM: draining")
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let resp = exchange(conn, &raw_request("GET", "/open/late", &[], None))
+        .expect("the accepted connection was answered, not closed");
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(upstream.count(), 1);
+    eventually(Duration::from_secs(20), || !gw.is_running());
 }
 
 #[test]
