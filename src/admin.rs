@@ -33,8 +33,6 @@ pub struct AdminApp {
     pub store: Arc<dyn Store>,
     pub registry: Registry,
     pub reloader: Arc<Reloader>,
-    /// `POST /reload` needs the admin key; none configured, no reload by call.
-    pub admin_key_hash: Option<[u8; 32]>,
     pub api: Arc<Api>,
     pub metrics: Arc<Metrics>,
     /// The configuration in force, for its audit log and timeouts.
@@ -44,7 +42,8 @@ pub struct AdminApp {
 }
 
 impl AdminApp {
-    /// `POST /reload`: the admin key's way to reload the config file.
+    /// `POST /reload`: the admin key's way to reload the config file,
+    /// under the management API's lockout.
     fn reload(&self, session: &ServerSession) -> Response<Vec<u8>> {
         let h = session.req_header();
         if h.method != http::Method::POST {
@@ -58,12 +57,12 @@ impl AdminApp {
             .headers
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        if !crate::api::is_admin_key(self.admin_key_hash.as_ref(), authorization) {
-            return reply(
-                401,
-                "application/json",
-                br#"{"status":"reloading needs 'Authorization: Bearer <admin key>'"}"#.to_vec(),
-            );
+        let req_id = crate::request_id::of_request(&h.headers);
+        if let Err(refused) =
+            self.api
+                .admin_key_attempt(authorization, client_ip(session), self.store.now(), &req_id)
+        {
+            return json_reply(refused, &req_id);
         }
         match self.reloader.reload() {
             Ok(()) => reply(
@@ -86,11 +85,7 @@ impl AdminApp {
     /// A management API call, answered as the proxy listener answers it.
     async fn management(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req_id = crate::request_id::of_request(&session.req_header().headers);
-        let client_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip())
-            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let client_ip = client_ip(session);
         // A locked-out address is refused before its body is waited for.
         if let Some(resp) = self.api.locked_out(client_ip, self.store.now(), &req_id) {
             return json_reply(resp, &req_id);
@@ -120,11 +115,13 @@ impl AdminApp {
             client_ip,
             now: self.store.now(),
             req_id: &req_id,
-            site: Site::of_request(h, tls),
+            site: Site::of_request(h, tls).with_names(&p.cfg.browser_hosts),
         };
         let resp = self.api.handle(&req, &p.audit).await;
         let (route, method) = Api::operation(&req);
         self.metrics.count_management(route, method, resp.status);
+        self.metrics
+            .count_request(crate::metrics::Outcome::Management);
         log::info!(
             "{req_id} {} {} -> {} (admin listener)",
             req.method,
@@ -133,6 +130,15 @@ impl AdminApp {
         );
         json_reply(resp, &req_id)
     }
+}
+
+/// The connecting address: the admin listener takes no forwarded headers.
+fn client_ip(session: &ServerSession) -> IpAddr {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }
 
 fn json_reply(resp: ApiResponse, req_id: &str) -> Response<Vec<u8>> {

@@ -474,6 +474,35 @@ impl Api {
         )
     }
 
+    /// The admin key presented outside the API (`POST /reload`), held to
+    /// the same lockout: a locked-out address is refused whatever it sends,
+    /// and a wrong key counts as a failed authentication, so neither door
+    /// lets the key be guessed faster than the other.
+    pub fn admin_key_attempt(
+        &self,
+        authorization: Option<&str>,
+        ip: IpAddr,
+        now: Millis,
+        req_id: &str,
+    ) -> Result<(), ApiResponse> {
+        if let Some(refused) = self.locked_out(ip, now, req_id) {
+            return Err(refused);
+        }
+        if is_admin_key(self.admin_key_hash.as_ref(), authorization) {
+            self.lockout.succeeded(ip);
+            return Ok(());
+        }
+        if self.lockout.failed(ip, now) {
+            self.lockouts.inc();
+            log::warn!("{req_id}: {ip} locked out after repeated failed authentication");
+        }
+        Err(ApiError::Status(
+            401,
+            "reloading needs 'Authorization: Bearer <admin key>'".into(),
+        )
+        .into_response(req_id))
+    }
+
     /// Answers one management request and writes its audit records. Never
     /// panics and never answers 500.
     pub async fn handle(&self, req: &ApiRequest<'_>, audit: &AuditLog) -> ApiResponse {

@@ -16,16 +16,19 @@ use crate::store::embedded::EmbeddedStore;
 use crate::store::metered::MeteredStore;
 use crate::store::redis::{CacheMetrics, CacheSettings, Clock, RedisSettings, RedisStore};
 use crate::store::Store;
-use crate::tls::{TlsEndpoint, TlsFront};
+use crate::tls::TlsEndpoint;
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use pingora::apps::HttpServerOptions;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
-use pingora::services::listening::Service;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Connections open at once on the admin listener: operators, scrapers and
+/// probes, far fewer than clients; past it a new one gets a 503.
+const ADMIN_MAX_CONNECTIONS: usize = 1024;
 
 /// Opens the configured store. Redis connects lazily, on first use, but a
 /// `url_env` / `nodes_env` variable is read here: unset or not a redis://
@@ -225,7 +228,6 @@ pub fn run(cfg: Config, path: &Path, upgrade: bool) -> anyhow::Result<()> {
     let audit = Arc::new(
         AuditLog::start(&cfg.audit, metrics.audit_log.clone()).context("audit: cannot start")?,
     );
-    let admin_key_hash = admin_key.as_deref().and_then(crate::api::admin_key_hash);
     let api = Arc::new(Api::with_lockout(
         store.clone(),
         admin_key,
@@ -282,30 +284,36 @@ pub fn run(cfg: Config, path: &Path, upgrade: bool) -> anyhow::Result<()> {
             store: store.clone(),
             registry,
             reloader,
-            admin_key_hash,
             api,
             metrics: metrics.clone(),
             live: live.clone(),
             console: cfg.console.clone(),
         };
-        let name = "tokengate admin".to_string();
-        match admin_tls {
-            None => {
-                let mut admin = Service::new(name, app);
-                admin.add_tcp(&addr.to_string());
-                server.add_service(admin);
-            }
-            Some(tls) => {
-                let front = TlsFront {
-                    inner: Arc::new(app),
-                    tls,
-                    timeout: limits.header_timeout,
-                };
-                let mut admin = Service::new(name, front);
-                admin.add_tcp(&addr.to_string());
-                server.add_service(admin);
-            }
-        }
+        // The same accept loop and connection guard as the proxy
+        // listeners: a header deadline, keep-alive timeout and connection
+        // limit of its own, since it too answers the management API.
+        let guarded = Guarded::new(
+            app,
+            Limits {
+                max_connections: ADMIN_MAX_CONNECTIONS,
+                ..limits
+            },
+            prometheus::IntGauge::new("admin_open", "not exported").context("admin gauge")?,
+            prometheus::IntCounter::new("admin_refused", "not exported")
+                .context("admin counter")?,
+        );
+        let addrs = [addr];
+        let (plain, tls): (&[std::net::SocketAddr], _) = match admin_tls {
+            None => (&addrs, None),
+            Some(tls) => (&[], Some((&addrs[..], tls))),
+        };
+        server.add_service(ProxyListeners::new(
+            "tokengate admin",
+            plain,
+            tls,
+            guarded,
+            drain.clone(),
+        ));
     }
     if let (Some(addr), Some(path)) = (cfg.admin_listen, &cfg.console) {
         let scheme = if cfg.admin_tls.is_some() {

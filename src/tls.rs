@@ -22,13 +22,9 @@
 
 use crate::config::{check_name, CertificateFiles, TlsConfig};
 use arc_swap::ArcSwap;
-use async_trait::async_trait;
-use pingora::apps::ServerApp;
 use pingora::listeners::tls::Acceptor;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::tls::TlsStream;
-use pingora::protocols::Stream;
-use pingora::server::ShutdownWatch;
 use pingora::tls::sign::CertifiedKey;
 use pingora::tls::{
     version, ClientHello, CryptoProvider, ResolvesServerCert, RootCertStore, RusTlsError,
@@ -37,7 +33,6 @@ use pingora::tls::{
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// One TLS listener group (`server.tls` or `admin.tls`) and its live config.
 pub struct TlsEndpoint {
@@ -78,45 +73,6 @@ impl TlsEndpoint {
                 None
             }
         }
-    }
-}
-
-/// The admin listener's TLS: Pingora's listening service accepts plain TCP
-/// (`add_tcp`), and this does the handshake in the connection's task,
-/// within `timeout`, before the admin app reads HTTP/1 or, by ALPN, h2.
-pub struct TlsFront<A> {
-    pub inner: Arc<A>,
-    pub tls: Arc<TlsEndpoint>,
-    pub timeout: Duration,
-}
-
-#[async_trait]
-impl<A> ServerApp for TlsFront<A>
-where
-    A: ServerApp + Send + Sync + 'static,
-{
-    async fn process_new(
-        self: &Arc<Self>,
-        stream: Stream,
-        shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
-        // A TCP endpoint hands over its socket as it was accepted.
-        let Ok(l4) = stream.into_any().downcast::<L4Stream>() else {
-            log::error!("{}: not a TCP connection, closed", self.tls.key);
-            return None;
-        };
-        let handshake = Box::pin(self.tls.handshake(*l4));
-        let Ok(Some(tls)) = tokio::time::timeout(self.timeout, handshake).await else {
-            return None;
-        };
-        // Pingora's HTTP apps never hand a connection back, and one that
-        // did would be handshaken again: none is returned.
-        self.inner.process_new(Box::new(tls), shutdown).await;
-        None
-    }
-
-    async fn cleanup(&self) {
-        self.inner.cleanup().await
     }
 }
 

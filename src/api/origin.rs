@@ -43,6 +43,9 @@ pub struct Site<'a> {
     /// Whether the listener speaks TLS, so that `http://` pages of the same
     /// host and port are not taken for `https://` ones.
     pub tls: bool,
+    /// `admin.browser_hosts`: the host names, besides IP addresses and
+    /// `localhost`, a browser may call the API by.
+    pub names: &'a [String],
 }
 
 impl<'a> Site<'a> {
@@ -53,7 +56,13 @@ impl<'a> Site<'a> {
             fetch_site: Header::of(headers, "sec-fetch-site"),
             host: authority,
             tls,
+            names: &[],
         }
+    }
+
+    /// The same, with the host names browsers may use (`admin.browser_hosts`).
+    pub fn with_names(self, names: &'a [String]) -> Self {
+        Site { names, ..self }
     }
 
     /// The site of a request: its headers, and its authority from `Host`
@@ -79,6 +88,16 @@ impl<'a> Site<'a> {
             }
             Header::Unreadable => return Some("unreadable Sec-Fetch-Site header".into()),
         }
+        // A page of any name can be served from the listener's address (DNS
+        // rebinding): its calls would pass as same-origin and spend the
+        // operator's lockout. A browser gets answers only under a name the
+        // operator chose.
+        let from_browser = self.origin != Header::Absent || self.fetch_site != Header::Absent;
+        if from_browser {
+            if let Some(why) = self.unexpected_name() {
+                return Some(why);
+            }
+        }
         let origin = match self.origin {
             Header::Absent => return None,
             Header::One(v) => v,
@@ -94,6 +113,26 @@ impl<'a> Site<'a> {
                 printable(origin)
             )),
         }
+    }
+}
+
+impl Site<'_> {
+    /// Why the request's host name is not one a browser may use.
+    fn unexpected_name(&self) -> Option<String> {
+        let Some((host, _)) = self.host.and_then(authority) else {
+            return Some("a browser call needs a plain Host header".into());
+        };
+        let name = host.strip_suffix('.').unwrap_or(&host);
+        let expected = name.starts_with('[')
+            || name.parse::<std::net::Ipv4Addr>().is_ok()
+            || name == "localhost"
+            || self.names.iter().any(|n| n.eq_ignore_ascii_case(name));
+        (!expected).then(|| {
+            format!(
+                "a browser call by the host name {} is refused: add it to admin.browser_hosts",
+                printable(name)
+            )
+        })
     }
 }
 
@@ -175,6 +214,7 @@ mod tests {
             fetch_site: fetch.map_or(Header::Absent, Header::One),
             host: Some(host),
             tls: false,
+            names: &[],
         }
     }
 
@@ -186,21 +226,48 @@ mod tests {
 
     #[test]
     fn the_listener_s_own_origin_is_served() {
+        let names = ["admin.example".to_string()];
         for (origin, host) in [
             ("http://127.0.0.1:9090", "127.0.0.1:9090"),
             ("HTTP://Admin.Example:9090", "admin.example:9090"),
             ("http://admin.example", "admin.example:80"),
             ("http://admin.example:80", "admin.example"),
             ("http://[::1]:9090", "[::1]:9090"),
+            ("http://localhost:9090", "localhost:9090"),
         ] {
-            let s = site(Some(origin), Some("same-origin"), host);
+            let s = site(Some(origin), Some("same-origin"), host).with_names(&names);
             assert_eq!(s.refusal(), None, "{origin} on {host}");
         }
         let tls = Site {
             tls: true,
             ..site(Some("https://admin.example"), None, "admin.example:443")
         };
-        assert_eq!(tls.refusal(), None);
+        assert_eq!(tls.with_names(&names).refusal(), None);
+    }
+
+    #[test]
+    fn a_browser_is_answered_only_under_an_address_or_a_listed_name() {
+        let names = ["admin.example".to_string()];
+        // DNS rebinding: the page's origin and the Host agree, but the
+        // name is not one the operator chose.
+        for (origin, fetch, host) in [
+            (
+                Some("http://rebind.example:9090"),
+                None,
+                "rebind.example:9090",
+            ),
+            (None, Some("same-origin"), "rebind.example:9090"),
+            (
+                Some("http://admin.example.evil:9090"),
+                None,
+                "admin.example.evil:9090",
+            ),
+        ] {
+            let s = site(origin, fetch, host).with_names(&names);
+            assert!(s.refusal().is_some(), "{host}");
+        }
+        // Not a browser: names do not matter.
+        assert_eq!(site(None, None, "rebind.example:9090").refusal(), None);
     }
 
     #[test]
