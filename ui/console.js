@@ -282,7 +282,9 @@
 
   document.addEventListener('click', (ev) => {
     const target = ev.target instanceof Element ? ev.target.closest('[data-nav]') : null;
-    if (target) go(target.dataset.nav);
+    if (!target) return;
+    announce(''); // a message about the last screen would mislead on the next
+    go(target.dataset.nav);
   });
 
   // ---------------------------------------------------------------- sign-in
@@ -431,13 +433,10 @@
     const id = state.identity.id;
     const data = await api('GET', `/api/v1/identities/${enc(id)}`);
     state.identity = data.identity;
-    let tokenAuth = null;
-    try {
-      tokenAuth = (await api('GET', `/api/v1/auth/token-auth/identities/${enc(id)}`)).identityTokenAuth;
-    } catch (err) {
-      if (!(err instanceof ApiError) || err.status !== 404) throw err;
-    }
-    state.tokenAuth = tokenAuth;
+    // authMethods says whether there is a configuration, so no 404 is asked for.
+    state.tokenAuth = data.identity.authMethods.includes('token-auth')
+      ? (await api('GET', `/api/v1/auth/token-auth/identities/${enc(id)}`)).identityTokenAuth
+      : null;
     renderIdentity();
   }
 
