@@ -126,6 +126,28 @@ export TOKENGATE_SDK_PYTHON="$SDK_VENV/bin/python"
 echo "infisicalsdk $INFISICAL_SDK_VERSION: $TOKENGATE_SDK_PYTHON"
 # <<< HOOK(sdk-test)
 
+# >>> HOOK(browser-test): the operator console's browser test (tests/console.rs)
+# drives Debian's Chromium through its matching chromedriver with Selenium,
+# installed into the same .venv. The driver is named explicitly, so Selenium
+# never tries to download one.
+need_command chromium chromium
+need_command chromedriver chromium-driver
+SELENIUM_VERSION=4.51.0
+if ! "$SDK_VENV/bin/python" - "$SELENIUM_VERSION" >/dev/null 2>&1 <<'PY'
+import sys
+from importlib.metadata import version
+import selenium.webdriver
+sys.exit(version("selenium") != sys.argv[1])
+PY
+then
+    echo "installing selenium==$SELENIUM_VERSION into $SDK_VENV"
+    "$SDK_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+        --no-input "selenium==$SELENIUM_VERSION"
+fi
+export TOKENGATE_BROWSER_PYTHON="$SDK_VENV/bin/python"
+echo "browser test: $(chromium --version 2>/dev/null | head -1), selenium $SELENIUM_VERSION"
+# <<< HOOK(browser-test)
+
 echo "redis-server: $(redis-server --version)"
 echo "cargo: $(cargo --version)"
 

@@ -6,15 +6,25 @@
 //! - `GET /openapi.json` the OpenAPI 3.1 document of the management API
 //!   (`docs/openapi.json`, built in). Here rather than on the proxy
 //!   listener, whose paths belong to the upstream.
+//! - The management API itself, as on the proxy listener (one `Api`, one
+//!   lockout), so that the console calls it on its own origin.
+//! - The operator console under `admin.console.path` (`console.rs`).
 
+use crate::api::{Api, ApiRequest, ApiResponse, Site};
+use crate::metrics::Metrics;
+use crate::proxy::policy::Policy;
+use crate::proxy::{read_body, BodyRead, MAX_MANAGEMENT_BODY};
 use crate::reload::Reloader;
 use crate::store::Store;
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use prometheus::Registry;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The document is compiled in, so the served copy is always the one of this build.
 const OPENAPI: &[u8] = include_bytes!("../docs/openapi.json");
@@ -25,6 +35,12 @@ pub struct AdminApp {
     pub reloader: Arc<Reloader>,
     /// `POST /reload` needs the admin key; none configured, no reload by call.
     pub admin_key_hash: Option<[u8; 32]>,
+    pub api: Arc<Api>,
+    pub metrics: Arc<Metrics>,
+    /// The configuration in force, for its audit log and timeouts.
+    pub live: Arc<ArcSwap<Policy>>,
+    /// `admin.console.path`, or None when the console is off.
+    pub console: Option<String>,
 }
 
 impl AdminApp {
@@ -66,6 +82,76 @@ impl AdminApp {
     }
 }
 
+impl AdminApp {
+    /// A management API call, answered as the proxy listener answers it.
+    async fn management(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let req_id = crate::request_id::of_request(&session.req_header().headers);
+        let client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        // A locked-out address is refused before its body is waited for.
+        if let Some(resp) = self.api.locked_out(client_ip, self.store.now(), &req_id) {
+            return json_reply(resp, &req_id);
+        }
+        let p = self.live.load_full();
+        let deadline = Duration::from_secs(p.cfg.header_timeout_seconds);
+        let body = match read_body(session, MAX_MANAGEMENT_BODY, deadline).await {
+            BodyRead::Complete(body) => body,
+            BodyRead::Refused(status, why) => {
+                let body = crate::error::error_json(status, why, &req_id, None);
+                let mut resp = reply(status, "application/json", body);
+                insert_request_id(&mut resp, &req_id);
+                return resp;
+            }
+        };
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let h = session.req_header();
+        let req = ApiRequest {
+            method: h.method.as_str(),
+            path: h.uri.path(),
+            query: h.uri.query(),
+            authorization: h
+                .headers
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+            body: &body,
+            client_ip,
+            now: self.store.now(),
+            req_id: &req_id,
+            site: Site::of_request(h, tls),
+        };
+        let resp = self.api.handle(&req, &p.audit).await;
+        let (route, method) = Api::operation(&req);
+        self.metrics.count_management(route, method, resp.status);
+        log::info!(
+            "{req_id} {} {} -> {} (admin listener)",
+            req.method,
+            req.path,
+            resp.status
+        );
+        json_reply(resp, &req_id)
+    }
+}
+
+fn json_reply(resp: ApiResponse, req_id: &str) -> Response<Vec<u8>> {
+    let mut out = reply(resp.status, "application/json", resp.body);
+    for (name, value) in resp.headers {
+        if let Ok(v) = http::HeaderValue::from_str(&value) {
+            out.headers_mut().insert(name, v);
+        }
+    }
+    insert_request_id(&mut out, req_id);
+    out
+}
+
+fn insert_request_id(resp: &mut Response<Vec<u8>>, req_id: &str) {
+    if let Ok(v) = http::HeaderValue::from_str(req_id) {
+        resp.headers_mut().insert(crate::request_id::HEADER, v);
+    }
+}
+
 fn reply(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
     Response::builder()
         .status(status)
@@ -79,6 +165,15 @@ fn reply(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let path = session.req_header().uri.path().to_string();
+        if let Some(prefix) = &self.console {
+            let method = &session.req_header().method;
+            if let Some(resp) = crate::console::serve(prefix, method, &path) {
+                return resp;
+            }
+        }
+        if Api::is_management_path(&path) {
+            return self.management(session).await;
+        }
         match path.as_str() {
             "/healthz" => reply(200, "application/json", br#"{"status":"ok"}"#.to_vec()),
             "/readyz" => match self.store.ping().await {

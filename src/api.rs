@@ -42,6 +42,7 @@ mod caller;
 mod identities;
 mod input;
 mod memberships;
+mod origin;
 mod projects;
 mod renewal;
 mod reply;
@@ -57,6 +58,7 @@ use crate::lockout::{Lockout, LockoutConfig};
 use crate::model::Millis;
 use crate::store::Store;
 use caller::Caller;
+pub use origin::{Header, Site};
 use reply::ApiError;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -94,6 +96,9 @@ pub struct ApiRequest<'a> {
     pub client_ip: IpAddr,
     pub now: Millis,
     pub req_id: &'a str,
+    /// Where a browser says the call comes from (`origin.rs`); the default
+    /// (nothing said) is a call from outside a browser.
+    pub site: Site<'a>,
 }
 
 /// The answer: a status, a JSON body, and any headers beyond the usual
@@ -588,6 +593,9 @@ impl Api {
         changes: &Changes,
         audit: &AuditLog,
     ) -> Result<ApiResponse, ApiError> {
+        if let Some(why) = req.site.refusal() {
+            return Err(ApiError::Status(403, why));
+        }
         let route = Route::parse(req.path).ok_or_else(|| ApiError::not_found("route not found"))?;
         let method = req.method;
         let allowed = route.methods();

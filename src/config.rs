@@ -42,6 +42,9 @@ pub struct Config {
     /// `admin.lockout`: addresses that keep failing management authentication.
     pub lockout: crate::lockout::LockoutConfig,
     pub admin_key_file: Option<PathBuf>,
+    /// `admin.console`: the path the operator console is served under on the
+    /// admin listener (`console.rs`), or `None` when it is off.
+    pub console: Option<String>,
     /// The default upstream: routes that name none send here.
     pub upstream: Upstream,
     /// Named upstreams (`upstreams`), for routes that name one.
@@ -444,6 +447,35 @@ struct AdminFile {
     tls: Option<tls::TlsFile>,
     #[serde(default)]
     lockout: LockoutFile,
+    #[serde(default)]
+    console: ConsoleFile,
+}
+
+/// `admin.console`: the operator console on the admin listener.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsoleFile {
+    #[serde(default = "default_true")]
+    enabled: bool,
+    #[serde(default = "default_console_path")]
+    path: String,
+}
+
+impl Default for ConsoleFile {
+    fn default() -> Self {
+        ConsoleFile {
+            enabled: true,
+            path: default_console_path(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_console_path() -> String {
+    "/ui/".into()
 }
 
 /// `admin.lockout`: failed management authentications from one address.
@@ -484,6 +516,7 @@ impl Default for AdminFile {
             api_key_file: None,
             tls: None,
             lockout: LockoutFile::default(),
+            console: ConsoleFile::default(),
         }
     }
 }
@@ -858,6 +891,11 @@ pub fn fixed_keys_changed(old: &Config, new: &Config) -> Vec<&'static str> {
     );
     check("admin.listen", old.admin_listen == new.admin_listen);
     check("admin.lockout", old.lockout == new.lockout);
+    // A listener added or removed already says so.
+    check(
+        "admin.console",
+        old.admin_listen != new.admin_listen || old.console == new.console,
+    );
     check(
         "admin.tls (on or off)",
         old.admin_tls.is_some() == new.admin_tls.is_some(),
@@ -1123,6 +1161,7 @@ fn validate(f: File) -> Result<Config, ConfigError> {
     let log = validate_log(&mut p, &f.log);
     let access_log = validate_access_log(&mut p, &f.access_log);
     let audit = validate_audit(&mut p, &f.audit);
+    let console = validate_console(&mut p, &f.admin.console, admin_listen.is_some());
 
     // A missing upstream or store always comes with a recorded problem.
     let (Some(upstream), Some(store), true) = (upstream, store, p.0.is_empty()) else {
@@ -1172,6 +1211,7 @@ fn validate(f: File) -> Result<Config, ConfigError> {
                 ),
         },
         admin_key_file: f.admin.api_key_file.clone(),
+        console,
         upstream,
         upstreams,
         store,
@@ -1489,6 +1529,56 @@ fn validate_redis_urls(p: &mut Problems, s: &StoreFile, cluster: bool) -> Option
             ok.then_some(RedisUrls::Listed(urls))
         }
     }
+}
+
+/// `admin.console`: its path when it is served. The path is a directory
+/// (`/` at both ends) of plain segments, and claims none of the admin
+/// listener's own paths, which would otherwise stop answering.
+fn validate_console(p: &mut Problems, f: &ConsoleFile, admin_listener: bool) -> Option<String> {
+    if !f.enabled || !admin_listener {
+        return None;
+    }
+    let path = f.path.as_str();
+    let plain = path.len() > 2
+        && path.starts_with('/')
+        && path.ends_with('/')
+        && path[1..path.len() - 1].split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        });
+    if !plain {
+        p.add(
+            "admin.console.path",
+            format!("'{path}' is not a directory path like /ui/ (letters, digits, '-', '_', '.')"),
+        );
+        return None;
+    }
+    let taken = [
+        "/api/",
+        "/healthz/",
+        "/readyz/",
+        "/metrics/",
+        "/reload/",
+        "/openapi.json/",
+    ];
+    if let Some(t) = taken
+        .iter()
+        .find(|t| path.to_ascii_lowercase().starts_with(**t))
+    {
+        p.add(
+            "admin.console.path",
+            format!(
+                "'{path}' is under {}, which the admin listener answers itself",
+                t.trim_end_matches('/')
+            ),
+        );
+        return None;
+    }
+    Some(path.to_string())
 }
 
 /// Whether `name` can name an environment variable; records a problem if not.
@@ -2167,6 +2257,12 @@ mod tests {
                 "upstream.ca_file"
             ]
         );
+        let with_admin = parse(&format!("{MINIMAL}admin: {{listen: '127.0.0.1:9999'}}\n")).unwrap();
+        let moved = parse(&format!(
+            "{MINIMAL}admin: {{listen: '127.0.0.1:9999', console: {{path: /ops/}}}}\n"
+        ))
+        .unwrap();
+        assert_eq!(fixed_keys_changed(&with_admin, &moved), ["admin.console"]);
     }
 
     #[test]

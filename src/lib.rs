@@ -30,6 +30,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod console;
 pub mod error;
 pub mod listener;
 pub mod lockout;

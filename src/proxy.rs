@@ -16,7 +16,7 @@ pub mod project;
 pub mod target;
 
 use crate::access_log::{self, AccessRecord};
-use crate::api::{Api, ApiRequest};
+use crate::api::{Api, ApiRequest, Site};
 use crate::auth::{Deny, Grant};
 use crate::config::{Describe, ForwardAuth};
 use crate::error::error_json;
@@ -33,6 +33,7 @@ use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
+use pingora::protocols::http::ServerSession;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use policy::Policy;
 use std::net::{IpAddr, Ipv4Addr};
@@ -40,7 +41,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Management requests are small JSON documents; anything bigger is refused.
-const MAX_MANAGEMENT_BODY: usize = 1 << 20;
+pub(crate) const MAX_MANAGEMENT_BODY: usize = 1 << 20;
 
 /// Body fields frameworks read as the request's method, matched as project
 /// fields are (case, `_`, `-` and `.` ignored, so `method` is one of them).
@@ -65,7 +66,9 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// The proxy service.
 pub struct Gateway {
     store: Arc<dyn Store>,
-    api: Api,
+    /// Shared with the admin listener, which answers the same API (and
+    /// shares its lockout).
+    api: Arc<Api>,
     metrics: Arc<Metrics>,
     /// The configuration in force; a reload swaps it (`reload.rs`).
     live: Arc<ArcSwap<Policy>>,
@@ -213,7 +216,7 @@ impl Decision {
 impl Gateway {
     pub fn new(
         store: Arc<dyn Store>,
-        api: Api,
+        api: Arc<Api>,
         metrics: Arc<Metrics>,
         live: Arc<ArcSwap<Policy>>,
     ) -> Gateway {
@@ -320,48 +323,13 @@ impl Gateway {
         client_ip::client_ip(peer, xff, &p.cfg.trusted_proxies)
     }
 
-    /// Reads the whole request body, at most `limit` bytes, within
-    /// `deadline`: Pingora times each read alone, so a client trickling one
-    /// byte a minute would otherwise hold the connection (and a slot under
-    /// `server.max_connections`) for ever. Retry buffering keeps what was read
-    /// so Pingora still forwards it, byte for byte. Failures are the client's
-    /// (a bad chunk, a stalled upload), never the upstream's.
+    /// Reads the whole request body (`read_body`), keeping it for
+    /// forwarding: retry buffering keeps what was read so Pingora still
+    /// forwards it, byte for byte.
     async fn read_body(session: &mut Session, limit: usize, deadline: Duration) -> BodyRead {
-        match tokio::time::timeout(deadline, Self::read_body_unbounded(session, limit)).await {
-            Ok(read) => read,
-            Err(_) => BodyRead::Refused(408, "request body timed out"),
-        }
-    }
-
-    async fn read_body_unbounded(session: &mut Session, limit: usize) -> BodyRead {
-        let declared = session
-            .req_header()
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|n| n > limit) {
-            return BodyRead::Refused(413, "request body too large");
-        }
-        session.as_downstream_mut().enable_retry_buffering();
-        // Grown as bytes arrive: a declared length reserves nothing, so a
-        // client that announces a large body and sends none costs nothing.
-        let mut body = Vec::with_capacity(declared.unwrap_or(0).min(limit).min(16 * 1024));
-        loop {
-            match session.as_downstream_mut().read_request_body().await {
-                Ok(Some(chunk)) => {
-                    if body.len() + chunk.len() > limit {
-                        return BodyRead::Refused(413, "request body too large");
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok(None) => return BodyRead::Complete(body),
-                Err(e) if matches!(e.etype(), ErrorType::ReadTimedout) => {
-                    return BodyRead::Refused(408, "request body timed out")
-                }
-                Err(_) => return BodyRead::Refused(400, "malformed request body"),
-            }
-        }
+        let downstream = session.as_downstream_mut();
+        downstream.enable_retry_buffering();
+        read_body(downstream, limit, deadline).await
     }
 
     /// The project claims of the request body: none when no source could be
@@ -680,6 +648,7 @@ impl Gateway {
             BodyRead::Complete(body) => body,
             BodyRead::Refused(status, why) => return self.reject(session, ctx, status, why).await,
         };
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         let h = session.req_header();
         let req = ApiRequest {
             method: h.method.as_str(),
@@ -693,6 +662,7 @@ impl Gateway {
             client_ip,
             now: self.store.now(),
             req_id: &req_id,
+            site: Site::of_request(h, tls),
         };
         let resp = self.api.handle(&req, &p.audit).await;
         let (route, method) = Api::operation(&req);
@@ -746,8 +716,54 @@ impl Gateway {
     }
 }
 
+/// Reads the whole request body, at most `limit` bytes, within `deadline`:
+/// Pingora times each read alone, so a client trickling one byte a minute
+/// would otherwise hold the connection (and a slot under
+/// `server.max_connections`) for ever. Failures are the client's (a bad
+/// chunk, a stalled upload), never the upstream's.
+pub(crate) async fn read_body(
+    session: &mut ServerSession,
+    limit: usize,
+    deadline: Duration,
+) -> BodyRead {
+    match tokio::time::timeout(deadline, read_body_unbounded(session, limit)).await {
+        Ok(read) => read,
+        Err(_) => BodyRead::Refused(408, "request body timed out"),
+    }
+}
+
+async fn read_body_unbounded(session: &mut ServerSession, limit: usize) -> BodyRead {
+    let declared = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return BodyRead::Refused(413, "request body too large");
+    }
+    // Grown as bytes arrive: a declared length reserves nothing, so a
+    // client that announces a large body and sends none costs nothing.
+    let mut body = Vec::with_capacity(declared.unwrap_or(0).min(limit).min(16 * 1024));
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > limit {
+                    return BodyRead::Refused(413, "request body too large");
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return BodyRead::Complete(body),
+            Err(e) if matches!(e.etype(), ErrorType::ReadTimedout) => {
+                return BodyRead::Refused(408, "request body timed out")
+            }
+            Err(_) => return BodyRead::Refused(400, "malformed request body"),
+        }
+    }
+}
+
 /// The request body, or why it could not be read.
-enum BodyRead {
+pub(crate) enum BodyRead {
     Complete(Vec<u8>),
     Refused(u16, &'static str),
 }

@@ -226,12 +226,12 @@ pub fn run(cfg: Config, path: &Path, upgrade: bool) -> anyhow::Result<()> {
         AuditLog::start(&cfg.audit, metrics.audit_log.clone()).context("audit: cannot start")?,
     );
     let admin_key_hash = admin_key.as_deref().and_then(crate::api::admin_key_hash);
-    let api = Api::with_lockout(
+    let api = Arc::new(Api::with_lockout(
         store.clone(),
         admin_key,
         cfg.lockout,
         Some(metrics.lockouts.clone()),
-    );
+    ));
     let access_log = Arc::new(
         AccessLog::start(&cfg.access_log, metrics.access_log.clone())
             .context("access_log: cannot start")?,
@@ -245,7 +245,7 @@ pub fn run(cfg: Config, path: &Path, upgrade: bool) -> anyhow::Result<()> {
         [proxy_tls.clone(), admin_tls.clone()],
     ));
     crate::reload::on_sighup(reloader.clone()).context("installing the SIGHUP handler")?;
-    let gateway = Gateway::new(store.clone(), api, metrics.clone(), live.clone());
+    let gateway = Gateway::new(store.clone(), api.clone(), metrics.clone(), live.clone());
     let limits = Limits {
         max_connections: connection_limit(&cfg),
         header_timeout: Duration::from_secs(cfg.header_timeout_seconds),
@@ -283,6 +283,10 @@ pub fn run(cfg: Config, path: &Path, upgrade: bool) -> anyhow::Result<()> {
             registry,
             reloader,
             admin_key_hash,
+            api,
+            metrics: metrics.clone(),
+            live: live.clone(),
+            console: cfg.console.clone(),
         };
         let name = "tokengate admin".to_string();
         match admin_tls {
@@ -302,6 +306,14 @@ pub fn run(cfg: Config, path: &Path, upgrade: bool) -> anyhow::Result<()> {
                 server.add_service(admin);
             }
         }
+    }
+    if let (Some(addr), Some(path)) = (cfg.admin_listen, &cfg.console) {
+        let scheme = if cfg.admin_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        log::info!("operator console on {scheme}://{addr}{path}");
     }
     log::info!(
         "tokengate {} listening on {:?} and with TLS on {:?}, upstream {}:{}, store {}",

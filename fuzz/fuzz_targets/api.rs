@@ -469,5 +469,6 @@ fn request<'a>(
         client_ip,
         now,
         req_id: REQ_ID,
+        site: Default::default(),
     }
 }

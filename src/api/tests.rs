@@ -230,6 +230,7 @@ pub(super) async fn send_to(api: &Api, secrets: &[String], c: Call<'_>) -> Resp 
         client_ip: c.ip,
         now: c.now,
         req_id: REQ_ID,
+        site: Default::default(),
     };
     let resp = api.handle(&req, &Default::default()).await;
     let text = String::from_utf8(resp.body).unwrap();

@@ -207,6 +207,7 @@ async fn handle_is_send() {
         client_ip: client(),
         now: NOW,
         req_id: REQ_ID,
+        site: Default::default(),
     };
     let audit = crate::audit::AuditLog::default();
     let fut = h.api.handle(&req, &audit);
@@ -226,6 +227,7 @@ fn operations_are_bounded_labels_without_ids() {
             client_ip: client(),
             now: NOW,
             req_id: REQ_ID,
+            site: Default::default(),
         })
     };
     assert_eq!(op("GET", "/api/v1/identities"), ("identities", "GET"));
