@@ -69,7 +69,7 @@ fn browser_python() -> Option<PathBuf> {
 
 /// Runs walk.py against `gw`; panics with its output unless it exits 0.
 /// Returns what it created (`identityId`, `tokenId`, `accessToken`).
-fn walk(python: &Path, gw: &Gateway, project: &str, shots: &Path) -> Value {
+fn walk(python: &Path, gw: &Gateway, project: &str, operator: &str, shots: &Path) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
     let result = dir.path().join("result.json");
@@ -81,6 +81,7 @@ fn walk(python: &Path, gw: &Gateway, project: &str, shots: &Path) -> Value {
         .env("TOKENGATE_PROXY_URL", gw.url())
         .env("TOKENGATE_ADMIN_KEY", ADMIN_KEY)
         .env("TOKENGATE_PROJECT_ID", project)
+        .env("TOKENGATE_OPERATOR_TOKEN", operator)
         .env("TOKENGATE_SCREENSHOTS", shots)
         .env("TOKENGATE_RESULT", &result)
         // The browser and urllib talk to loopback only.
@@ -131,16 +132,19 @@ fn the_console_walks_an_operator_through_the_whole_workflow() {
     let project = unique("console-project");
 
     // Something to list before the operator arrives: one plain identity, and
-    // one protected admin already in the project.
+    // one protected admin already in the project, whose token the walk also
+    // signs in with.
     admin.create_identity("ci-runner", "member");
     let deploy_bot = admin.create_identity("deploy-bot", "admin");
     admin.update_identity(&deploy_bot, json!({"hasDeleteProtection": true}));
     admin.add_membership(&project, &deploy_bot, json!({"role": "viewer"}));
+    admin.attach_token_auth(&deploy_bot, json!({}));
+    let operator = admin.create_token(&deploy_bot, "console-operator");
 
     // Screenshots land in a scratch directory and replace docs/screenshots
     // only after the whole walk passed.
     let shots = tempfile::tempdir().unwrap();
-    let created = walk(&python, &gw, &project, shots.path());
+    let created = walk(&python, &gw, &project, &operator.access_token, shots.path());
     let identity_id = created["identityId"].as_str().unwrap();
     let token_id = created["tokenId"].as_str().unwrap();
     let secret = created["accessToken"].as_str().unwrap();
@@ -169,7 +173,7 @@ fn the_console_walks_an_operator_through_the_whole_workflow() {
 
     // The token: used once through the gateway, then revoked from the console.
     let token = admin.get_token(token_id);
-    assert_eq!(token["name"], json!("walk-laptop"), "{token}");
+    assert_eq!(token["name"], json!("walk-build-server"), "{token}");
     assert_eq!(token["identityId"], json!(identity_id), "{token}");
     assert_eq!(token["accessTokenNumUses"], json!(1), "{token}");
     assert_eq!(token["isAccessTokenRevoked"], json!(true), "{token}");
@@ -192,15 +196,25 @@ fn the_console_walks_an_operator_through_the_whole_workflow() {
     let walker = admin.get_membership(&project, identity_id);
     assert_eq!(walker["roles"][0]["role"], json!("member"), "{walker}");
     assert_eq!(walker["roles"][0]["isTemporary"], json!(false), "{walker}");
+    // The protected identity survived its deletion attempt; the token it
+    // signed in with was revoked behind the console's back.
+    assert_eq!(admin.get_identity(&deploy_bot)["name"], json!("deploy-bot"));
+    assert_eq!(
+        admin.get_token(&operator.token_id)["isAccessTokenRevoked"],
+        json!(true)
+    );
     let bot = admin.get_membership(&project, &deploy_bot);
     assert_eq!(bot["roles"][0]["role"], json!("admin"), "{bot}");
     assert_eq!(bot["roles"][0]["isTemporary"], json!(true), "{bot}");
     assert_eq!(bot["roles"][0]["temporaryRange"], json!("8h"), "{bot}");
 
-    assert!(
-        !gw.log().contains(secret),
-        "the token's secret is in the gateway's log"
-    );
+    let log = gw.log();
+    for secret in [secret, operator.access_token.as_str()] {
+        assert!(
+            !log.contains(secret),
+            "a token's secret is in the gateway's log"
+        );
+    }
 
     for name in SCREENS {
         let png = shots.path().join(format!("{name}.png"));

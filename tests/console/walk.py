@@ -4,7 +4,8 @@ Run by tests/console.rs with these environment variables:
   TOKENGATE_CONSOLE_URL   the console, e.g. http://127.0.0.1:A/ui/
   TOKENGATE_PROXY_URL     the gateway's proxy listener, e.g. http://127.0.0.1:P
   TOKENGATE_ADMIN_KEY     the admin key
-  TOKENGATE_PROJECT_ID    a project no one is a member of yet
+  TOKENGATE_PROJECT_ID    a project where only deploy-bot is a member yet
+  TOKENGATE_OPERATOR_TOKEN  an access token of deploy-bot, an identity with org role admin
   TOKENGATE_SCREENSHOTS   where to save one PNG per main screen (1280x800)
   TOKENGATE_RESULT        where to write what the walk created, as JSON, for the Rust side to check
   TOKENGATE_CHROMIUM, TOKENGATE_CHROMEDRIVER  optional; default /usr/bin/chromium, /usr/bin/chromedriver
@@ -36,6 +37,7 @@ CONSOLE = os.environ["TOKENGATE_CONSOLE_URL"]
 PROXY = os.environ["TOKENGATE_PROXY_URL"].rstrip("/")
 ADMIN_KEY = os.environ["TOKENGATE_ADMIN_KEY"]
 PROJECT = os.environ["TOKENGATE_PROJECT_ID"]
+OPERATOR_TOKEN = os.environ["TOKENGATE_OPERATOR_TOKEN"]
 SHOTS = os.environ["TOKENGATE_SCREENSHOTS"]
 RESULT = os.environ["TOKENGATE_RESULT"]
 CHROMIUM = os.environ.get("TOKENGATE_CHROMIUM", "/usr/bin/chromium")
@@ -44,6 +46,7 @@ CHROMEDRIVER = os.environ.get("TOKENGATE_CHROMEDRIVER", "/usr/bin/chromedriver")
 WAIT = 20  # seconds for any one thing to appear
 IDENTITY = "console-walker"
 TOKEN_NAME = "walk-laptop"
+RENAMED = "walk-build-server"
 TOKEN_SHAPE = re.compile(r"^tgat_[A-Za-z0-9_-]{91}$")
 
 phase = "start"
@@ -207,8 +210,11 @@ def console_errors(driver, allowed_statuses=()):
 
 # ------------------------------------------------------------------ the gateway, without the browser
 
-def http(method, url, token=None):
-    req = urllib.request.Request(url, method=method)
+def http(method, url, token=None, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, method=method, data=data)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
     if token:
         req.add_header("Authorization", "Bearer " + token)
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -241,12 +247,20 @@ def check_headers():
 
 
 def wrong_key(driver):
-    step("a wrong key is refused at sign-in")
+    step("the sign-in screen")
     driver.get(CONSOLE)
     heading(driver, "Sign in")
     screenshot(driver, "sign-in")
     fits_320(driver, "sign-in")
     cred = field(driver, "Admin key or access token")
+    step("the keyboard reaches the sign-in button, with a visible focus ring")
+    cred.click()
+    cred.send_keys(Keys.TAB)
+    focused = driver.switch_to.active_element
+    check(focused.tag_name == "button" and focused.text == "Sign in", f"Tab went to {focused.tag_name} {focused.text!r}")
+    ring = driver.execute_script("const s = getComputedStyle(document.activeElement); return [s.outlineStyle, s.outlineWidth]")
+    check(ring[0] != "none" and ring[1] != "0px", f"no visible focus on the button: {ring}")
+    step("a wrong key is refused at sign-in")
     type_into(cred, "not-the-admin-key-000000000000")
     button(driver, "Sign in").click()
     message = field_error(driver, cred)
@@ -412,12 +426,19 @@ def use_and_watch(driver, secret):
 
 
 def revoke(driver, secret):
-    step("revoke the token in the console")
+    step("rename the token")
     row = card(driver, TOKEN_NAME)
-    button(driver, f"Revoke {TOKEN_NAME}", row).click()
+    button(driver, f"Rename {TOKEN_NAME}", row).click()
+    type_into(field(driver, f"New name for {TOKEN_NAME}", row), RENAMED)
+    button(driver, "Save name", row).click()
+    announced(driver, f"Renamed to {RENAMED}")
+
+    step("revoke the token in the console")
+    row = card(driver, RENAMED)
+    button(driver, f"Revoke {RENAMED}", row).click()
     button(driver, "Yes, revoke", row).click()
-    announced(driver, f"Revoked {TOKEN_NAME}")
-    wait(driver, lambda d: "Revoked" in card(d, TOKEN_NAME).find_element(By.CLASS_NAME, "badge").text,
+    announced(driver, f"Revoked {RENAMED}")
+    wait(driver, lambda d: "Revoked" in card(d, RENAMED).find_element(By.CLASS_NAME, "badge").text,
          "the Revoked badge")
 
     step("the gateway refuses the revoked token")
@@ -460,6 +481,41 @@ def identities_screen(driver):
     wait(driver, lambda d: d.find_element(By.ID, "identity-page").text == "Page 1 of 1", "one page")
 
 
+def protected_delete(driver):
+    step("a protected identity cannot be deleted: the API's message is shown")
+    button(driver, "Manage deploy-bot").click()
+    heading(driver, "Identity deploy-bot")
+    check(field(driver, "Delete protection").is_selected(), "deploy-bot is not shown as protected")
+    button(driver, "Delete identity").click()
+    button(driver, "Yes, delete it").click()
+    top = wait(driver, lambda d: next((e for e in d.find_elements(By.CSS_SELECTOR, "#identity-edit .form-error")
+                                       if e.is_displayed() and e.text.strip()), False), "the refusal at the top of the form")
+    check("protection" in top.text, f"unexpected refusal: {top.text!r}")
+    heading(driver, "Identity deploy-bot")
+    errors = console_errors(driver, allowed_statuses=(400,))
+    check(not errors, f"console errors while deleting a protected identity: {errors}")
+
+
+def identity_token_operator(driver):
+    step("sign in with an admin identity's access token")
+    type_into(field(driver, "Admin key or access token"), OPERATOR_TOKEN)
+    button(driver, "Sign in").click()
+    heading(driver, "Identities")
+    card(driver, "deploy-bot")
+    errors = console_errors(driver)
+    check(not errors, f"console errors signing in with an access token: {errors}")
+
+    step("a credential revoked elsewhere returns the console to sign-in")
+    status, _, body = http("POST", f"{PROXY}/api/v1/auth/token/revoke", body={"accessToken": OPERATOR_TOKEN})
+    check(status == 200, f"self-revoke answered {status}: {body[:300]!r}")
+    button(driver, "Memberships").click()
+    heading(driver, "Sign in")
+    announced(driver, "Signed out")
+    check(not driver.find_element(By.ID, "nav").is_displayed(), "the navigation shows after a 401")
+    errors = console_errors(driver, allowed_statuses=(401,))
+    check(not errors, f"console errors after the credential was revoked: {errors}")
+
+
 def sign_out(driver):
     step("sign out")
     button(driver, "Sign out").click()
@@ -484,10 +540,12 @@ def main():
         revoke(driver, secret)
         status_screen(driver)
         identities_screen(driver)
-        sign_out(driver)
         step("no console errors in the main workflow")
         errors = console_errors(driver)
         check(not errors, f"browser console errors: {errors}")
+        protected_delete(driver)
+        sign_out(driver)
+        identity_token_operator(driver)
     except Exception:
         print(f"FAILED in phase: {phase}", file=sys.stderr, flush=True)
         try:
