@@ -171,6 +171,10 @@ fn scan<'a>(text: &'a str, rules: Rules<'_>) -> Cow<'a, str> {
     let mut out: Option<String> = None;
     let mut copied = 0;
     let mut i = 0;
+    // Where the last redaction ended: what follows it starts afresh, even
+    // when the hidden text ended in the middle of a word (a key whose last
+    // characters are a token's first).
+    let mut resumed = usize::MAX;
     while i < b.len() {
         // Every rule starts on an ASCII byte or on the first byte of a
         // registered secret, so `i` and `end` are always char boundaries.
@@ -180,7 +184,7 @@ fn scan<'a>(text: &'a str, rules: Rules<'_>) -> Cow<'a, str> {
                 .or_else(|| token_at(b, i))
                 .or_else(|| authorization_at(b, i))
                 .or_else(|| bearer_at(b, i))
-                .or_else(|| fragment_at(b, i)),
+                .or_else(|| fragment_at(b, i, i == resumed)),
         };
         match found {
             Some(m) => {
@@ -189,6 +193,7 @@ fn scan<'a>(text: &'a str, rules: Rules<'_>) -> Cow<'a, str> {
                 o.push_str(m.marker);
                 copied = m.end;
                 i = m.end;
+                resumed = m.end;
             }
             None => i += 1,
         }
@@ -220,21 +225,44 @@ fn secret_at(b: &[u8], i: usize, secrets: &[String]) -> Option<Match> {
 }
 
 /// Where `secret` ends if it is spelled at `i`, each of its bytes as
-/// itself or percent-encoded (`logical_char`), a space also as `+`.
+/// itself, percent-encoded or encoded twice (`%XX`, `%25XX`), a space also as
+/// `+`. Every reading is followed, not only the first that fits: a `%` in
+/// the key may stand for itself or start an encoding, and the text may
+/// use either. The longest spelling wins, so the most is hidden.
 fn spelled_at(b: &[u8], i: usize, secret: &[u8]) -> Option<usize> {
-    let mut j = i;
+    // The positions some reading of the secret's first bytes can end at;
+    // each byte has at most four readings, and duplicates are dropped, so
+    // this stays a handful of positions.
+    let mut reach = vec![i];
+    let mut next = Vec::new();
     for &want in secret {
-        let got = *b.get(j)?;
-        if got == want || (want == b' ' && got == b'+') {
-            j += 1;
-            continue;
+        next.clear();
+        for &j in &reach {
+            for end in readings(b, j, want) {
+                if !next.contains(&end) {
+                    next.push(end);
+                }
+            }
         }
-        match logical_char(b, j)? {
-            (c, n) if n > 1 && c == want => j += n,
-            _ => return None,
+        if next.is_empty() {
+            return None;
         }
+        std::mem::swap(&mut reach, &mut next);
     }
-    Some(j)
+    reach.into_iter().max()
+}
+
+/// Where each spelling of the byte `want` that starts at `j` ends.
+fn readings(b: &[u8], j: usize, want: u8) -> impl Iterator<Item = usize> + '_ {
+    let raw = b
+        .get(j)
+        .is_some_and(|&got| got == want || (want == b' ' && got == b'+'))
+        .then_some(j + 1);
+    let decode = |at: usize| Some((hex(*b.get(at)?)? << 4) | hex(*b.get(at + 1)?)?);
+    let once = (b.get(j) == Some(&b'%') && decode(j + 1) == Some(want)).then_some(j + 3);
+    let twice = (b.get(j..j + 3) == Some(b"%25".as_slice()) && decode(j + 3) == Some(want))
+        .then_some(j + 5);
+    [raw, once, twice].into_iter().flatten()
 }
 
 /// `s` as `Debug` of a string or header value spells it (quotes and
@@ -432,9 +460,10 @@ fn bearer_at(b: &[u8], i: usize) -> Option<Match> {
     })
 }
 
-/// A whole base64url run that looks random: mixed case.
-fn fragment_at(b: &[u8], i: usize) -> Option<Match> {
-    if i > 0 && is_body_char(b[i - 1]) {
+/// A whole base64url run that looks random: mixed case. It starts at a
+/// word boundary, or right after a redaction (`after_redaction`).
+fn fragment_at(b: &[u8], i: usize, after_redaction: bool) -> Option<Match> {
+    if i > 0 && is_body_char(b[i - 1]) && !after_redaction {
         return None;
     }
     let len = b[i..].iter().take_while(|&&c| is_body_char(c)).count();
@@ -655,6 +684,32 @@ mod tests {
         }
         assert_eq!(r.redact(&json), format!("\"{MARKER}\""));
         assert_eq!(r.redact(&debug_in_json), format!("\"\\\"{MARKER}\\\"\""));
+    }
+
+    /// Fuzzing findings 2 and 3 (docs/fuzzing.md): a key with a `%` sent
+    /// as `%25`, and a key whose last characters are a token's first.
+    #[test]
+    fn a_percent_in_the_key_and_a_key_running_into_a_token() {
+        let mut r = Redactor::new();
+        r.add_secret("%admin-key-0123456789");
+        for text in [
+            "GET /x?key=%25admin-key-0123456789",
+            "GET /x?key=%2525admin-key-0123456789",
+            "GET /x?key=%admin-key-0123456789",
+            "GET /x?key=%25%61dmin-key-0123456789",
+        ] {
+            assert_eq!(r.redact(text), format!("GET /x?key={MARKER}"), "{text}");
+        }
+        let t = token();
+        let key = format!("S3cr3t-Admin-Key-{}", &t[..1]);
+        let mut r = Redactor::new();
+        r.add_secret(&key);
+        let out = r
+            .redact(&format!("log: S3cr3t-Admin-Key-{t} end"))
+            .into_owned();
+        hidden(&out, &t);
+        assert!(!out.contains("Admin-Key"), "{out}");
+        assert!(out.ends_with(" end"), "{out}");
     }
 
     #[test]
