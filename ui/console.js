@@ -774,14 +774,13 @@
     const body = $('secret-body');
     const copyButton = $('secret-copy');
     const status = $('secret-copy-status');
-    let held = secret;
     const code = h('code', { id: 'secret-value', class: 'secret', 'aria-label': 'Access token for ' + name });
-    code.textContent = held;
+    code.textContent = secret;
     body.replaceChildren(h('p', { text: `Access token for ${name}:` }), code);
     status.textContent = '';
     copyButton.onclick = async () => {
       try {
-        await navigator.clipboard.writeText(held);
+        await navigator.clipboard.writeText(secret);
         status.textContent = 'Copied to the clipboard.';
       } catch (_) {
         const range = document.createRange();
@@ -792,7 +791,7 @@
       }
     };
     dialog.addEventListener('close', () => {
-      held = null;
+      secret = null;
       copyButton.onclick = null;
       window.getSelection().removeAllRanges();
       body.replaceChildren();
