@@ -282,7 +282,9 @@
 
   document.addEventListener('click', (ev) => {
     const target = ev.target instanceof Element ? ev.target.closest('[data-nav]') : null;
-    if (target) go(target.dataset.nav);
+    if (!target) return;
+    announce(''); // a message about the last screen would mislead on the next
+    go(target.dataset.nav);
   });
 
   // ---------------------------------------------------------------- sign-in
@@ -431,13 +433,10 @@
     const id = state.identity.id;
     const data = await api('GET', `/api/v1/identities/${enc(id)}`);
     state.identity = data.identity;
-    let tokenAuth = null;
-    try {
-      tokenAuth = (await api('GET', `/api/v1/auth/token-auth/identities/${enc(id)}`)).identityTokenAuth;
-    } catch (err) {
-      if (!(err instanceof ApiError) || err.status !== 404) throw err;
-    }
-    state.tokenAuth = tokenAuth;
+    // authMethods says whether there is a configuration, so no 404 is asked for.
+    state.tokenAuth = data.identity.authMethods.includes('token-auth')
+      ? (await api('GET', `/api/v1/auth/token-auth/identities/${enc(id)}`)).identityTokenAuth
+      : null;
     renderIdentity();
   }
 
@@ -775,14 +774,13 @@
     const body = $('secret-body');
     const copyButton = $('secret-copy');
     const status = $('secret-copy-status');
-    let held = secret;
     const code = h('code', { id: 'secret-value', class: 'secret', 'aria-label': 'Access token for ' + name });
-    code.textContent = held;
+    code.textContent = secret;
     body.replaceChildren(h('p', { text: `Access token for ${name}:` }), code);
     status.textContent = '';
     copyButton.onclick = async () => {
       try {
-        await navigator.clipboard.writeText(held);
+        await navigator.clipboard.writeText(secret);
         status.textContent = 'Copied to the clipboard.';
       } catch (_) {
         const range = document.createRange();
@@ -793,7 +791,7 @@
       }
     };
     dialog.addEventListener('close', () => {
-      held = null;
+      secret = null;
       copyButton.onclick = null;
       window.getSelection().removeAllRanges();
       body.replaceChildren();
