@@ -1,7 +1,7 @@
 //! Hostile tests of the console's serving and the management API's browser
 //! boundary on both listeners (`api/origin.rs`, `admin.rs`, `console.rs`).
-//! Each test here demonstrated a finding when it was written: it fails until
-//! the product is fixed.
+//! Each test here demonstrated a finding of a hostile review (it failed
+//! before its fix) and now keeps it fixed.
 
 mod common;
 
@@ -18,11 +18,10 @@ fn port_of(url: &str) -> String {
 /// DNS rebinding: a page of `http://rebind.example:A` whose name the
 /// attacker re-points at 127.0.0.1 is, to the browser, same-origin with
 /// itself, and it sends `Host: rebind.example:A` with a matching `Origin`.
-/// The check takes whatever `Host` says for the listener's origin, so the
-/// page passes it: it cannot send the admin key (it does not have it), but
-/// every wrong bearer it sends counts towards the lockout of the address
-/// the operator's browser shares (127.0.0.1), locking the operator out of
-/// the console and the API from a web page.
+/// Were it answered, every wrong bearer it sent would count towards the
+/// lockout of the address the operator's browser shares (127.0.0.1),
+/// locking the operator out from a web page; a browser is answered only by
+/// address, `localhost` or a name in `admin.browser_hosts`.
 #[test]
 fn a_rebound_foreign_host_name_is_not_the_listener_s_origin() {
     let upstream = Upstream::echo();
@@ -57,9 +56,8 @@ fn a_rebound_foreign_host_name_is_not_the_listener_s_origin() {
     assert_eq!(own.status, 200, "{}", own.body);
 }
 
-/// `POST /reload` on the admin listener checks the same admin key as the
-/// management API but ignores the lockout: failures there are not counted,
-/// so the admin key can be guessed there without limit.
+/// `POST /reload` checks the same admin key as the management API, so
+/// guesses there count towards the same lockout (they once did not).
 #[test]
 fn reload_key_guesses_count_towards_the_lockout() {
     let upstream = Upstream::echo();
@@ -89,7 +87,8 @@ fn reload_key_guesses_count_towards_the_lockout() {
 }
 
 /// Once an address is locked out of the management API (429 on both
-/// listeners), `/reload` still tells it a right admin key from a wrong one.
+/// listeners), `/reload` no longer tells it a right admin key from a wrong
+/// one.
 #[test]
 fn reload_confirms_the_admin_key_to_a_locked_out_address() {
     let upstream = Upstream::echo();
@@ -119,11 +118,10 @@ fn reload_confirms_the_admin_key_to_a_locked_out_address() {
     );
 }
 
-/// The proxy listener cuts a client trickling its request header at
-/// `server.header_timeout_seconds`; the admin listener, which now answers
-/// the whole management API and the console, holds such a connection open
-/// (and has no connection limit either), so anyone who can reach it can
-/// hold its sockets at no cost.
+/// The admin listener, which answers the whole management API and the
+/// console, cuts a client trickling its request header at
+/// `server.header_timeout_seconds`, as the proxy listener does (it once held
+/// such a connection open).
 #[test]
 fn the_admin_listener_cuts_a_header_trickled_past_the_deadline() {
     use std::io::{Read, Write};
