@@ -62,16 +62,12 @@ pub fn serve(prefix: &str, method: &http::Method, path: &str) -> Option<Response
         ));
     }
     let found = ASSETS.iter().find(|a| a.name == name);
-    Some(match found {
+    let mut resp = match found {
         Some(a) => with_headers(
             Response::builder()
                 .status(200)
                 .header("content-type", a.content_type),
-            if method == http::Method::HEAD {
-                Vec::new()
-            } else {
-                a.body.to_vec()
-            },
+            a.body.to_vec(),
         ),
         None => with_headers(
             Response::builder()
@@ -80,7 +76,12 @@ pub fn serve(prefix: &str, method: &http::Method, path: &str) -> Option<Response
             br#"{"statusCode":404,"message":"no such file in the console","error":"Not Found"}"#
                 .to_vec(),
         ),
-    })
+    };
+    // HEAD: the headers of GET, Content-Length included, without the body.
+    if method == http::Method::HEAD {
+        resp.body_mut().clear();
+    }
+    Some(resp)
 }
 
 fn redirect(prefix: &str) -> Response<Vec<u8>> {
@@ -152,6 +153,11 @@ mod tests {
         let head = serve("/ui/", &Method::HEAD, "/ui/console.js").unwrap_or_default();
         assert_eq!(head.status(), 200);
         assert!(head.body().is_empty());
+        let get = serve("/ui/", &Method::GET, "/ui/console.js").unwrap_or_default();
+        assert_eq!(
+            head.headers()["content-length"],
+            get.body().len().to_string().as_str()
+        );
     }
 
     #[test]

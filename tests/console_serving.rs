@@ -17,6 +17,23 @@ fn admin_auth() -> String {
     format!("Bearer {ADMIN_KEY}")
 }
 
+/// Everything the server sends for a HEAD request before it closes.
+fn head_answer(base: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        conn,
+        "HEAD {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    let _ = conn.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn identity_count(base: &str) -> usize {
     let auth = admin_auth();
     let resp = http(
@@ -68,6 +85,16 @@ fn the_console_is_served_on_the_admin_listener_with_its_protections() {
         "GET /ui HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(status, 308);
+    let js = get(&format!("{}/ui/console.js", gw.admin_url())).body;
+    // HEAD: GET's headers, its length included, and nothing after them.
+    let head = head_answer(&gw.admin_url(), "/ui/console.js");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains(&format!("content-length: {}\r\n", js.len())),
+        "{head}"
+    );
+    assert!(head.ends_with("\r\n\r\n"), "a body after HEAD: {head}");
     let missing = get(&format!("{}/ui/nothing.js", gw.admin_url()));
     assert_eq!(missing.status, 404);
     assert_eq!(missing.header("content-security-policy"), Some(CSP));
