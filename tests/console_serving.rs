@@ -5,6 +5,8 @@
 //! before anything is done. The console itself is walked in a real browser
 //! by tests/console.rs.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;
