@@ -10,6 +10,7 @@
 //!   lockout), so that the console calls it on its own origin.
 //! - The operator console under `admin.console.path` (`console.rs`).
 
+use crate::access_log::{self, AccessRecord};
 use crate::api::{Api, ApiRequest, ApiResponse, Site};
 use crate::metrics::Metrics;
 use crate::proxy::policy::Policy;
@@ -84,6 +85,39 @@ impl AdminApp {
 impl AdminApp {
     /// A management API call, answered as the proxy listener answers it.
     async fn management(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let started = std::time::Instant::now();
+        let resp = self.management_answer(session).await;
+        let h = session.req_header();
+        let req_id = resp
+            .headers()
+            .get(crate::request_id::HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        // One access record per request, as on the proxy listener.
+        self.live.load().access_log.write(&AccessRecord {
+            time: access_log::now_rfc3339(),
+            log: "access",
+            req_id,
+            method: h.method.as_str(),
+            path: access_log::redact_target(h.raw_path()),
+            client_ip: client_ip(session).to_string(),
+            identity_id: None,
+            identity_name: None,
+            token_id: None,
+            project: None,
+            outcome: crate::metrics::Outcome::Management.label(),
+            reason: None,
+            status: resp.status().as_u16(),
+            upstream_status: None,
+            request_bytes: session.body_bytes_read(),
+            response_bytes: resp.body().len(),
+            duration_ms: access_log::millis(started.elapsed()),
+            upstream_ms: None,
+        });
+        resp
+    }
+
+    async fn management_answer(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req_id = crate::request_id::of_request(&session.req_header().headers);
         let client_ip = client_ip(session);
         // A locked-out address is refused before its body is waited for.

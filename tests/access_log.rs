@@ -266,3 +266,39 @@ fn a_writer_that_cannot_keep_up_drops_and_counts_without_slowing_requests() {
     assert!(dropped < 600.0, "{dropped}");
     drop(read_end);
 }
+
+#[test]
+fn management_calls_on_the_admin_listener_get_their_line_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    let upstream = Upstream::echo();
+    let gw = Gateway::start(with_access_file(
+        GatewayConfig::embedded_temp().upstream(&upstream.url()),
+        &path,
+    ));
+    let auth = format!("Bearer {ADMIN_KEY}");
+    http(
+        "GET",
+        &format!("{}/api/v1/identities?limit=5", gw.admin_url()),
+        &[("X-Request-Id", "al-admin-ok"), ("Authorization", &auth)],
+        None,
+    )
+    .expect_status(200);
+    http(
+        "GET",
+        &format!("{}/api/v1/identities", gw.admin_url()),
+        &[("X-Request-Id", "al-admin-401")],
+        None,
+    )
+    .expect_status(401);
+    let r = record_of(&path, "al-admin-ok");
+    assert_eq!(r["outcome"], "management");
+    assert_eq!(r["status"], 200);
+    assert_eq!(r["method"], "GET");
+    assert_eq!(r["path"], "/api/v1/identities?limit=5");
+    assert_eq!(r["clientIp"], "127.0.0.1");
+    let r = record_of(&path, "al-admin-401");
+    assert_eq!(r["status"], 401);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(!text.contains(ADMIN_KEY));
+}
