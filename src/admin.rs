@@ -59,10 +59,12 @@ impl AdminApp {
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         let req_id = crate::request_id::of_request(&h.headers);
-        if let Err(refused) =
-            self.api
-                .admin_key_attempt(authorization, client_ip(session), self.store.now(), &req_id)
-        {
+        if let Err(refused) = self.api.admin_key_attempt(
+            authorization,
+            self.client_ip(session),
+            self.store.now(),
+            &req_id,
+        ) {
             return json_reply(refused, &req_id);
         }
         match self.reloader.reload() {
@@ -83,6 +85,10 @@ impl AdminApp {
 }
 
 impl AdminApp {
+    fn client_ip(&self, session: &ServerSession) -> IpAddr {
+        client_ip(session, &self.live.load().cfg.trusted_proxies)
+    }
+
     /// A management API call, answered as the proxy listener answers it.
     async fn management(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let started = std::time::Instant::now();
@@ -100,7 +106,7 @@ impl AdminApp {
             req_id,
             method: h.method.as_str(),
             path: access_log::redact_target(h.raw_path()),
-            client_ip: client_ip(session).to_string(),
+            client_ip: self.client_ip(session).to_string(),
             identity_id: None,
             identity_name: None,
             token_id: None,
@@ -119,7 +125,7 @@ impl AdminApp {
 
     async fn management_answer(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req_id = crate::request_id::of_request(&session.req_header().headers);
-        let client_ip = client_ip(session);
+        let client_ip = self.client_ip(session);
         // A locked-out address is refused before its body is waited for.
         if let Some(resp) = self.api.locked_out(client_ip, self.store.now(), &req_id) {
             return json_reply(resp, &req_id);
@@ -166,13 +172,24 @@ impl AdminApp {
     }
 }
 
-/// The connecting address: the admin listener takes no forwarded headers.
-fn client_ip(session: &ServerSession) -> IpAddr {
-    session
+/// The client's address as the proxy listener finds it: the connecting
+/// address, or what a trusted proxy (`trusted_proxies`) says it forwarded
+/// for, so operators behind an ingress are locked out and audited each by
+/// their own address.
+fn client_ip(session: &ServerSession, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let peer = session
         .client_addr()
         .and_then(|a| a.as_inet())
         .map(|a| a.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let xff = session
+        .req_header()
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        // A value that is not text is garbage, which stops the walk.
+        .map(|v| v.to_str().unwrap_or("?"));
+    crate::proxy::client_ip::client_ip(peer, xff, trusted)
 }
 
 fn json_reply(resp: ApiResponse, req_id: &str) -> Response<Vec<u8>> {

@@ -253,3 +253,50 @@ fn a_cross_origin_refusal_does_not_count_towards_the_lockout() {
     }
     assert_eq!(identity_count(&gw.admin_url()), 0);
 }
+
+#[test]
+fn behind_a_trusted_proxy_each_operator_has_their_own_lockout_on_the_admin_listener() {
+    let upstream = Upstream::echo();
+    let gw = Gateway::start(
+        GatewayConfig::embedded_temp()
+            .upstream(&upstream.url())
+            .trusted_proxies(&["127.0.0.1/32"])
+            .admin_extra("lockout: {threshold: 2}\n"),
+    );
+    let url = format!("{}/api/v1/identities", gw.admin_url());
+    for _ in 0..3 {
+        let resp = http(
+            "GET",
+            &url,
+            &[
+                ("Authorization", "Bearer wrong-wrong-wrong"),
+                ("X-Forwarded-For", "192.0.2.7"),
+            ],
+            None,
+        );
+        assert!(resp.status == 401 || resp.status == 429, "{}", resp.body);
+    }
+    let auth = admin_auth();
+    let locked = http(
+        "GET",
+        &url,
+        &[("Authorization", &auth), ("X-Forwarded-For", "192.0.2.7")],
+        None,
+    );
+    assert_eq!(locked.status, 429, "{}", locked.body);
+    let other = http(
+        "GET",
+        &url,
+        &[("Authorization", &auth), ("X-Forwarded-For", "192.0.2.8")],
+        None,
+    );
+    assert_eq!(other.status, 200, "{}", other.body);
+    // /reload shares the same lockout and the same reading of the address.
+    let reload = http(
+        "POST",
+        &format!("{}/reload", gw.admin_url()),
+        &[("Authorization", &auth), ("X-Forwarded-For", "192.0.2.7")],
+        None,
+    );
+    assert_eq!(reload.status, 429, "{}", reload.body);
+}
