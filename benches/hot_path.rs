@@ -50,15 +50,15 @@ fn bench(c: &mut Criterion) {
     let ip: IpAddr = "10.1.2.3".parse().unwrap();
     c.bench_function("auth_decide", |b| {
         b.iter(|| {
-            auth::decide(
-                Some(&rec),
-                Some(&identity),
-                black_box(&hash),
-                ip,
-                2_000,
-                auth::Needs::ANY,
-                None,
-            )
+            auth::decide(auth::Facts {
+                token: Some(&rec),
+                identity: Some(&identity),
+                presented: black_box(&hash),
+                client_ip: ip,
+                now: 2_000,
+                needs: auth::Needs::ANY,
+                project: auth::Project::NotNamed,
+            })
         })
     });
 

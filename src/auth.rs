@@ -161,18 +161,43 @@ pub fn any_role(wanted: &str, held: &str) -> bool {
         .any(|w| !w.is_empty() && held.split(',').any(|h| h == w))
 }
 
-/// The whole decision for one request, with the roles it `needs`. `project` is `None` when the request names no
-/// project, else the identity's membership there (if any).
-/// On `Ok` the caller must count the use in the same atomic step.
-pub fn decide(
-    token: Option<&TokenRecord>,
-    identity: Option<&Identity>,
-    presented: &SecretHash,
-    client_ip: IpAddr,
-    now: Millis,
-    needs: Needs<'_>,
-    project: Option<Option<&Membership>>,
-) -> Result<Grant, Deny> {
+/// Where a request stands with a project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Project<'a> {
+    /// The request names no project.
+    NotNamed,
+    /// It names one: the identity's membership there, `None` for none.
+    Named(Option<&'a Membership>),
+}
+
+/// Everything one decision looks at.
+#[derive(Clone, Copy)]
+pub struct Facts<'a> {
+    /// The token record the presented token names, if the store has it.
+    pub token: Option<&'a TokenRecord>,
+    /// The identity the token belongs to, if the store has it.
+    pub identity: Option<&'a Identity>,
+    /// The hash of the secret the client presented.
+    pub presented: &'a SecretHash,
+    pub client_ip: IpAddr,
+    pub now: Millis,
+    /// The roles the request needs.
+    pub needs: Needs<'a>,
+    pub project: Project<'a>,
+}
+
+/// The whole decision for one request. On `Ok` the caller must count the
+/// use in the same atomic step.
+pub fn decide(facts: Facts<'_>) -> Result<Grant, Deny> {
+    let Facts {
+        token,
+        identity,
+        presented,
+        client_ip,
+        now,
+        needs,
+        project,
+    } = facts;
     let (Some(token), Some(identity)) = (token, identity) else {
         return Err(Deny::UnknownToken);
     };
@@ -181,8 +206,8 @@ pub fn decide(
         return Err(Deny::OrgRoleNotAllowed);
     }
     let project_roles = match project {
-        None => None,
-        Some(m) => Some(
+        Project::NotNamed => None,
+        Project::Named(m) => Some(
             m.and_then(|m| m.active_roles(now))
                 .ok_or(Deny::NoProjectAccess)?,
         ),
@@ -247,16 +272,26 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// The facts of a request with token `t` of identity `id`, the right
+    /// secret, from 1.1.1.1 now, needing nothing and naming no project.
+    fn facts<'a>(t: &'a TokenRecord, id: &'a Identity) -> Facts<'a> {
+        Facts {
+            token: Some(t),
+            identity: Some(id),
+            presented: &HASH,
+            client_ip: ip("1.1.1.1"),
+            now: NOW,
+            needs: Needs::ANY,
+            project: Project::NotNamed,
+        }
+    }
+
     fn run(t: &TokenRecord, client: &str, now: Millis) -> Result<Grant, Deny> {
-        decide(
-            Some(t),
-            Some(&identity()),
-            &HASH,
-            ip(client),
+        decide(Facts {
+            client_ip: ip(client),
             now,
-            Needs::ANY,
-            None,
-        )
+            ..facts(t, &identity())
+        })
     }
 
     #[test]
@@ -271,35 +306,24 @@ mod tests {
 
     #[test]
     fn unknown_wrong_secret_or_missing_identity() {
-        let t = token();
-        assert_eq!(
-            decide(
-                Some(&t),
-                Some(&identity()),
-                &[8; 32],
-                ip("1.1.1.1"),
-                NOW,
-                Needs::ANY,
-                None
-            ),
-            Err(Deny::UnknownToken)
-        );
-        assert_eq!(
-            decide(
-                None,
-                Some(&identity()),
-                &HASH,
-                ip("1.1.1.1"),
-                NOW,
-                Needs::ANY,
-                None
-            ),
-            Err(Deny::UnknownToken)
-        );
-        assert_eq!(
-            decide(Some(&t), None, &HASH, ip("1.1.1.1"), NOW, Needs::ANY, None),
-            Err(Deny::UnknownToken)
-        );
+        let (t, id) = (token(), identity());
+        let base = facts(&t, &id);
+        for f in [
+            Facts {
+                presented: &[8; 32],
+                ..base
+            },
+            Facts {
+                token: None,
+                ..base
+            },
+            Facts {
+                identity: None,
+                ..base
+            },
+        ] {
+            assert_eq!(decide(f), Err(Deny::UnknownToken));
+        }
     }
 
     #[test]
@@ -396,15 +420,10 @@ mod tests {
             updated_at: 0,
         };
         let d = |m: Option<&Membership>| {
-            decide(
-                Some(&t),
-                Some(&id),
-                &HASH,
-                ip("1.1.1.1"),
-                NOW,
-                Needs::ANY,
-                Some(m),
-            )
+            decide(Facts {
+                project: Project::Named(m),
+                ..facts(&t, &id)
+            })
         };
         assert_eq!(
             d(Some(&m)).unwrap().project_roles.as_deref(),
@@ -439,32 +458,28 @@ mod tests {
             created_at: 0,
             updated_at: 0,
         };
-        let d = |org, project, membership: Option<Option<&Membership>>| {
-            decide(
-                Some(&t),
-                Some(&id),
-                &HASH,
-                ip("1.1.1.1"),
-                NOW,
-                Needs {
+        let d = |org, project, membership: Project<'_>| {
+            decide(Facts {
+                needs: Needs {
                     org_role: org,
                     project_role: project,
                 },
-                membership,
-            )
+                project: membership,
+                ..facts(&t, &id)
+            })
         };
-        assert!(d(Some("admin,member"), None, None).is_ok());
+        assert!(d(Some("admin,member"), None, Project::NotNamed).is_ok());
         assert_eq!(
-            d(Some("admin,mem"), None, None),
+            d(Some("admin,mem"), None, Project::NotNamed),
             Err(Deny::OrgRoleNotAllowed)
         );
-        assert!(d(None, Some("admin,viewer"), Some(Some(&m))).is_ok());
+        assert!(d(None, Some("admin,viewer"), Project::Named(Some(&m))).is_ok());
         assert_eq!(
-            d(None, Some("admin"), Some(Some(&m))),
+            d(None, Some("admin"), Project::Named(Some(&m))),
             Err(Deny::ProjectRoleNotAllowed)
         );
         assert_eq!(
-            d(None, Some("viewer"), None),
+            d(None, Some("viewer"), Project::NotNamed),
             Err(Deny::ProjectRoleNotAllowed)
         );
         assert_eq!(Deny::ProjectRoleNotAllowed.status(), 403);
@@ -473,37 +488,27 @@ mod tests {
 
     #[test]
     fn required_org_role() {
-        let t = token();
+        let (t, id) = (token(), identity());
         let d = |role| {
-            decide(
-                Some(&t),
-                Some(&identity()),
-                &HASH,
-                ip("1.1.1.1"),
-                NOW,
-                Needs {
+            decide(Facts {
+                needs: Needs {
                     org_role: role,
                     project_role: None,
                 },
-                None,
-            )
+                ..facts(&t, &id)
+            })
         };
         assert_eq!(d(Some("admin")), Err(Deny::OrgRoleNotAllowed));
         assert!(d(Some("member")).is_ok());
         let mut expired = token();
         expired.ttl = 1;
-        let e = decide(
-            Some(&expired),
-            Some(&identity()),
-            &HASH,
-            ip("1.1.1.1"),
-            NOW,
-            Needs {
+        let e = decide(Facts {
+            needs: Needs {
                 org_role: Some("admin"),
                 project_role: None,
             },
-            None,
-        );
+            ..facts(&expired, &id)
+        });
         assert_eq!(e, Err(Deny::Expired), "token validity is checked first");
     }
 

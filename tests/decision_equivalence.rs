@@ -535,22 +535,20 @@ fn rand_secret() -> [u8; 32] {
 /// What `auth::decide` answers on the generated records themselves.
 fn expected(b: &Built) -> AuthOutcome {
     let token = (b.presented.token_id == b.token.id).then_some(&b.token);
-    let project = b.project.map(|p| {
-        if p == PROJECT {
-            b.membership.as_ref()
-        } else {
-            None
-        }
-    });
-    auth::decide(
+    let project = match b.project {
+        None => auth::Project::NotNamed,
+        Some(p) if p == PROJECT => auth::Project::Named(b.membership.as_ref()),
+        Some(_) => auth::Project::Named(None),
+    };
+    auth::decide(auth::Facts {
         token,
-        Some(&b.identity),
-        &b.presented.secret_hash(),
-        b.client,
-        b.now,
-        b.needs,
+        identity: Some(&b.identity),
+        presented: &b.presented.secret_hash(),
+        client_ip: b.client,
+        now: b.now,
+        needs: b.needs,
         project,
-    )
+    })
 }
 
 /// Writes the case's records through the `Store` trait.

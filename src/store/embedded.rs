@@ -25,7 +25,7 @@ use super::{
     AuthOutcome, AuthRequest, Deletion, MembershipWrite, OwnerChange, Page, PutMode, Store,
     StoreError,
 };
-use crate::auth::{self, Deny};
+use crate::auth::{self, Deny, Facts, Project};
 use crate::model::{Identity, Membership, Millis, TokenAuthConfig, TokenRecord};
 use crate::rate_limit::{self, Bucket, Verdict};
 use crate::token::Id;
@@ -432,18 +432,19 @@ impl Drop for EmbeddedStore {
 /// caller counts the use under the same lock.
 fn admit(st: &mut State, req: &AuthRequest<'_>) -> AuthOutcome {
     let (tid, iid) = (req.token.token_id, req.token.identity_id);
-    let project = req
-        .project
-        .map(|p| st.memberships.get(&(p.to_string(), iid)));
-    let grant = auth::decide(
-        st.tokens.get(&tid).filter(|t| t.identity_id == iid),
-        st.identities.get(&iid),
-        &req.token.secret_hash(),
-        req.client_ip,
-        req.now,
-        req.needs,
+    let project = match req.project {
+        None => Project::NotNamed,
+        Some(p) => Project::Named(st.memberships.get(&(p.to_string(), iid))),
+    };
+    let grant = auth::decide(Facts {
+        token: st.tokens.get(&tid).filter(|t| t.identity_id == iid),
+        identity: st.identities.get(&iid),
+        presented: &req.token.secret_hash(),
+        client_ip: req.client_ip,
+        now: req.now,
+        needs: req.needs,
         project,
-    )?;
+    })?;
     let own = st.configs.get(&iid).and_then(|c| c.rate_limit);
     let Some((limit, from_route)) = own
         .map(|l| (l, false))

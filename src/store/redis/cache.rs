@@ -28,7 +28,7 @@
 //! The uses of unlimited tokens decided here are counted in `pending` and
 //! written to Redis in batches by the store (`RedisStore::write_uses`).
 
-use crate::auth::{self, Deny, Grant};
+use crate::auth::{self, Deny, Facts, Grant, Project};
 use crate::model::{Identity, Membership, Millis, TokenRecord};
 use crate::token::Id;
 use prometheus::{IntCounter, IntGauge};
@@ -166,19 +166,21 @@ impl NearCache {
                 return None;
             }
             let token = entry.tokens.get(&q.token)?;
-            let membership = match q.project {
-                None => None,
-                Some(p) => Some(Some(entry.memberships.get(p)?)),
+            // A membership the entry does not hold is not known to be
+            // absent: the store decides that one.
+            let project = match q.project {
+                None => Project::NotNamed,
+                Some(p) => Project::Named(Some(entry.memberships.get(p)?)),
             };
-            auth::decide(
-                Some(token),
-                Some(&entry.identity),
-                q.presented,
-                q.client_ip,
-                q.now,
-                q.needs,
-                membership,
-            )
+            auth::decide(Facts {
+                token: Some(token),
+                identity: Some(&entry.identity),
+                presented: q.presented,
+                client_ip: q.client_ip,
+                now: q.now,
+                needs: q.needs,
+                project,
+            })
         };
         if outcome.is_ok() {
             self.count_use(q.token, q.identity, q.now);
