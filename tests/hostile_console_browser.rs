@@ -250,3 +250,56 @@ mod browser {
         );
     }
 }
+
+/// README ("Configuration"): "an HTTP/1.0 connection without keep-alive is
+/// closed after its answer", and the admin listener now runs on the same
+/// connection guard. The proxy listener closes it at once; the admin
+/// listener answers (as HTTP/1.1, no `Connection: close`) and keeps the
+/// connection open, so a 1.0 client reading to EOF hangs and each such
+/// probe holds one of the listener's 1024 connections until the keep-alive
+/// timeout.
+#[test]
+fn the_admin_listener_closes_an_http_1_0_connection_after_its_answer() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let upstream = Upstream::echo();
+    let gw = Gateway::start(GatewayConfig::embedded_temp().upstream(&upstream.url()));
+    let addr: std::net::SocketAddr = gw
+        .admin_url()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").unwrap();
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut eof = false;
+    // Bounded: 3 s.
+    while started.elapsed() < Duration::from_secs(3) {
+        match s.read(&mut buf) {
+            Ok(0) => {
+                eof = true;
+                break;
+            }
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => {
+                eof = true;
+                break;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.contains(" 200 "), "no answer: {text}");
+    assert!(
+        eof,
+        "the admin listener kept an HTTP/1.0 connection without keep-alive open for {:?} \
+         after answering: {text}",
+        started.elapsed()
+    );
+}
