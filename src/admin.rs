@@ -59,6 +59,14 @@ impl AdminApp {
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         let req_id = crate::request_id::of_request(&h.headers);
+        // A page of another origin may post a form here without asking.
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        if let Some(why) = Site::of_request(h, tls).refusal() {
+            let body = crate::error::error_json(403, &why, &req_id, None);
+            let mut resp = reply(403, "application/json", body);
+            insert_request_id(&mut resp, &req_id);
+            return resp;
+        }
         if let Err(refused) = self.api.admin_key_attempt(
             authorization,
             self.client_ip(session),
@@ -85,6 +93,40 @@ impl AdminApp {
 }
 
 impl AdminApp {
+    /// The console, the management API and `/reload` answer only under an
+    /// address, `localhost` or a name in `admin.allowed_hosts`, whoever
+    /// calls: a page rebound to this listener (DNS rebinding) sends neither
+    /// `Origin` nor `Sec-Fetch-Site` on a same-origin GET over http, so the
+    /// Host is all that tells it from the operator. Health, readiness,
+    /// metrics and the OpenAPI document, which need no credential and hold
+    /// none, answer under any name (probes and scrapers use many).
+    fn refused_host(&self, session: &ServerSession, path: &str) -> Option<Response<Vec<u8>>> {
+        let guarded = path == "/reload"
+            || Api::is_management_path(path)
+            || self
+                .console
+                .as_deref()
+                .is_some_and(|c| path.starts_with(c.trim_end_matches('/')));
+        if !guarded {
+            return None;
+        }
+        let h = session.req_header();
+        let authority = match h.headers.get(http::header::HOST) {
+            Some(host) => host.to_str().ok(),
+            None => h.uri.authority().map(|a| a.as_str()),
+        };
+        let why = crate::api::unlisted_host(authority, &self.live.load().cfg.allowed_hosts)?;
+        let req_id = crate::request_id::of_request(&h.headers);
+        let body = crate::error::error_json(403, &why, &req_id, None);
+        let mut resp = reply(403, "application/json", body);
+        insert_request_id(&mut resp, &req_id);
+        resp.headers_mut().insert(
+            "x-content-type-options",
+            http::HeaderValue::from_static("nosniff"),
+        );
+        Some(resp)
+    }
+
     fn client_ip(&self, session: &ServerSession) -> IpAddr {
         client_ip(session, &self.live.load().cfg.trusted_proxies)
     }
@@ -155,7 +197,7 @@ impl AdminApp {
             client_ip,
             now: self.store.now(),
             req_id: &req_id,
-            site: Site::of_request(h, tls).with_names(&p.cfg.browser_hosts),
+            site: Site::of_request(h, tls).with_names(&p.cfg.allowed_hosts),
         };
         let resp = self.api.handle(&req, &p.audit).await;
         let (route, method) = Api::operation(&req);
@@ -170,6 +212,19 @@ impl AdminApp {
         );
         json_reply(resp, &req_id)
     }
+}
+
+/// Whether the client asked for its connection to close after this answer.
+fn wants_close(h: &pingora::http::RequestHeader) -> bool {
+    let says = |word: &str| {
+        h.headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(word))
+    };
+    says("close") || (h.version <= http::Version::HTTP_10 && !says("keep-alive"))
 }
 
 /// The client's address as the proxy listener finds it: the connecting
@@ -221,7 +276,15 @@ fn reply(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        // Pingora's HTTP app keeps every connection alive; HTTP/1.0 without
+        // keep-alive, or `Connection: close`, asks for the opposite.
+        if wants_close(session.req_header()) {
+            session.set_keepalive(None);
+        }
         let path = session.req_header().uri.path().to_string();
+        if let Some(refused) = self.refused_host(session, &path) {
+            return refused;
+        }
         if let Some(prefix) = &self.console {
             let method = &session.req_header().method;
             if let Some(resp) = crate::console::serve(prefix, method, &path) {

@@ -58,7 +58,7 @@ use crate::lockout::{Lockout, LockoutConfig};
 use crate::model::Millis;
 use crate::store::Store;
 use caller::Caller;
-pub use origin::{Header, Site};
+pub use origin::{unlisted_host, Header, Site};
 use reply::ApiError;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -339,6 +339,19 @@ pub fn is_admin_key(hash: Option<&[u8; 32]>, authorization: Option<&str>) -> boo
     bool::from(subtle::ConstantTimeEq::ct_eq(&presented[..], &hash[..]))
 }
 
+/// Does this `Authorization` value present a credential at all?
+fn presents_credential(authorization: Option<&str>) -> bool {
+    authorization.is_some_and(|a| !a.trim().is_empty())
+}
+
+/// Renewal and self-revocation carry their token in the body.
+fn credential_in_body(req: &ApiRequest<'_>) -> bool {
+    matches!(
+        Route::parse(req.path),
+        Some(Route::Renew | Route::RevokeSelf)
+    )
+}
+
 /// Is `path` in one of the management API's namespaces, exactly as spelled?
 fn claims_path(path: &str) -> bool {
     let Some(rest) = path.strip_prefix("/api/v1/") else {
@@ -492,7 +505,9 @@ impl Api {
             self.lockout.succeeded(ip);
             return Ok(());
         }
-        if self.lockout.failed(ip, now) {
+        // No credential is no guess (a form posted by a page elsewhere
+        // cannot send one): refused, not counted.
+        if presents_credential(authorization) && self.lockout.failed(ip, now) {
             self.lockouts.inc();
             log::warn!("{req_id}: {ip} locked out after repeated failed authentication");
         }
@@ -531,8 +546,12 @@ impl Api {
             )
             .is_ok();
         }
-        // Only failed authentication counts (a 403 is an authenticated caller).
-        if resp.status == 401 {
+        // Only failed authentication counts (a 403 is an authenticated
+        // caller), and only when a credential was presented: no credential
+        // is no guess, and a page elsewhere can make a browser send such
+        // requests at will.
+        if resp.status == 401 && (presents_credential(req.authorization) || credential_in_body(req))
+        {
             if self.lockout.failed(req.client_ip, req.now) {
                 self.lockouts.inc();
                 log::warn!(

@@ -45,9 +45,9 @@ pub struct Config {
     /// `admin.console`: the path the operator console is served under on the
     /// admin listener (`console.rs`), or `None` when it is off.
     pub console: Option<String>,
-    /// `admin.browser_hosts`: host names (lowercase) a browser may call the
+    /// `admin.allowed_hosts`: host names (lowercase) a browser may call the
     /// management API by, besides IP addresses and `localhost`.
-    pub browser_hosts: Vec<String>,
+    pub allowed_hosts: Vec<String>,
     /// The default upstream: routes that name none send here.
     pub upstream: Upstream,
     /// Named upstreams (`upstreams`), for routes that name one.
@@ -453,7 +453,7 @@ struct AdminFile {
     #[serde(default)]
     console: ConsoleFile,
     #[serde(default)]
-    browser_hosts: Vec<String>,
+    allowed_hosts: Vec<String>,
 }
 
 /// `admin.console`: the operator console on the admin listener.
@@ -522,7 +522,7 @@ impl Default for AdminFile {
             tls: None,
             lockout: LockoutFile::default(),
             console: ConsoleFile::default(),
-            browser_hosts: Vec::new(),
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -1168,7 +1168,7 @@ fn validate(f: File) -> Result<Config, ConfigError> {
     let access_log = validate_access_log(&mut p, &f.access_log);
     let audit = validate_audit(&mut p, &f.audit);
     let console = validate_console(&mut p, &f.admin.console, admin_listen.is_some());
-    let browser_hosts = validate_browser_hosts(&mut p, &f.admin.browser_hosts);
+    let allowed_hosts = validate_allowed_hosts(&mut p, &f.admin.allowed_hosts);
 
     // A missing upstream or store always comes with a recorded problem.
     let (Some(upstream), Some(store), true) = (upstream, store, p.0.is_empty()) else {
@@ -1219,7 +1219,7 @@ fn validate(f: File) -> Result<Config, ConfigError> {
         },
         admin_key_file: f.admin.api_key_file.clone(),
         console,
-        browser_hosts,
+        allowed_hosts,
         upstream,
         upstreams,
         store,
@@ -1589,8 +1589,8 @@ fn validate_console(p: &mut Problems, f: &ConsoleFile, admin_listener: bool) -> 
     Some(path.to_string())
 }
 
-/// `admin.browser_hosts`: plain DNS names (an address needs no entry).
-fn validate_browser_hosts(p: &mut Problems, names: &[String]) -> Vec<String> {
+/// `admin.allowed_hosts`: plain DNS names (an address needs no entry).
+fn validate_allowed_hosts(p: &mut Problems, names: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     for (i, name) in names.iter().enumerate() {
         let n = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
@@ -1607,7 +1607,7 @@ fn validate_browser_hosts(p: &mut Problems, names: &[String]) -> Vec<String> {
             out.push(n);
         } else {
             p.add(
-                &format!("admin.browser_hosts[{i}]"),
+                &format!("admin.allowed_hosts[{i}]"),
                 format!("'{name}' is not a host name (no port, scheme or path)"),
             );
         }

@@ -662,7 +662,7 @@ impl Gateway {
             client_ip,
             now: self.store.now(),
             req_id: &req_id,
-            site: Site::of_request(h, tls).with_names(&p.cfg.browser_hosts),
+            site: Site::of_request(h, tls).with_names(&p.cfg.allowed_hosts),
         };
         let resp = self.api.handle(&req, &p.audit).await;
         let (route, method) = Api::operation(&req);

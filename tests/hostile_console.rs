@@ -21,7 +21,7 @@ fn port_of(url: &str) -> String {
 /// Were it answered, every wrong bearer it sent would count towards the
 /// lockout of the address the operator's browser shares (127.0.0.1),
 /// locking the operator out from a web page; a browser is answered only by
-/// address, `localhost` or a name in `admin.browser_hosts`.
+/// address, `localhost` or a name in `admin.allowed_hosts`.
 #[test]
 fn a_rebound_foreign_host_name_is_not_the_listener_s_origin() {
     let upstream = Upstream::echo();

@@ -61,7 +61,7 @@ fn a_cross_origin_form_post_to_reload_locks_the_operator_out() {
 /// the admin listener is same-origin to the browser, so its
 /// `fetch('/reload', {method: 'POST', headers: {Authorization: ...}})` is
 /// sent, and every wrong key counts against the operator's address, the
-/// very thing the API's host-name check (`admin.browser_hosts`) prevents.
+/// very thing the API's host-name check (`admin.allowed_hosts`) prevents.
 #[test]
 fn a_rebound_page_spends_the_lockout_through_reload() {
     let upstream = Upstream::echo();
@@ -99,7 +99,7 @@ fn a_rebound_page_spends_the_lockout_through_reload() {
 /// rebinding) for `fetch('/api/v1/identities', {headers: {Authorization}})`:
 /// an `http://` page of a name is not a secure context, so no
 /// `Sec-Fetch-Site`, and a same-origin GET carries no `Origin`. The
-/// host-name check (`admin.browser_hosts`) only looks at requests with one
+/// host-name check (`admin.allowed_hosts`) only looks at requests with one
 /// of those headers, so this one is judged on its credentials and every
 /// wrong key counts against the operator's address. (The rebinding test of
 /// tests/hostile_console.rs sends both headers, which Chromium does not.)

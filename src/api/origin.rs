@@ -43,8 +43,9 @@ pub struct Site<'a> {
     /// Whether the listener speaks TLS, so that `http://` pages of the same
     /// host and port are not taken for `https://` ones.
     pub tls: bool,
-    /// `admin.browser_hosts`: the host names, besides IP addresses and
-    /// `localhost`, a browser may call the API by.
+    /// `admin.allowed_hosts`: the host names, besides IP addresses and
+    /// `localhost`, a browser may call the API by (on the admin listener,
+    /// anyone: `admin.rs` checks every caller).
     pub names: &'a [String],
 }
 
@@ -60,7 +61,7 @@ impl<'a> Site<'a> {
         }
     }
 
-    /// The same, with the host names browsers may use (`admin.browser_hosts`).
+    /// The same, with the host names browsers may use (`admin.allowed_hosts`).
     pub fn with_names(self, names: &'a [String]) -> Self {
         Site { names, ..self }
     }
@@ -119,21 +120,31 @@ impl<'a> Site<'a> {
 impl Site<'_> {
     /// Why the request's host name is not one a browser may use.
     fn unexpected_name(&self) -> Option<String> {
-        let Some((host, _)) = self.host.and_then(authority) else {
-            return Some("a browser call needs a plain Host header".into());
-        };
-        let name = host.strip_suffix('.').unwrap_or(&host);
-        let expected = name.starts_with('[')
-            || name.parse::<std::net::Ipv4Addr>().is_ok()
-            || name == "localhost"
-            || self.names.iter().any(|n| n.eq_ignore_ascii_case(name));
-        (!expected).then(|| {
-            format!(
-                "a browser call by the host name {} is refused: add it to admin.browser_hosts",
-                printable(name)
-            )
-        })
+        unlisted_host(self.host, self.names)
     }
+}
+
+/// Why `host` (a request's authority) is not one management calls are
+/// answered under: the name must be an IP address, `localhost` or one of
+/// `names` (`admin.allowed_hosts`). A page of any other name can be served
+/// from the gateway's address by DNS rebinding, and its calls would then
+/// look like the operator's own.
+pub fn unlisted_host(host: Option<&str>, names: &[String]) -> Option<String> {
+    let Some((host, _)) = host.and_then(authority) else {
+        return Some("a plain Host header is needed".into());
+    };
+    let name = host.strip_suffix('.').unwrap_or(&host);
+    let expected = name.starts_with('[')
+        || name.parse::<std::net::Ipv4Addr>().is_ok()
+        || name == "localhost"
+        || names.iter().any(|n| n.eq_ignore_ascii_case(name));
+    (!expected).then(|| {
+        format!(
+            "the host name {} is not one this listener answers management calls under: \
+             add it to admin.allowed_hosts",
+            printable(name)
+        )
+    })
 }
 
 /// A header value as it can be shown in an error: bounded and visible
