@@ -1,7 +1,8 @@
 //! Findings of a hostile review of the operator console and the admin
 //! listener, with a real browser where the finding is the browser's
 //! (tests/console/hostile.py) and raw HTTP where it is the server's. Each
-//! test here fails until its finding is fixed.
+//! test failed before its fix and now keeps it fixed; the comments describe
+//! the attack as it worked then.
 
 #![allow(clippy::unwrap_used)]
 
