@@ -27,6 +27,51 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../ui/console.js"),
     },
     Asset {
+        name: "api.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../ui/api.js"),
+    },
+    Asset {
+        name: "dom.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../ui/dom.js"),
+    },
+    Asset {
+        name: "forms.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../ui/forms.js"),
+    },
+    Asset {
+        name: "ips.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../ui/ips.js"),
+    },
+    Asset {
+        name: "state.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../ui/state.js"),
+    },
+    Asset {
+        name: "identities.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../ui/identities.js"),
+    },
+    Asset {
+        name: "tokens.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../ui/tokens.js"),
+    },
+    Asset {
+        name: "memberships.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../ui/memberships.js"),
+    },
+    Asset {
+        name: "status.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../ui/status.js"),
+    },
+    Asset {
         name: "console.css",
         content_type: "text/css; charset=utf-8",
         body: include_bytes!("../ui/console.css"),
