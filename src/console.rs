@@ -206,6 +206,29 @@ mod tests {
     }
 
     #[test]
+    fn every_module_a_script_imports_is_served() {
+        let served: Vec<&str> = ASSETS.iter().map(|a| a.name).collect();
+        for a in ASSETS.iter().filter(|a| a.name.ends_with(".js")) {
+            let text = String::from_utf8_lossy(a.body);
+            for spec in text
+                .split(" from '")
+                .skip(1)
+                .filter_map(|s| s.split('\'').next())
+            {
+                // Relative, so the console works under any `admin.console.path`.
+                let name = spec.strip_prefix("./").unwrap_or(spec);
+                assert!(
+                    served.contains(&name),
+                    "{} imports {spec}, which is not served",
+                    a.name
+                );
+            }
+        }
+        let html = String::from_utf8_lossy(ASSETS[0].body);
+        assert!(html.contains(r#"<script type="module" src="console.js"></script>"#));
+    }
+
+    #[test]
     fn the_page_loads_nothing_inline() {
         let html = String::from_utf8_lossy(ASSETS[0].body).to_ascii_lowercase();
         assert!(!html.contains("<script>"), "an inline script");
