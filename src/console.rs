@@ -27,6 +27,51 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../ui/console.js"),
     },
     Asset {
+        name: "api.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../ui/api.js"),
+    },
+    Asset {
+        name: "dom.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../ui/dom.js"),
+    },
+    Asset {
+        name: "forms.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../ui/forms.js"),
+    },
+    Asset {
+        name: "ips.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../ui/ips.js"),
+    },
+    Asset {
+        name: "state.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../ui/state.js"),
+    },
+    Asset {
+        name: "identities.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../ui/identities.js"),
+    },
+    Asset {
+        name: "tokens.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../ui/tokens.js"),
+    },
+    Asset {
+        name: "memberships.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../ui/memberships.js"),
+    },
+    Asset {
+        name: "status.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../ui/status.js"),
+    },
+    Asset {
         name: "console.css",
         content_type: "text/css; charset=utf-8",
         body: include_bytes!("../ui/console.css"),
@@ -158,6 +203,29 @@ mod tests {
             head.headers()["content-length"],
             get.body().len().to_string().as_str()
         );
+    }
+
+    #[test]
+    fn every_module_a_script_imports_is_served() {
+        let served: Vec<&str> = ASSETS.iter().map(|a| a.name).collect();
+        for a in ASSETS.iter().filter(|a| a.name.ends_with(".js")) {
+            let text = String::from_utf8_lossy(a.body);
+            for spec in text
+                .split(" from '")
+                .skip(1)
+                .filter_map(|s| s.split('\'').next())
+            {
+                // Relative, so the console works under any `admin.console.path`.
+                let name = spec.strip_prefix("./").unwrap_or(spec);
+                assert!(
+                    served.contains(&name),
+                    "{} imports {spec}, which is not served",
+                    a.name
+                );
+            }
+        }
+        let html = String::from_utf8_lossy(ASSETS[0].body);
+        assert!(html.contains(r#"<script type="module" src="console.js"></script>"#));
     }
 
     #[test]

@@ -56,6 +56,15 @@ fn the_console_is_served_on_the_admin_listener_with_its_protections() {
     for (file, kind) in [
         ("", "text/html"),
         ("console.js", "text/javascript"),
+        ("api.js", "text/javascript"),
+        ("dom.js", "text/javascript"),
+        ("forms.js", "text/javascript"),
+        ("ips.js", "text/javascript"),
+        ("state.js", "text/javascript"),
+        ("identities.js", "text/javascript"),
+        ("tokens.js", "text/javascript"),
+        ("memberships.js", "text/javascript"),
+        ("status.js", "text/javascript"),
         ("console.css", "text/css"),
         ("favicon.svg", "image/svg+xml"),
     ] {

@@ -233,7 +233,8 @@ def through_gateway(token):
 
 def check_headers():
     step("the console's response headers")
-    for asset in ("", "console.js", "console.css", "favicon.svg"):
+    for asset in ("", "console.js", "api.js", "dom.js", "forms.js", "ips.js", "state.js", "identities.js", "tokens.js",
+                  "memberships.js", "status.js", "console.css", "favicon.svg"):
         status, headers, _ = http("GET", CONSOLE + asset)
         headers = {k.lower(): v for k, v in headers.items()}
         check(status == 200, f"GET {CONSOLE + asset}: {status}")
