@@ -109,6 +109,16 @@ export function signOut(message) {
   for (const id of ['identity-list', 'token-list', 'membership-list', 'outcome-list', 'member-identity']) {
     $(id).replaceChildren();
   }
+  // Nothing of the session stays in the page for whoever uses the tab next:
+  // every field back to its default, every text the session filled in back
+  // to the page's own (kept in data-session), every error message gone.
+  for (const form of document.querySelectorAll('form')) form.reset();
+  for (const el of document.querySelectorAll('input, textarea')) {
+    if (!el.form && el.type !== 'checkbox' && el.type !== 'radio') el.value = '';
+  }
+  for (const el of document.querySelectorAll('[data-session]')) el.textContent = el.dataset.session;
+  for (const el of document.querySelectorAll('[id$="-error"]')) el.textContent = '';
+  for (const el of document.querySelectorAll('[aria-invalid]')) el.removeAttribute('aria-invalid');
   $('project-panel').hidden = true;
   $('nav').hidden = true;
   announce(message || 'Signed out.', Boolean(message));
