@@ -17,6 +17,20 @@ export function setCredential(value) {
   credential = value;
 }
 
+/**
+ * How far the gateway's clock is ahead of this computer's, in ms, from the
+ * Date of its last answer, when they differ by more than 2 s: expiry and
+ * "ended" are decided
+ * by the gateway's clock, so a page on a skewed laptop must not show a live
+ * token as expired, or the reverse.
+ */
+let clockOffset = 0;
+
+/** Now, by the gateway's clock as last seen. */
+export function gatewayNow() {
+  return Date.now() + clockOffset;
+}
+
 export class ApiError extends Error {
   constructor(status, body) {
     super(body && typeof body.message === 'string' ? body.message : `the gateway answered ${status}`);
@@ -39,6 +53,14 @@ export async function api(method, path, body, opts) {
     resp = await fetch(path, init);
   } catch (e) {
     throw new ApiError(0, { message: 'the gateway did not answer (' + e.message + ')' });
+  }
+  const date = Date.parse(resp.headers.get('date') || '');
+  if (!Number.isNaN(date)) {
+    // Date is to the second (the gateway's time is within the next 1000
+    // ms): clocks that agree that closely are taken as agreeing, so what
+    // just started reads as started.
+    const skew = date + 500 - Date.now();
+    clockOffset = Math.abs(skew) > 2000 ? skew : 0;
   }
   const text = await resp.text();
   let data = null;

@@ -1,7 +1,7 @@
 //! A project's identity memberships: the project picked by id, its members with their roles
 //! (temporary ones with their window), adding an identity, changing a member's roles, removing one.
 
-import { ApiError, api, enc } from './api.js';
+import { ApiError, api, enc, gatewayNow } from './api.js';
 import { $, announce, button, h, selectValue, when } from './dom.js';
 import { check, onSubmit } from './forms.js';
 import { state } from './state.js';
@@ -50,7 +50,8 @@ function roleText(r) {
   const name = r.role === 'custom' && r.customRoleSlug ? r.customRoleSlug : r.role;
   if (!r.isTemporary) return name;
   const end = Date.parse(r.temporaryAccessEndTime);
-  const state_ = end <= Date.now() ? 'ended' : Date.parse(r.temporaryAccessStartTime) > Date.now() ? 'not started' : 'active';
+  const now = gatewayNow();
+  const state_ = end <= now ? 'ended' : Date.parse(r.temporaryAccessStartTime) > now ? 'not started' : 'active';
   return `${name}, temporary ${r.temporaryRange} from ${when(r.temporaryAccessStartTime)} to ${when(r.temporaryAccessEndTime)} (${state_})`;
 }
 

@@ -2,7 +2,7 @@
 //! expiry countdown and last use, ticking every second; rename and revoke; and creating one, with
 //! its secret shown once in a dialog that keeps it only until it closes.
 
-import { ApiError, api, enc } from './api.js';
+import { ApiError, api, enc, gatewayNow } from './api.js';
 import { go } from './console.js';
 import { $, announce, button, h, when } from './dom.js';
 import { onSubmit } from './forms.js';
@@ -17,6 +17,9 @@ export async function loadTokens() {
   const data = await api('GET',
     `/api/v1/auth/token-auth/identities/${enc(state.identity.id)}/tokens?offset=${offset}&limit=${limit}`);
   state.tokens.items = data.tokens;
+  // Counts and last uses move with every request: say when they were read.
+  $('tokens-as-of').textContent =
+    `Use counts as read at ${new Date(gatewayNow()).toLocaleTimeString()}; Refresh tokens for newer ones.`;
   renderTokens();
 }
 
@@ -64,7 +67,7 @@ function ago(iso, now) {
 
 function renderTokens() {
   const list = $('token-list');
-  const now = Date.now();
+  const now = gatewayNow();
   state.tokens.rows = [];
   const cards = state.tokens.items.map((t) => tokenCard(t, now));
   list.replaceChildren(...cards);
@@ -166,7 +169,7 @@ function tickRow(row, now) {
 
 export function tick() {
   if ($('view-tokens').hidden) return;
-  const now = Date.now();
+  const now = gatewayNow();
   for (const row of state.tokens.rows) tickRow(row, now);
 }
 

@@ -422,6 +422,8 @@ def use_and_watch(driver, secret):
     check("1 of 5" in row.text, f"the use count did not rise to 1 of 5: {row.text!r}")
     last = row.find_element(By.XPATH, ".//dt[normalize-space()='Last used']/following-sibling::dd[1]").text
     check(last != "never", "last used still reads never")
+    as_of = driver.find_element(By.ID, "tokens-as-of").text
+    check(as_of.startswith("Use counts as read at "), f"the list does not say when it was read: {as_of!r}")
     screenshot(driver, "tokens")
     fits_320(driver, "tokens")
 
