@@ -360,7 +360,10 @@ fn claims_path(path: &str) -> bool {
     if under(rest, "identities") || under(rest, "auth/token-auth") {
         return true;
     }
-    if rest == "auth/token/renew" || rest == "auth/token/revoke" {
+    // With what follows them too (`renew/`, `revoke/x`): a lenient upstream
+    // routes those to the same handlers, and they must not reach it as
+    // ordinary authenticated requests.
+    if under(rest, "auth/token/renew") || under(rest, "auth/token/revoke") {
         return true;
     }
     rest.strip_prefix("projects/")

@@ -36,6 +36,9 @@ fn management_paths() {
         "/%61pi/v1/identities",
         "/api/v1/Auth/Token-Auth/tokens/x",
         "/api/v1/identities.json",
+        "/api/v1/auth/token/renew/",
+        "/api/v1/auth/token/revoke/x",
+        "/API/v1/Auth/Token/Renew/",
     ] {
         assert!(Api::is_management_path(p), "{p}");
     }
@@ -44,6 +47,7 @@ fn management_paths() {
         "/api/v1/identitiesx",
         "/api/v1/auth/token-authx",
         "/api/v1/auth/token/renewal",
+        "/api/v1/auth/token",
         "/api/v1/auth/universal-auth/login",
         "/api/v1/projects/p1",
         "/api/v1/projects/p1/secrets",
