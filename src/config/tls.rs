@@ -39,7 +39,7 @@ pub(super) struct TlsFile {
     client_ca: Option<PathBuf>,
     /// Browsers and HTTP clients negotiate it on their own; off only for
     /// clients that mishandle it.
-    #[serde(default = "super::yes")]
+    #[serde(default = "super::file::yes")]
     h2: bool,
 }
 

@@ -1,8 +1,10 @@
-//! The `upstreams` section: named pools of addresses that routes send to,
-//! with their selection, health checks, passive ejection, DNS refresh,
-//! timeouts and TLS settings. Pure validation; `src/upstreams.rs` runs them.
+//! The `upstream` section (the default upstream) and `upstreams`: named pools
+//! of addresses that routes send to, with their selection, health checks,
+//! passive ejection, DNS refresh, timeouts and TLS settings. Pure
+//! validation; `src/upstreams.rs` runs them.
 
-use super::{validate_upstream, Problems, Upstream, UpstreamFile};
+use super::file::UpstreamFile;
+use super::{Problems, Upstream};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -60,6 +62,66 @@ struct HealthCheckFile {
     timeout_ms: Option<i64>,
     healthy_after: Option<i64>,
     unhealthy_after: Option<i64>,
+}
+
+pub(super) fn validate_upstream(p: &mut Problems, u: &UpstreamFile) -> Option<Upstream> {
+    let connect = p.range(
+        "upstream.connect_timeout_ms",
+        u.connect_timeout_ms,
+        1,
+        600_000,
+    );
+    let read = p.range("upstream.read_timeout_ms", u.read_timeout_ms, 1, 3_600_000);
+    let url = match url::Url::parse(&u.url) {
+        Ok(url) => url,
+        Err(e) => {
+            // What comes before an `@` (user info) is not shown: it may be a password.
+            let shown = match u.url.rsplit_once('@') {
+                Some((_, host)) => format!("[REDACTED]@{host}"),
+                None => u.url.clone(),
+            };
+            p.add("upstream.url", format!("'{shown}' is not a URL: {e}"));
+            return None;
+        }
+    };
+    let tls = match url.scheme() {
+        "http" => false,
+        "https" => true,
+        s => {
+            p.add("upstream.url", format!("scheme '{s}' is not http or https"));
+            return None;
+        }
+    };
+    let Some(host) = url
+        .host_str()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string())
+    else {
+        p.add("upstream.url", "has no host");
+        return None;
+    };
+    if url.path() != "/" || url.query().is_some() {
+        p.add(
+            "upstream.url",
+            "must not have a path or query (requests keep their own path)",
+        );
+    }
+    let port = url
+        .port_or_known_default()
+        .unwrap_or(if tls { 443 } else { 80 });
+    if u.ca_file.is_some() && !tls {
+        p.add("upstream.ca_file", "only applies to an https:// upstream");
+    }
+    let sni = u.sni.clone().unwrap_or_else(|| host.clone());
+    Some(Upstream {
+        tls,
+        host,
+        port,
+        sni,
+        tls_verify: u.tls_verify,
+        ca_file: u.ca_file.clone(),
+        connect_timeout_ms: connect,
+        read_timeout_ms: read,
+    })
 }
 
 /// A pool name: what routes refer to; `default` is the `upstream` section.
