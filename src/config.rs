@@ -365,6 +365,7 @@ fn validate(f: File) -> Result<Config, ConfigError> {
     let audit = logs::validate_audit(&mut p, &f.audit);
     let console = admin::validate_console(&mut p, &f.admin.console, admin_listen.is_some());
     let allowed_hosts = admin::validate_allowed_hosts(&mut p, &f.admin.allowed_hosts);
+    let lockout = admin::lockout(&mut p, &f.admin.lockout);
 
     // A missing upstream or store always comes with a recorded problem.
     let (Some(upstream), Some(store), true) = (upstream, store, p.0.is_empty()) else {
@@ -383,10 +384,7 @@ fn validate(f: File) -> Result<Config, ConfigError> {
         admin_listen,
         admin_tls,
         admin_key_env: f.admin.api_key_env.clone(),
-        // Checked after the problems were counted above, as it always has
-        // been: an out-of-range lockout value is clamped to its minimum
-        // rather than refused.
-        lockout: admin::lockout(&mut p, &f.admin.lockout),
+        lockout,
         admin_key_file: f.admin.api_key_file.clone(),
         console,
         allowed_hosts,

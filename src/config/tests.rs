@@ -431,3 +431,20 @@ fn duplicate_header_names_are_refused() {
     ));
     assert!(e.contains("headers"), "{e}");
 }
+
+/// These were once checked after the problems had been counted, so an
+/// out-of-range value passed and was clamped instead of refused.
+#[test]
+fn out_of_range_lockout_values_are_refused_with_their_key() {
+    for (yaml, key) in [
+        ("threshold: -5", "admin.lockout.threshold"),
+        ("window_seconds: 0", "admin.lockout.window_seconds"),
+        ("duration_seconds: 86401", "admin.lockout.duration_seconds"),
+    ] {
+        let e = errors(&format!(
+            "{MINIMAL}admin: {{listen: '127.0.0.1:9999', lockout: {{{yaml}}}}}\n"
+        ));
+        assert!(e.contains(key), "{yaml}: {e}");
+    }
+    assert!(parse(&format!("{MINIMAL}admin: {{lockout: {{threshold: 0}}}}\n")).is_ok());
+}
