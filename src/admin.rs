@@ -14,7 +14,7 @@ use crate::access_log::{self, AccessRecord};
 use crate::api::{Api, ApiRequest, ApiResponse, Site};
 use crate::metrics::Metrics;
 use crate::proxy::policy::Policy;
-use crate::proxy::{read_body, BodyRead, MAX_MANAGEMENT_BODY};
+use crate::proxy::{client_ip_of, is_tls, read_body, BodyRead, MAX_MANAGEMENT_BODY};
 use crate::reload::Reloader;
 use crate::store::Store;
 use arc_swap::ArcSwap;
@@ -23,7 +23,7 @@ use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use prometheus::Registry;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,12 +60,9 @@ impl AdminApp {
             .and_then(|v| v.to_str().ok());
         let req_id = crate::request_id::of_request(&h.headers);
         // A page of another origin may post a form here without asking.
-        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let tls = is_tls(session);
         if let Some(why) = Site::of_request(h, tls).refusal() {
-            let body = crate::error::error_json(403, &why, &req_id, None);
-            let mut resp = reply(403, "application/json", body);
-            insert_request_id(&mut resp, &req_id);
-            return resp;
+            return error_reply(403, &why, &req_id);
         }
         if let Err(refused) = self.api.admin_key_attempt(
             authorization,
@@ -111,15 +108,10 @@ impl AdminApp {
             return None;
         }
         let h = session.req_header();
-        let authority = match h.headers.get(http::header::HOST) {
-            Some(host) => host.to_str().ok(),
-            None => h.uri.authority().map(|a| a.as_str()),
-        };
+        let authority = crate::api::request_authority(h);
         let why = crate::api::unlisted_host(authority, &self.live.load().cfg.allowed_hosts)?;
         let req_id = crate::request_id::of_request(&h.headers);
-        let body = crate::error::error_json(403, &why, &req_id, None);
-        let mut resp = reply(403, "application/json", body);
-        insert_request_id(&mut resp, &req_id);
+        let mut resp = error_reply(403, &why, &req_id);
         resp.headers_mut().insert(
             "x-content-type-options",
             http::HeaderValue::from_static("nosniff"),
@@ -128,7 +120,7 @@ impl AdminApp {
     }
 
     fn client_ip(&self, session: &ServerSession) -> IpAddr {
-        client_ip(session, &self.live.load().cfg.trusted_proxies)
+        client_ip_of(session, &self.live.load().cfg.trusted_proxies)
     }
 
     /// A management API call, answered as the proxy listener answers it.
@@ -176,14 +168,9 @@ impl AdminApp {
         let deadline = Duration::from_secs(p.cfg.header_timeout_seconds);
         let body = match read_body(session, MAX_MANAGEMENT_BODY, deadline).await {
             BodyRead::Complete(body) => body,
-            BodyRead::Refused(status, why) => {
-                let body = crate::error::error_json(status, why, &req_id, None);
-                let mut resp = reply(status, "application/json", body);
-                insert_request_id(&mut resp, &req_id);
-                return resp;
-            }
+            BodyRead::Refused(status, why) => return error_reply(status, why, &req_id),
         };
-        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let tls = is_tls(session);
         let h = session.req_header();
         let req = ApiRequest {
             method: h.method.as_str(),
@@ -227,24 +214,12 @@ fn wants_close(h: &pingora::http::RequestHeader) -> bool {
     says("close") || (h.version <= http::Version::HTTP_10 && !says("keep-alive"))
 }
 
-/// The client's address as the proxy listener finds it: the connecting
-/// address, or what a trusted proxy (`trusted_proxies`) says it forwarded
-/// for, so operators behind an ingress are locked out and audited each by
-/// their own address.
-fn client_ip(session: &ServerSession, trusted: &[ipnet::IpNet]) -> IpAddr {
-    let peer = session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    let xff = session
-        .req_header()
-        .headers
-        .get_all("x-forwarded-for")
-        .iter()
-        // A value that is not text is garbage, which stops the walk.
-        .map(|v| v.to_str().unwrap_or("?"));
-    crate::proxy::client_ip::client_ip(peer, xff, trusted)
+/// A refusal in Infisical's error shape, with the request id.
+fn error_reply(status: u16, why: &str, req_id: &str) -> Response<Vec<u8>> {
+    let body = crate::error::error_json(status, why, req_id, None);
+    let mut resp = reply(status, "application/json", body);
+    insert_request_id(&mut resp, req_id);
+    resp
 }
 
 fn json_reply(resp: ApiResponse, req_id: &str) -> Response<Vec<u8>> {

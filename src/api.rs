@@ -58,7 +58,7 @@ use crate::lockout::{Lockout, LockoutConfig};
 use crate::model::Millis;
 use crate::store::Store;
 use caller::Caller;
-pub use origin::{unlisted_host, Header, Site};
+pub use origin::{request_authority, unlisted_host, Header, Site};
 use reply::ApiError;
 use serde_json::Value;
 use sha2::{Digest, Sha256};

@@ -182,13 +182,7 @@ impl Asked {
     /// The host routes by host match: `Host`, or HTTP/2's `:authority`.
     fn host<'a>(&'a self, session: &'a Session) -> Option<&'a str> {
         match self {
-            Asked::Itself(_) => {
-                let h = session.req_header();
-                h.headers
-                    .get(http::header::HOST)
-                    .and_then(|v| v.to_str().ok())
-                    .or_else(|| h.uri.authority().map(|a| a.as_str()))
-            }
+            Asked::Itself(_) => crate::api::request_authority(session.req_header()),
             Asked::Described { original, .. } => original.host.as_deref(),
         }
     }
@@ -308,19 +302,7 @@ impl Gateway {
     }
 
     fn client_ip(p: &Policy, session: &Session) -> IpAddr {
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip())
-            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let xff = session
-            .req_header()
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            // A value that is not text is garbage, which stops the walk (never skipped).
-            .map(|v| v.to_str().unwrap_or("?"));
-        client_ip::client_ip(peer, xff, &p.cfg.trusted_proxies)
+        client_ip_of(session, &p.cfg.trusted_proxies)
     }
 
     /// Reads the whole request body (`read_body`), keeping it for
@@ -648,7 +630,7 @@ impl Gateway {
             BodyRead::Complete(body) => body,
             BodyRead::Refused(status, why) => return self.reject(session, ctx, status, why).await,
         };
-        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let tls = is_tls(session);
         let h = session.req_header();
         let req = ApiRequest {
             method: h.method.as_str(),
@@ -714,6 +696,30 @@ impl Gateway {
         };
         p.access_log.write(&record);
     }
+}
+
+/// The client's address: the TCP peer, or what a trusted proxy says it
+/// forwarded for (`client_ip.rs`). The same on both listeners, so the
+/// lockout and the audit see one address per client.
+pub(crate) fn client_ip_of(session: &ServerSession, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let peer = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let xff = session
+        .req_header()
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        // A value that is not text is garbage, which stops the walk (never skipped).
+        .map(|v| v.to_str().unwrap_or("?"));
+    client_ip::client_ip(peer, xff, trusted)
+}
+
+/// Whether the connection is TLS (the browser-origin check needs the scheme).
+pub(crate) fn is_tls(session: &ServerSession) -> bool {
+    session.digest().is_some_and(|d| d.ssl_digest.is_some())
 }
 
 /// Reads the whole request body, at most `limit` bytes, within `deadline`:

@@ -69,11 +69,7 @@ impl<'a> Site<'a> {
     /// The site of a request: its headers, and its authority from `Host`
     /// or, for HTTP/2, `:authority`.
     pub fn of_request(parts: &'a http::request::Parts, tls: bool) -> Self {
-        let authority = match parts.headers.get(http::header::HOST) {
-            Some(host) => host.to_str().ok(),
-            None => parts.uri.authority().map(|a| a.as_str()),
-        };
-        Self::of(&parts.headers, authority, tls)
+        Self::of(&parts.headers, request_authority(parts), tls)
     }
 
     /// Why a browser call from this site is refused; None when it is served.
@@ -121,6 +117,14 @@ impl Site<'_> {
     /// Why the request's host name is not one a browser may use.
     fn unexpected_name(&self) -> Option<String> {
         unlisted_host(self.host, self.names)
+    }
+}
+
+/// A request's authority: `Host`, or HTTP/2's `:authority` without one.
+pub fn request_authority(parts: &http::request::Parts) -> Option<&str> {
+    match parts.headers.get(http::header::HOST) {
+        Some(host) => host.to_str().ok(),
+        None => parts.uri.authority().map(|a| a.as_str()),
     }
 }
 
