@@ -231,8 +231,59 @@ mod tests {
     #[test]
     fn the_page_loads_nothing_inline() {
         let html = String::from_utf8_lossy(ASSETS[0].body).to_ascii_lowercase();
-        assert!(!html.contains("<script>"), "an inline script");
+        // Every script tag, whatever its attributes, loads a file.
+        for tag in html.split("<script").skip(1) {
+            let open = tag.split('>').next().unwrap_or_default();
+            assert!(open.contains("src="), "an inline script: <script{open}>");
+        }
+        assert!(!html.contains("<style"), "an inline style sheet");
         assert!(!html.contains(" style="), "an inline style");
-        assert!(!html.contains(" onclick="), "an inline handler");
+        // Any event-handler attribute (` onclick=`, `\tonload=`, ...).
+        let bytes = html.as_bytes();
+        for (i, w) in bytes.windows(3).enumerate() {
+            if w[0].is_ascii_whitespace() && &w[1..] == b"on" {
+                let name: String = html[i + 1..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphabetic())
+                    .collect();
+                let after = html[i + 1 + name.len()..].trim_start();
+                assert!(
+                    name.len() <= 2 || !after.starts_with('='),
+                    "an inline handler: {name}"
+                );
+            }
+        }
+    }
+
+    /// The scripts build markup from nodes only: what the API returns
+    /// (names, ids, messages) is never parsed as HTML or run as code.
+    #[test]
+    fn no_script_parses_markup_or_code_from_strings() {
+        for a in ASSETS.iter().filter(|a| a.name.ends_with(".js")) {
+            // Code only: the modules' comments name what they avoid.
+            let js: String = String::from_utf8_lossy(a.body)
+                .lines()
+                .filter(|l| {
+                    let t = l.trim_start();
+                    !(t.starts_with("//") || t.starts_with("/*") || t.starts_with('*'))
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            for sink in [
+                "innerHTML",
+                "outerHTML",
+                "insertAdjacentHTML",
+                "document.write",
+                "eval(",
+                "new Function",
+                "setTimeout('",
+                "setInterval('",
+                "localStorage",
+                "sessionStorage",
+                "document.cookie",
+            ] {
+                assert!(!js.contains(sink), "{} uses {sink}", a.name);
+            }
+        }
     }
 }
