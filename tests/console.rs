@@ -13,11 +13,9 @@
 
 mod common;
 
-use common::process::{read_lossy, Proc};
 use common::*;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/console/walk.py");
@@ -37,85 +35,28 @@ const SCREENS: [&str; 6] = [
     "status",
 ];
 
-fn setup_help() -> String {
-    "Set it up with:\n\n    sudo apt-get install chromium chromium-driver\n    \
-     python3 -m venv .venv && .venv/bin/pip install 'selenium>=4.11'\n    \
-     export TOKENGATE_BROWSER_PYTHON=\"$PWD/.venv/bin/python\"\n\n\
-     or set TOKENGATE_SKIP_BROWSER=1 to skip the browser test on purpose."
-        .to_string()
-}
-
-/// The interpreter to run the walk with; None when the test is explicitly skipped.
-fn browser_python() -> Option<PathBuf> {
-    if std::env::var("TOKENGATE_SKIP_BROWSER").is_ok_and(|v| v == "1") {
-        eprintln!("TOKENGATE_SKIP_BROWSER=1: skipping the console's browser test");
-        return None;
-    }
-    let python = match std::env::var_os("TOKENGATE_BROWSER_PYTHON") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => panic!(
-            "TOKENGATE_BROWSER_PYTHON is not set: the console's browser test needs a Python \
-             interpreter with Selenium 4. {}",
-            setup_help()
-        ),
-    };
-    assert!(
-        python.is_file(),
-        "TOKENGATE_BROWSER_PYTHON={} is not a file. {}",
-        python.display(),
-        setup_help()
-    );
-    Some(python)
-}
-
 /// Runs walk.py against `gw`; panics with its output unless it exits 0.
 /// Returns what it created (`identityId`, `tokenId`, `accessToken`).
 fn walk(python: &Path, gw: &Gateway, project: &str, operator: &str, shots: &Path) -> Value {
     let dir = tempfile::tempdir().unwrap();
-    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
     let result = dir.path().join("result.json");
-    let mut cmd = Command::new(python);
-    cmd.arg(SCRIPT)
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("PYTHONUNBUFFERED", "1")
-        .env("TOKENGATE_CONSOLE_URL", format!("{}/ui/", gw.admin_url()))
-        .env("TOKENGATE_PROXY_URL", gw.url())
-        .env("TOKENGATE_ADMIN_KEY", ADMIN_KEY)
-        .env("TOKENGATE_PROJECT_ID", project)
-        .env("TOKENGATE_OPERATOR_TOKEN", operator)
-        .env("TOKENGATE_SCREENSHOTS", shots)
-        .env("TOKENGATE_RESULT", &result)
-        // The browser and urllib talk to loopback only.
-        .env("NO_PROXY", "*")
-        .env("no_proxy", "*");
-    for var in [
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-    ] {
-        cmd.env_remove(var);
-    }
-    let mut proc = Proc::spawn("console walk", &mut cmd, &out, &err);
-    let Some(status) = proc.wait_timeout(WALK_TIMEOUT) else {
-        proc.kill9();
-        panic!(
-            "the console walk did not finish within {WALK_TIMEOUT:?}\nstdout:\n{}\nstderr:\n{}",
-            read_lossy(&out),
-            read_lossy(&err)
-        );
-    };
-    assert!(
-        status.success(),
-        "the console walk failed ({status})\nstdout:\n{}\nstderr:\n{}\ngateway log:\n{}",
-        read_lossy(&out),
-        read_lossy(&err),
-        common::process::tail(&gw.log(), 40)
+    let (shots, result_path) = (shots.display().to_string(), result.display().to_string());
+    let out = common::browser::run(
+        python,
+        SCRIPT,
+        &[],
+        gw,
+        &[
+            ("TOKENGATE_PROXY_URL", &gw.url()),
+            ("TOKENGATE_PROJECT_ID", project),
+            ("TOKENGATE_OPERATOR_TOKEN", operator),
+            ("TOKENGATE_SCREENSHOTS", &shots),
+            ("TOKENGATE_RESULT", &result_path),
+        ],
+        WALK_TIMEOUT,
     );
-    eprintln!("{}", read_lossy(&out));
-    serde_json::from_str(&read_lossy(&result)).unwrap()
+    eprintln!("{out}");
+    serde_json::from_str(&common::process::read_lossy(&result)).unwrap()
 }
 
 fn is_png(path: &Path) -> bool {
@@ -124,7 +65,7 @@ fn is_png(path: &Path) -> bool {
 
 #[test]
 fn the_console_walks_an_operator_through_the_whole_workflow() {
-    let Some(python) = browser_python() else {
+    let Some(python) = common::browser::python() else {
         return;
     };
     let upstream = Upstream::echo();

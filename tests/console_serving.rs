@@ -15,10 +15,6 @@ use serde_json::Value;
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-fn admin_auth() -> String {
-    format!("Bearer {ADMIN_KEY}")
-}
-
 /// Everything the server sends for a HEAD request before it closes.
 fn head_answer(base: &str, path: &str) -> String {
     use std::io::{Read, Write};

@@ -10,14 +10,6 @@ mod common;
 
 use common::*;
 
-fn admin_auth() -> String {
-    format!("Bearer {ADMIN_KEY}")
-}
-
-fn port_of(url: &str) -> String {
-    url.rsplit(':').next().unwrap_or_default().to_string()
-}
-
 /// Any web page the operator visits can lock the operator out of the
 /// management API: a plain HTML form posting to `http://<admin>/reload`
 /// needs no preflight, carries no `Authorization`, and `/reload` counts it
@@ -43,18 +35,9 @@ fn a_cross_origin_form_post_to_reload_locks_the_operator_out() {
         let (status, _) = raw_http(&gw.admin_url(), &raw);
         assert_ne!(status, 200);
     }
-    let auth = admin_auth();
-    let own = http(
-        "GET",
-        &format!("{}/api/v1/identities", gw.admin_url()),
-        &[("Authorization", &auth)],
-        None,
-    );
-    assert_eq!(
-        own.status, 200,
-        "four cross-site form posts to /reload (no Authorization) locked the operator's \
-         address out of the management API: {} {}",
-        own.status, own.body
+    assert_operator_not_locked_out(
+        &gw,
+        "four cross-site form posts to /reload (no Authorization)",
     );
 }
 
@@ -82,18 +65,7 @@ fn a_rebound_page_spends_the_lockout_through_reload() {
         let (status, body) = raw_http(&gw.admin_url(), &raw);
         assert_ne!(status, 200, "{body}");
     }
-    let auth = admin_auth();
-    let own = http(
-        "GET",
-        &format!("{}/api/v1/identities", gw.admin_url()),
-        &[("Authorization", &auth)],
-        None,
-    );
-    assert_eq!(
-        own.status, 200,
-        "a page under a foreign host name locked the operator out via /reload: {} {}",
-        own.status, own.body
-    );
+    assert_operator_not_locked_out(&gw, "a page under a foreign host name posting to /reload");
 }
 
 /// What Chromium really sends from a page of a foreign name (DNS
@@ -123,89 +95,27 @@ fn a_rebound_page_s_get_without_browser_headers_spends_the_lockout() {
         );
         statuses.push(raw_http(&gw.admin_url(), &raw).0);
     }
-    let auth = admin_auth();
-    let own = http(
-        "GET",
-        &format!("{}/api/v1/identities", gw.admin_url()),
-        &[("Authorization", &auth)],
-        None,
-    );
-    assert_eq!(
-        own.status, 200,
-        "a page under a foreign host name (answered {statuses:?}) locked the operator out: {} {}",
-        own.status, own.body
+    assert_operator_not_locked_out(
+        &gw,
+        &format!("a page under a foreign host name (answered {statuses:?})"),
     );
 }
 
 // ---------------------------------------------------------------- in Chromium
 
 mod browser {
-    use super::common::process::{read_lossy, Proc};
+    use super::common::browser as harness;
     use super::common::*;
     use serde_json::json;
-    use std::path::PathBuf;
-    use std::process::Command;
+    use std::path::Path;
     use std::time::Duration;
 
     const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/console/hostile.py");
     const TIMEOUT: Duration = Duration::from_secs(120);
 
-    /// As tests/console.rs: `TOKENGATE_BROWSER_PYTHON`, or skipped with
-    /// `TOKENGATE_SKIP_BROWSER=1`.
-    fn python() -> Option<PathBuf> {
-        if std::env::var("TOKENGATE_SKIP_BROWSER").is_ok_and(|v| v == "1") {
-            return None;
-        }
-        let p = std::env::var_os("TOKENGATE_BROWSER_PYTHON")
-            .map(PathBuf::from)
-            .expect("TOKENGATE_BROWSER_PYTHON: a Python with Selenium 4 (see tests/console.rs)");
-        assert!(
-            p.is_file(),
-            "TOKENGATE_BROWSER_PYTHON={} is not a file",
-            p.display()
-        );
-        Some(p)
-    }
-
     /// Runs hostile.py CHECK against `gw`; panics with its findings unless it exits 0.
-    fn run(python: &PathBuf, gw: &Gateway, check: &str, envs: &[(&str, &str)]) {
-        let dir = tempfile::tempdir().unwrap();
-        let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
-        let mut cmd = Command::new(python);
-        cmd.arg(SCRIPT)
-            .arg(check)
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env("TOKENGATE_CONSOLE_URL", format!("{}/ui/", gw.admin_url()))
-            .env("TOKENGATE_ADMIN_KEY", ADMIN_KEY)
-            .env("NO_PROXY", "*")
-            .env("no_proxy", "*");
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        for var in [
-            "HTTP_PROXY",
-            "HTTPS_PROXY",
-            "ALL_PROXY",
-            "http_proxy",
-            "https_proxy",
-            "all_proxy",
-        ] {
-            cmd.env_remove(var);
-        }
-        let mut proc = Proc::spawn("hostile console check", &mut cmd, &out, &err);
-        let Some(status) = proc.wait_timeout(TIMEOUT) else {
-            proc.kill9();
-            panic!(
-                "hostile.py {check} did not finish within {TIMEOUT:?}\n{}",
-                read_lossy(&out)
-            );
-        };
-        assert!(
-            status.success(),
-            "hostile.py {check} ({status}):\n{}\nstderr:\n{}",
-            read_lossy(&out),
-            read_lossy(&err)
-        );
+    fn run(python: &Path, gw: &Gateway, check: &str, envs: &[(&str, &str)]) {
+        harness::run(python, SCRIPT, &[check], gw, envs, TIMEOUT);
     }
 
     /// DNS rebinding in Chromium (`--host-resolver-rules=MAP rebind.test
@@ -213,7 +123,9 @@ mod browser {
     /// (403) and must not lock the operator out.
     #[test]
     fn a_rebound_page_in_chromium_is_refused_and_locks_nobody_out() {
-        let Some(python) = python() else { return };
+        let Some(python) = harness::python() else {
+            return;
+        };
         let upstream = Upstream::echo();
         let gw = Gateway::start(
             GatewayConfig::embedded_temp()
@@ -228,7 +140,9 @@ mod browser {
     /// data in the page, for whoever uses the tab next.
     #[test]
     fn sign_out_leaves_nothing_of_the_session_in_the_page() {
-        let Some(python) = python() else { return };
+        let Some(python) = harness::python() else {
+            return;
+        };
         let upstream = Upstream::echo();
         let gw = Gateway::start(GatewayConfig::embedded_temp().upstream(&upstream.url()));
         let admin = gw.admin();

@@ -10,6 +10,7 @@
 #![allow(dead_code, unused_imports, unused_macros)]
 
 pub mod admin;
+pub mod browser;
 pub mod cluster;
 pub mod front;
 pub mod gateway;
@@ -39,6 +40,33 @@ use std::time::{Duration, Instant};
 
 /// Admin key handed to every gateway through `TOKENGATE_ADMIN_KEY`.
 pub const ADMIN_KEY: &str = "tg-test-admin-key-3f9c2a7e51d84b06";
+
+/// `Authorization` with the admin key.
+pub fn admin_auth() -> String {
+    format!("Bearer {ADMIN_KEY}")
+}
+
+/// The operator's own management call on the admin listener, from this
+/// address with the admin key: 200 unless something locked the address out.
+#[track_caller]
+pub fn assert_operator_not_locked_out(gw: &Gateway, after: &str) {
+    let own = http::http(
+        "GET",
+        &format!("{}/api/v1/identities", gw.admin_url()),
+        &[("Authorization", &admin_auth())],
+        None,
+    );
+    assert_eq!(
+        own.status, 200,
+        "{after} locked the operator's address out: {}",
+        own.body
+    );
+}
+
+/// The port of a base URL such as `http://127.0.0.1:P`.
+pub fn port_of(url: &str) -> String {
+    url.rsplit(':').next().unwrap_or_default().to_string()
+}
 
 /// Organization id used when the harness creates identities.
 pub const ORG_ID: &str = "org-test";
