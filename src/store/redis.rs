@@ -173,6 +173,22 @@ impl RedisStore {
         }
     }
 
+    /// How many ids a sorted-set index holds, and the page of them from
+    /// `offset` (the records they name are read by the caller).
+    async fn index_page(
+        &self,
+        index: &str,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(u64, Vec<Id>), StoreError> {
+        let total: u64 = self.query(redis::cmd("ZCARD").arg(index)).await?;
+        let (start, stop) = range(offset, limit);
+        let ids: Vec<String> = self
+            .query(redis::cmd("ZRANGE").arg(index).arg(start).arg(stop))
+            .await?;
+        Ok((total, ids.iter().filter_map(|s| Id::parse(s)).collect()))
+    }
+
     async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
         let mut c = self.conn().await?;
         cmd.query_async(&mut c).await.map_err(unavailable)
@@ -308,17 +324,9 @@ impl Store for RedisStore {
         limit: u64,
     ) -> Result<Page<Identity>, StoreError> {
         let index = org.map_or_else(|| IDENTITIES.to_string(), org_key);
-        let total: u64 = self.query(redis::cmd("ZCARD").arg(&index)).await?;
-        let ids: Vec<String> = self
-            .query(
-                redis::cmd("ZRANGE")
-                    .arg(&index)
-                    .arg(range(offset, limit).0)
-                    .arg(range(offset, limit).1),
-            )
-            .await?;
+        let (total, ids) = self.index_page(&index, offset, limit).await?;
         let mut items = Vec::with_capacity(ids.len());
-        for id in ids.iter().filter_map(|s| Id::parse(s)) {
+        for id in ids {
             if let Some(i) = self.get_identity(id).await? {
                 items.push(i);
             }

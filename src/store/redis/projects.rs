@@ -6,7 +6,7 @@
 use super::keys::*;
 use super::record::*;
 use super::scripts::{CLAIM_PROJECT, PUT_MEMBERSHIP, RESTORE_OWNER};
-use super::{range, RedisStore};
+use super::RedisStore;
 use crate::model::Membership;
 // The bodies call the trait's own methods (`get_membership`,
 // `delete_membership`, `project_owner`) as they did before the split.
@@ -152,17 +152,9 @@ impl RedisStore {
             Some(org) => project_org_key(project, org),
             None => project_key(project),
         };
-        let total: u64 = self.query(redis::cmd("ZCARD").arg(&index)).await?;
-        let ids: Vec<String> = self
-            .query(
-                redis::cmd("ZRANGE")
-                    .arg(&index)
-                    .arg(range(offset, limit).0)
-                    .arg(range(offset, limit).1),
-            )
-            .await?;
+        let (total, ids) = self.index_page(&index, offset, limit).await?;
         let mut items = Vec::with_capacity(ids.len());
-        for iid in ids.iter().filter_map(|s| Id::parse(s)) {
+        for iid in ids {
             if let Some(m) = self.get_membership(project, iid).await? {
                 items.push(m);
             }
