@@ -230,6 +230,10 @@ fn secret_at(b: &[u8], i: usize, secrets: &[String]) -> Option<Match> {
 /// the key may stand for itself or start an encoding, and the text may
 /// use either. The longest spelling wins, so the most is hidden.
 fn spelled_at(b: &[u8], i: usize, secret: &[u8]) -> Option<usize> {
+    // Every log line is scanned at every position: most fail on the first
+    // byte, and do so before anything is allocated.
+    let &first = secret.first()?;
+    readings(b, i, first).next()?;
     // The positions some reading of the secret's first bytes can end at;
     // each byte has at most four readings, and duplicates are dropped, so
     // this stays a handful of positions.
